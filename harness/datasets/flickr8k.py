@@ -1,0 +1,250 @@
+"""Flickr8k (Hodosh et al. 2013) from a local copy in the official layout.
+
+Layout (``Flickr8k_Dataset.zip`` + ``Flickr8k_text.zip`` unzipped into one folder)::
+
+    <root>/Flicker8k_Dataset/*.jpg            (sic; "Flickr8k_Dataset" is accepted too)
+    <root>/text/Flickr8k.token.txt            <image>.jpg#<n> TAB <caption>
+    <root>/text/Flickr_8k.{train,dev,test}Images.txt
+
+The text files may also sit in ``<root>/Flickr8k_text/`` or directly in ``<root>``.
+The root is ``<data_root>/flickr8k`` or ``<data_root>`` itself (``--data-root``, else the
+``VLBENCH_DATA`` environment variable), and finally the development copy at
+``<project root>/../shared/data/flickr8k`` when it exists.
+
+Captions keep the order (image order in the split file, caption ``#n``). Token-file
+problems never crash a load: stray lines (an entry in no split file whose name is not an
+image file name, like the known ``2258277193_586949ec62.jpg.1``), blank/malformed lines,
+empty captions and repeated ``(image, #n)`` entries (first kept) are skipped; undecodable
+bytes are replaced. Each kind is counted in ``info`` (over the whole token file) and
+reported in one warning naming the file and line numbers. Real images that no official
+split uses (91 of the 8091) are normal: counted in ``info["images_in_no_split"]``, no warning.
+
+Missing images: images are not opened here, only looked up in one listing of the image
+folder. For the training split (``PARTIAL_OK_SPLITS``) images absent from the folder are
+dropped with a warning and counted in ``info["dropped_missing_images"]``; the evaluation
+splits (dev, test) must be complete, since scores on a partial standard split are not
+comparable with anyone's, so a missing image there raises :class:`DatasetError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+from .base import (DatasetError, DatasetMeta, DatasetRequest, ImageSet, RetrievalData,
+                   TaskKind, fingerprint, restrict_retrieval, subset_indices)
+
+NAME = "flickr8k"
+SPLITS = ("train", "dev", "test")
+SPLIT_ALIASES = {"val": "dev", "validation": "dev"}
+PARTIAL_OK_SPLITS = frozenset({"train"})  # splits that may load with images missing
+TOKEN_FILE = "Flickr8k.token.txt"
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+IMAGE_DIRS = ("Flicker8k_Dataset", "Flickr8k_Dataset")
+TEXT_DIRS = ("text", "Flickr8k_text", ".")
+DEV_COPY = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / NAME
+HINT = ("point at a copy with --data-root PATH (a folder holding flickr8k/) "
+        "or the VLBENCH_DATA environment variable")
+
+
+def _text_places(root: Path, filename: str) -> list[Path]:
+    return [(root / d / filename) if d != "." else root / filename for d in TEXT_DIRS]
+
+
+def candidate_roots(data_root: str | os.PathLike | None) -> list[Path]:
+    """Ordered places a copy may be; the first holding a token file wins.
+
+    An explicit ``data_root`` is searched alone; without one, ``VLBENCH_DATA`` (if set) and
+    then the development copy (if it exists)."""
+    base = data_root if data_root is not None else (os.environ.get("VLBENCH_DATA") or None)
+    roots = [Path(base) / NAME, Path(base)] if base is not None else []
+    if data_root is None and DEV_COPY.exists():
+        roots.append(DEV_COPY.resolve())
+    return roots
+
+
+def find_root(data_root: str | os.PathLike | None) -> tuple[Path, Path]:
+    """Return (root, token file) or raise naming every place looked at."""
+    looked: list[Path] = []
+    for root in candidate_roots(data_root):
+        for place in _text_places(root, TOKEN_FILE):
+            looked.append(place)
+            if place.is_file():
+                return root, place
+    where = "\n  ".join(map(str, looked)) or "(no --data-root given, VLBENCH_DATA unset, no development copy)"
+    raise DatasetError(f"{NAME}: no copy found; looked for {TOKEN_FILE} in:\n  {where}\n{HINT}")
+
+
+def _first(places: list[Path], what: str) -> Path:
+    for p in places:
+        if p.exists():
+            return p
+    raise DatasetError(f"{NAME}: {what} not found; looked in: " + ", ".join(map(str, places)) + f"\n{HINT}")
+
+
+def _find_text(root: Path, filename: str) -> Path:
+    return _first(_text_places(root, filename), filename)
+
+
+def _read_split(path: Path) -> list[str]:
+    names = [ln.strip() for ln in path.read_text(encoding="utf-8", errors="replace").splitlines()]
+    return list(dict.fromkeys(n for n in names if n))  # order kept, repeats dropped
+
+
+def _lines(nums: list[int]) -> str:
+    return ", ".join(map(str, nums[:8])) + (" ..." if len(nums) > 8 else "")
+
+
+def read_tokens(blob: bytes, path: Path, known: set[str]) -> tuple[dict[str, dict[int, str]], dict[str, Any]]:
+    """Parse token-file bytes: {image: {n: caption}} for images in ``known``, plus counts."""
+    caps: dict[str, dict[int, str]] = {}
+    bad: dict[str, list[int]] = {"malformed": [], "encoding": [], "empty": [], "duplicate": [], "stray": []}
+    stray_names: dict[str, None] = {}
+    unsplit: dict[str, None] = {}
+    raw = blob.removeprefix(b"\xef\xbb\xbf").split(b"\n")
+    if raw and not raw[-1].strip():
+        raw.pop()  # the file's final newline
+    for no, rawline in enumerate(raw, 1):
+        try:
+            line = rawline.decode("utf-8")
+        except UnicodeDecodeError:
+            line = rawline.decode("utf-8", errors="replace")
+            bad["encoding"].append(no)
+        key, tab, caption = line.strip("\r\n").partition("\t")
+        image, hash_, n = key.strip().rpartition("#")
+        if not tab or not hash_ or not image or not n.strip().isdigit():
+            bad["malformed"].append(no)
+            continue
+        if image not in known:
+            if not image.lower().endswith(IMAGE_SUFFIXES):
+                bad["stray"].append(no)
+                stray_names[image] = None
+            else:
+                unsplit[image] = None
+            continue
+        caption = caption.strip()
+        if not caption:
+            bad["empty"].append(no)
+            continue
+        slot = caps.setdefault(image, {})
+        if int(n) in slot:
+            bad["duplicate"].append(no)
+            continue
+        slot[int(n)] = caption
+    what = {"malformed": "blank or malformed line(s) skipped", "encoding": "line(s) with non-UTF-8 bytes (replaced)",
+            "empty": "empty caption(s) skipped", "duplicate": "repeated (image, #n) entr(ies) skipped, first kept",
+            "stray": "stray line(s) naming no image file skipped (" + ", ".join(stray_names) + ")"}
+    for kind, nums in bad.items():
+        if nums:
+            warnings.warn(f"{NAME}: {len(nums)} {what[kind]} in {path}, line(s) {_lines(nums)}", stacklevel=3)
+    counts = {"dropped_malformed_lines": len(bad["malformed"]), "bad_encoding_lines": len(bad["encoding"]),
+              "dropped_empty_captions": len(bad["empty"]), "dropped_duplicate_captions": len(bad["duplicate"]),
+              "dropped_stray_lines": len(bad["stray"]), "stray_names": list(stray_names),
+              "images_in_no_split": len(unsplit)}
+    return caps, counts
+
+
+def _canonical(split: str) -> str:
+    s = SPLIT_ALIASES.get(split, split)
+    if s not in SPLITS:
+        raise DatasetError(f"{NAME} has no split {split!r}; splits: {', '.join(SPLITS)} (alias: val -> dev)")
+    return s
+
+
+def _scan(request: DatasetRequest) -> dict[str, Any]:
+    """Everything load() and describe() need, without applying the missing-image policy."""
+    split = _canonical(request.split)
+    root, token_path = find_root(request.data_root)
+    split_path = _find_text(root, f"Flickr_8k.{split}Images.txt")
+    names = _read_split(split_path)
+    known = set(names)
+    for other in set(SPLITS) - {split}:  # names in no split file we can find: unused or stray
+        with contextlib.suppress(DatasetError):
+            known.update(_read_split(_find_text(root, f"Flickr_8k.{other}Images.txt")))
+    image_dir = _first([root / d for d in IMAGE_DIRS], "image folder")
+    with os.scandir(image_dir) as it:
+        on_disk = {e.name for e in it}
+    blob = token_path.read_bytes()
+    caps, counts = read_tokens(blob, token_path, known)
+    return {"split": split, "root": root, "token_path": token_path, "split_path": split_path,
+            "token_sha256": hashlib.sha256(blob).hexdigest(),
+            "split_sha256": hashlib.sha256(split_path.read_bytes()).hexdigest(),
+            "image_dir": image_dir, "names": names, "on_disk": on_disk, "caps": caps, "counts": counts}
+
+
+def load(request: DatasetRequest) -> RetrievalData:
+    """Load one split as RetrievalData (lazy images); see the module docstring for the rules."""
+    if request.task is not TaskKind.RETRIEVAL:
+        raise DatasetError(f"{NAME} has only a retrieval view, not {request.task.value}")
+    s = _scan(request)
+    split, names, image_dir = s["split"], s["names"], s["image_dir"]
+    missing = [n for n in names if n not in s["on_disk"]]
+    if missing:
+        msg = (f"{NAME}/{split}: {len(missing)} of {len(names)} images are missing from {image_dir} "
+               f"(e.g. {', '.join(missing[:3])})")
+        if split not in PARTIAL_OK_SPLITS:
+            raise DatasetError(f"{msg}; the {split} split must be complete to give comparable scores. "
+                               f"Put the official Flickr8k_Dataset images there, or {HINT}")
+        if len(missing) == len(names):
+            raise DatasetError(f"{msg}; nothing left to load. Put the images there, or {HINT}")
+        warnings.warn(f"{msg}; they are dropped", stacklevel=2)
+    kept = [n for n in names if n in s["on_disk"]]
+    no_caps = [n for n in kept if not s["caps"].get(n)]
+    if no_caps:
+        warnings.warn(f"{NAME}/{split}: {len(no_caps)} image(s) have no caption and are dropped "
+                      f"(e.g. {', '.join(no_caps[:3])})", stacklevel=2)
+        kept = [n for n in kept if s["caps"].get(n)]
+    pairs = [(cap, i) for i, name in enumerate(kept) for _, cap in sorted(s["caps"][name].items())]
+    token_sha, split_sha = s["token_sha256"], s["split_sha256"]
+    info: dict[str, Any] = {
+        "root": str(s["root"]), "token_file": str(s["token_path"]), "token_sha256": token_sha,
+        "split_file": str(s["split_path"]), "split_sha256": split_sha,
+        "dropped_missing_images": len(missing), "dropped_images_without_captions": len(no_caps),
+        **s["counts"],
+    }
+    data = RetrievalData(name=NAME, split=split, images=ImageSet([image_dir / n for n in kept]),
+                         captions=[c for c, _ in pairs], caption_to_image=[i for _, i in pairs],
+                         fingerprint=fingerprint(NAME, split, token_sha, split_sha, len(kept)), info=info)
+    if request.limit is not None:
+        keep = subset_indices(len(kept), request.limit, request.seed)
+        if len(keep) < len(kept):
+            data = restrict_retrieval(data, keep)
+        data.info["subset"] = {"limit": request.limit, "seed": request.seed}
+    return data
+
+
+def describe(request: DatasetRequest) -> dict[str, Any]:
+    """Counts for ``vlbench data describe``: images listed/present/missing, captions, bad files."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        s = _scan(request)
+    names, on_disk, caps = s["names"], s["on_disk"], s["caps"]
+    present = [n for n in names if n in on_disk]
+    missing = [n for n in names if n not in on_disk]
+    empty_files = [n for n in present if (s["image_dir"] / n).stat().st_size == 0]
+    return {
+        "dataset": NAME, "split": s["split"], "root": str(s["root"]), "image_dir": str(s["image_dir"]),
+        "images_listed": len(names), "images_present": len(present), "images_missing": len(missing),
+        "missing_examples": missing[:5], "empty_image_files": empty_files[:20],
+        "captions": sum(len(caps.get(n, {})) for n in present),
+        "images_without_captions": sum(1 for n in names if not caps.get(n)),
+        **s["counts"],
+    }
+
+
+META = DatasetMeta(
+    name=NAME,
+    tasks=(TaskKind.RETRIEVAL,),
+    splits=SPLITS,
+    default_split="test",
+    loader=load,
+    description="Flickr8k (Hodosh et al. 2013), official splits, 5 captions per image",
+    license="Flickr terms of use; research only",
+    citation="M. Hodosh, P. Young, J. Hockenmaier. Framing Image Description as a Ranking Task. JAIR 47, 2013.",
+    source="local: official Flickr8k_Dataset + Flickr8k_text layout",
+    offline=False,
+)
