@@ -1,0 +1,200 @@
+"""Result records on disk -> one flat, typed pandas DataFrame (one row per run)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from harness.records import RecordError, ResultRecord
+
+from . import _values as _v
+
+
+class LeaderboardError(ValueError):
+    """A results directory or record the leaderboard cannot read; the message names it."""
+
+
+# Metric keys from DESIGN.md, in display order; recalls are percent.
+RETRIEVAL_METRICS = ["t2i_R@1", "t2i_R@5", "t2i_R@10", "i2t_R@1", "i2t_R@5", "i2t_R@10", "rsum"]
+RANK_METRICS = ["t2i_medr", "i2t_medr", "t2i_meanr", "i2t_meanr"]
+ZEROSHOT_METRICS = ["acc1", "acc5", "macro_f1", "balanced_acc"]
+METRIC_KEYS = RETRIEVAL_METRICS + RANK_METRICS + ZEROSHOT_METRICS
+
+# Timing stages from DESIGN.md; a record's other stages get their own ips_* column too.
+STAGES = ["image_encode", "text_encode", "scoring", "rerank"]
+
+_STRING = ["model", "family", "kind", "checkpoint", "dataset", "split", "dataset_fingerprint",
+           "task", "main_metric", "device", "device_name", "precision", "latency_stage",
+           "harness_version", "git_sha", "torch_version", "run_key", "path"]
+_INT = ["params", "n_images", "batch_size"]
+
+COLUMNS = [
+    "model", "family", "kind", "checkpoint", "params",
+    "dataset", "split", "dataset_fingerprint", "n_images",
+    "task", "main_metric", "main_value", *METRIC_KEYS,
+    "device", "device_name", "precision", "batch_size",
+    *[f"ips_{s}" for s in STAGES], "latency_stage", "latency_p50_ms", "latency_p90_ms",
+    "peak_rss_mb", "peak_device_mem_mb",
+    "harness_version", "git_sha", "torch_version",
+    "created_at", "runtime_s", "run_key", "path",
+]
+
+_ENV_KEYS = {
+    "harness_version": ("harness_version", "vlbench_version", "vlbench", "version"),
+    "git_sha": ("git_sha", "git_commit", "git"),
+    "torch_version": ("torch_version", "torch"),
+    "device_name": ("device_name", "gpu", "cuda_device"),
+}
+
+
+def load(results_dir: str | Path, history: bool = False) -> pd.DataFrame:
+    """Read every record under ``results_dir`` (recursively) into a DataFrame.
+
+    Files and folders whose name starts with '.' and files ending in '.tmp' are skipped
+    (in-flight atomic writes, caches). Any other ``*.json`` must be a valid record: a
+    malformed one raises LeaderboardError naming it. By default only the latest record
+    (by ``created_at``) of each ``run_key`` is kept; ``history=True`` keeps them all.
+    """
+    root = Path(results_dir)
+    if not root.exists():
+        raise LeaderboardError(f"results directory {str(root)!r} does not exist")
+    if not root.is_dir():
+        raise LeaderboardError(f"results directory {str(root)!r} is not a directory")
+    return records_to_frame(_read_records(root), history=history)
+
+
+def iter_record_paths(root: Path) -> list[Path]:
+    from harness.store import iter_record_files
+
+    return iter_record_files(root)
+
+
+def _read_records(root: Path) -> Iterable[tuple[ResultRecord, str]]:
+    for path in iter_record_paths(root):
+        origin = str(path)
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise LeaderboardError(f"{origin}: cannot read result record ({exc})") from exc
+        if not isinstance(raw, dict):
+            raise LeaderboardError(f"{origin}: result record must be a JSON object, "
+                                   f"got {type(raw).__name__}")
+        try:
+            yield ResultRecord.from_dict(raw, origin=origin), origin
+        except RecordError as exc:
+            raise LeaderboardError(str(exc)) from exc
+        except (TypeError, ValueError) as exc:
+            raise LeaderboardError(f"{origin}: malformed record ({exc})") from exc
+
+
+def records_to_frame(records: Iterable[ResultRecord | tuple[ResultRecord, str]],
+                     history: bool = False) -> pd.DataFrame:
+    """Flatten records (optionally paired with their origin path) into the typed frame."""
+    rows = []
+    for i, item in enumerate(records):
+        record, origin = item if isinstance(item, tuple) else (item, f"record #{i}")
+        try:
+            rows.append(_row(record, origin))
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            raise LeaderboardError(f"{origin}: malformed record ({exc})") from exc
+    extra_metrics = sorted({k for r in rows for k in r["_metrics"]} - set(METRIC_KEYS))
+    extra_stages = sorted({k for r in rows for k in r["_ips"]} - set(STAGES))
+    metric_col = {k: (f"metric_{k}" if k in COLUMNS else k) for k in extra_metrics}
+    stage_col = {s: f"ips_{s}" for s in extra_stages}
+    columns = list(COLUMNS)
+    at = columns.index(METRIC_KEYS[-1]) + 1
+    columns[at:at] = [metric_col[k] for k in extra_metrics]
+    at = columns.index(f"ips_{STAGES[-1]}") + 1
+    columns[at:at] = [stage_col[s] for s in extra_stages]
+
+    for r in rows:
+        metrics, ips = r.pop("_metrics"), r.pop("_ips")
+        for k, v in metrics.items():
+            r[metric_col.get(k, k)] = v
+        for s, v in ips.items():
+            r[f"ips_{s}"] = v
+    df = pd.DataFrame(rows, columns=columns)
+    df = _typed(df)
+    df = df.sort_values(["created_at", "path"], kind="stable")
+    if not history:
+        df = df.drop_duplicates("run_key", keep="last")
+    df = df.sort_values(["task", "dataset", "split", "model", "created_at"], kind="stable")
+    return df.reset_index(drop=True)
+
+
+def _typed(df: pd.DataFrame) -> pd.DataFrame:
+    out = {}
+    for col in df.columns:
+        if col in _STRING:
+            out[col] = df[col].astype("string")
+        elif col in _INT:
+            out[col] = pd.to_numeric(df[col]).astype("Int64")
+        elif col == "created_at":
+            out[col] = pd.to_datetime(df[col], utc=True).astype("datetime64[ns, UTC]")
+        else:
+            out[col] = pd.to_numeric(df[col]).astype("float64")
+    return pd.DataFrame(out, index=df.index)
+
+
+def _row(rec: ResultRecord, origin: str) -> dict[str, Any]:
+    text, num, count = _v.as_str, _v.as_float, _v.as_int
+    model, data = _v.as_mapping(rec.model, "model"), _v.as_mapping(rec.dataset, "dataset")
+    opts, env = _v.as_mapping(rec.options, "options"), _v.as_mapping(rec.environment, "environment")
+    metrics = {str(k): num(v, f"metrics[{k!r}]")
+               for k, v in _v.as_mapping(rec.metrics, "metrics").items()}
+    timings = _v.as_mapping(rec.timings, "timings")
+    memory = _v.as_mapping(rec.memory, "memory")
+    stage, latency = _main_latency(timings)
+    row = {
+        "model": text(model.get("name")), "family": text(model.get("family")),
+        "kind": text(model.get("kind")), "checkpoint": text(model.get("checkpoint")),
+        "params": count(model.get("params")),
+        "dataset": text(data.get("name")), "split": text(data.get("split")),
+        "dataset_fingerprint": text(_v.pick(data, "fingerprint", "revision")),
+        "n_images": count(_v.pick(data, "images", "n_images")),
+        "task": text(rec.task), "main_metric": text(rec.main_metric),
+        "main_value": metrics.get(rec.main_metric),
+        "device": text(opts.get("device")), "precision": text(opts.get("precision")),
+        "batch_size": count(opts.get("batch_size")),
+        "latency_stage": stage,
+        "latency_p50_ms": num(_v.pick(latency, "p50", "p50_ms"), "latency p50"),
+        "latency_p90_ms": num(_v.pick(latency, "p90", "p90_ms"), "latency p90"),
+        "peak_rss_mb": _peak(memory, timings, "peak_rss_mb"),
+        "peak_device_mem_mb": _peak(memory, timings, "peak_device_mem_mb"),
+        "created_at": _v.as_timestamp(rec.created_at),
+        "runtime_s": num(rec.runtime_s, "runtime_s"),
+        "run_key": text(rec.run_key), "path": origin,
+        "_metrics": metrics,
+        "_ips": {_v.slug(k): num(t.items_per_s, f"timings[{k!r}].items_per_s")
+                 for k, t in timings.items()},
+    }
+    for col, keys in _ENV_KEYS.items():
+        row[col] = text(_v.pick(env, *keys))
+    if not row["model"] or not row["run_key"]:
+        raise ValueError("model.name and run_key are required")
+    return row
+
+
+def _main_latency(timings: Mapping[str, Any]) -> tuple[str | None, Mapping[str, Any]]:
+    """Latency of the main encode stage: image encode if timed, else the longest timed stage."""
+    timed = {k: t for k, t in timings.items() if getattr(t, "latency_ms", None)}
+    for stage in STAGES:
+        for name, t in timed.items():
+            if _v.slug(name) == stage:
+                return name, t.latency_ms
+    if not timed:
+        return None, {}
+    name = max(timed, key=lambda k: timed[k].seconds or 0.0)
+    return name, timed[name].latency_ms
+
+
+def _peak(memory: Mapping[str, Any], timings: Mapping[str, Any], key: str) -> float | None:
+    if memory.get(key) is not None:
+        return _v.as_float(memory[key], f"memory[{key!r}]")
+    per_stage = [getattr(t, key, None) for t in timings.values()]
+    per_stage = [_v.as_float(v, key) for v in per_stage if v is not None]
+    return max(per_stage) if per_stage else None
