@@ -1,0 +1,295 @@
+"""Metrics: pure functions on torch tensors (no model code, no I/O).
+
+Conventions (DESIGN.md, "Conventions"): retrieval recall@k is the CLIP / CLIP_benchmark
+hit rate, ranks are 1-based ranks of the first correct item, and ties never count in the
+model's favour (a wrong item scoring equal to the correct one is ranked above it).
+Scoring streams over query chunks (and optionally gallery chunks), so no full
+queries x gallery matrix is ever held. Everything runs in float32 on the inputs' device.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+import torch
+
+__all__ = [
+    "MetricKey", "first_hit_ranks", "retrieval_ranks", "recall_from_ranks", "median_rank",
+    "retrieval_metrics", "pessimistic_predictions", "per_sample_correct",
+    "classification_metrics", "classification_metrics_from_preds",
+]
+
+
+class MetricKey(str, Enum):
+    """Metric keys of result records; the value is the exact string stored.
+
+    >>> MetricKey.T2I_R1.value, str(MetricKey.RSUM), MetricKey("acc5") is MetricKey.ACC5
+    ('t2i_R@1', 'rsum', True)
+    """
+
+    T2I_R1 = "t2i_R@1"
+    T2I_R5 = "t2i_R@5"
+    T2I_R10 = "t2i_R@10"
+    I2T_R1 = "i2t_R@1"
+    I2T_R5 = "i2t_R@5"
+    I2T_R10 = "i2t_R@10"
+    RSUM = "rsum"
+    T2I_MEDR = "t2i_medr"
+    I2T_MEDR = "i2t_medr"
+    T2I_MEANR = "t2i_meanr"
+    I2T_MEANR = "i2t_meanr"
+    ACC1 = "acc1"
+    ACC5 = "acc5"
+    MACRO_F1 = "macro_f1"
+    BALANCED_ACC = "balanced_acc"
+
+    def __str__(self) -> str:  # Python 3.11 changed str() of mixin enums; keep the value
+        return self.value
+
+
+# ----------------------------------------------------------------------------- retrieval
+
+def _spans(n: int, size: int | None) -> list[tuple[int, int]]:
+    size = n if not size or size >= n else size
+    return [(s, min(s + size, n)) for s in range(0, max(n, 1), max(size, 1))]
+
+
+def first_hit_ranks(query_emb: torch.Tensor, gallery_emb: torch.Tensor,
+                    query_labels: torch.Tensor, gallery_labels: torch.Tensor,
+                    chunk_size: int = 1024, gallery_chunk: int | None = None) -> torch.Tensor:
+    """1-based rank of the best-scoring correct gallery item for each query, pessimistic.
+
+    Gallery item ``j`` is correct for query ``i`` iff ``query_labels[i] == gallery_labels[j]``.
+    Score = dot product. With ``t`` = best correct score of a query, its rank is
+    ``1 + #(wrong items with score >= t)``: wrong items tied with ``t`` rank above it;
+    other correct items never count (``t`` is their maximum). Queries are processed
+    ``chunk_size`` at a time and the gallery ``gallery_chunk`` items at a time (None: whole
+    gallery); with several gallery chunks each block is scored twice (a max pass, then a
+    count pass) so the threshold and the counts come from bit-identical scores.
+    Every query needs at least one correct item (ValueError otherwise).
+
+    >>> q = torch.tensor([[1., 0.], [0., 1.]])
+    >>> g = torch.tensor([[1., 0.], [0., 1.], [0., 1.]])
+    >>> first_hit_ranks(q, g, torch.tensor([0, 1]), torch.tensor([0, 1, 2])).tolist()
+    [1, 2]
+    """
+    dev = query_emb.device
+    q, g = query_emb.float(), gallery_emb.to(dev).float()
+    ql, gl = query_labels.to(dev), gallery_labels.to(dev)
+    if q.shape[0] != ql.shape[0] or g.shape[0] != gl.shape[0]:
+        raise ValueError("labels must have one entry per embedding row")
+    if not (torch.isfinite(q).all() and torch.isfinite(g).all()):  # NaN compares False:
+        raise ValueError("embeddings contain NaN or inf")          # it would flatter ranks
+    gspans = _spans(g.shape[0], gallery_chunk)
+    ranks = torch.empty(q.shape[0], dtype=torch.long, device=dev)
+
+    def block(qs: slice, gs: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        scores = q[qs] @ g[gs[0]:gs[1]].T
+        return scores, ql[qs, None] == gl[None, gs[0]:gs[1]]
+
+    for q0, q1 in _spans(q.shape[0], chunk_size):
+        qs = slice(q0, q1)
+        cached = block(qs, gspans[0]) if len(gspans) == 1 else None
+        thr = torch.full((q1 - q0,), float("-inf"), device=dev)
+        for gs in gspans:
+            scores, pos = cached if cached is not None else block(qs, gs)
+            thr = torch.maximum(thr, scores.masked_fill(~pos, float("-inf")).amax(1))
+        if torch.isneginf(thr).any():
+            bad = q0 + int(torch.isneginf(thr).nonzero()[0])
+            raise ValueError(f"query {bad} has no correct gallery item")
+        count = torch.zeros(q1 - q0, dtype=torch.long, device=dev)
+        for gs in gspans:
+            scores, pos = cached if cached is not None else block(qs, gs)
+            count += ((scores >= thr[:, None]) & ~pos).sum(1)
+        ranks[qs] = count + 1
+    return ranks
+
+
+def retrieval_ranks(image_emb: torch.Tensor, text_emb: torch.Tensor,
+                    caption_to_image: torch.Tensor, chunk_size: int = 1024,
+                    gallery_chunk: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-query 1-based ranks ``(t2i_ranks (M,), i2t_ranks (N',))``, pessimistic on ties.
+
+    Text->image: every caption is a query over all N images (images without captions
+    stay in the gallery as distractors). Image->text: every image with >= 1 caption is a
+    query over all M captions (N' such images, in index order); its rank is that of its
+    best-ranked caption.
+
+    >>> img = torch.tensor([[1., 0.], [0., 1.], [.8, .6]])  # image 2 has no caption
+    >>> txt = torch.tensor([[1., 0.], [.6, .8], [.8, .6]])
+    >>> t2i, i2t = retrieval_ranks(img, txt, torch.tensor([0, 1, 1]))
+    >>> t2i.tolist(), i2t.tolist()
+    ([1, 2, 3], [1, 1])
+    """
+    c2i = caption_to_image.to(text_emb.device).long()
+    n = image_emb.shape[0]
+    if c2i.ndim != 1 or c2i.shape[0] != text_emb.shape[0] or c2i.shape[0] == 0:
+        raise ValueError("caption_to_image must be a non-empty (M,) tensor matching text_emb")
+    if int(c2i.min()) < 0 or int(c2i.max()) >= n:
+        raise ValueError(f"caption_to_image values must lie in [0, {n})")
+    image_ids = torch.arange(n, device=c2i.device)
+    t2i = first_hit_ranks(text_emb, image_emb, c2i, image_ids, chunk_size, gallery_chunk)
+    queried = torch.bincount(c2i, minlength=n).nonzero().squeeze(1)  # images with captions
+    i2t = first_hit_ranks(image_emb[queried.to(image_emb.device)], text_emb, queried, c2i,
+                          chunk_size, gallery_chunk)
+    return t2i, i2t
+
+
+def recall_from_ranks(ranks: torch.Tensor, k: int) -> float:
+    """Recall@k as a hit rate in percent: share of queries with rank <= k.
+
+    >>> recall_from_ranks(torch.tensor([1, 2, 7, 1]), 1)
+    50.0
+    """
+    return 100.0 * (ranks <= k).double().mean().item()
+
+
+def median_rank(ranks: torch.Tensor) -> float:
+    """Median rank, floored: ``floor(np.median(ranks))`` of 1-based ranks.
+
+    This equals VSE++/SCAN's ``np.floor(np.median(ranks0)) + 1`` on 0-based ranks, so an
+    even-length list averages its two middle values and rounds down.
+
+    >>> median_rank(torch.tensor([4, 1, 2, 9]))
+    3.0
+    """
+    s = ranks.sort().values
+    n = s.shape[0]
+    return float((int(s[(n - 1) // 2]) + int(s[n // 2])) // 2)
+
+
+def retrieval_metrics(image_emb: torch.Tensor, text_emb: torch.Tensor,
+                      caption_to_image: torch.Tensor, ks: tuple[int, ...] = (1, 5, 10),
+                      chunk_size: int = 1024,
+                      gallery_chunk: int | None = None) -> dict[MetricKey, float]:
+    """t2i/i2t R@k (percent), RSUM (sum of the reported recalls), median and mean rank.
+
+    ``ks`` must be among 1, 5, 10 (the record keys). Median: see :func:`median_rank`.
+
+    >>> img = torch.tensor([[1., 0.], [0., 1.], [.8, .6]])  # image 2 has no caption
+    >>> txt = torch.tensor([[1., 0.], [.6, .8], [.8, .6]])
+    >>> m = retrieval_metrics(img, txt, torch.tensor([0, 1, 1]), ks=(1,))
+    >>> round(m[MetricKey.T2I_R1], 2), m[MetricKey.I2T_R1], round(m[MetricKey.RSUM], 2)
+    (33.33, 100.0, 133.33)
+    >>> m[MetricKey.T2I_MEDR], m[MetricKey.T2I_MEANR], m[MetricKey.I2T_MEANR]
+    (2.0, 2.0, 1.0)
+    """
+    t2i, i2t = retrieval_ranks(image_emb, text_emb, caption_to_image, chunk_size,
+                               gallery_chunk)
+    return metrics_from_ranks(t2i, i2t, ks)
+
+
+def metrics_from_ranks(t2i: torch.Tensor, i2t: torch.Tensor,
+                       ks: tuple[int, ...] = (1, 5, 10)) -> dict[MetricKey, float]:
+    """The retrieval metrics from per-query first-hit ranks (what the tasks store, so the
+    leaderboard can bootstrap without re-running a model).
+
+    >>> m = metrics_from_ranks(torch.tensor([1, 2, 7]), torch.tensor([1, 1]), ks=(1, 5))
+    >>> round(m[MetricKey.T2I_R5], 2), m[MetricKey.I2T_R1], round(m[MetricKey.RSUM], 2)
+    (66.67, 100.0, 300.0)
+    """
+    out: dict[MetricKey, float] = {}
+    for name, ranks in (("t2i", t2i), ("i2t", i2t)):
+        for k in ks:
+            out[MetricKey(f"{name}_R@{k}")] = recall_from_ranks(ranks, k)
+        out[MetricKey(f"{name}_medr")] = median_rank(ranks)
+        out[MetricKey(f"{name}_meanr")] = ranks.double().mean().item()
+    out[MetricKey.RSUM] = sum(out[MetricKey(f"{d}_R@{k}")] for d in ("t2i", "i2t") for k in ks)
+    return out
+
+
+# ------------------------------------------------------------------------ classification
+
+def _check_labels(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    labels = labels.to(scores.device).long()
+    if scores.ndim != 2 or labels.shape != (scores.shape[0],):
+        raise ValueError("expected scores (N, C) and labels (N,)")
+    if torch.isnan(scores).any():  # NaN compares False and would flatter top-k hits
+        raise ValueError("scores contain NaN")
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= scores.shape[1]):
+        raise ValueError(f"labels must lie in [0, {scores.shape[1]})")
+    return labels
+
+
+def per_sample_correct(logits: torch.Tensor, labels: torch.Tensor, k: int = 1) -> torch.Tensor:
+    """Top-k hit per sample (BoolTensor (N,)), pessimistic on ties.
+
+    A sample hits iff fewer than k OTHER classes score >= its label's score; with
+    C < k every sample hits.
+
+    >>> s = torch.tensor([[.9, .1, .0], [.5, .5, .0], [.2, .3, .5]])
+    >>> per_sample_correct(s, torch.tensor([0, 0, 1])).tolist()
+    [True, False, False]
+    >>> per_sample_correct(s, torch.tensor([0, 0, 1]), k=2).tolist()
+    [True, True, True]
+    """
+    labels = _check_labels(logits, labels)
+    s = logits.float()
+    own = s.gather(1, labels[:, None])
+    others = (s >= own).sum(1) - 1  # the label column always satisfies >=; drop it
+    return others < k
+
+
+def pessimistic_predictions(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Argmax prediction where ties never favour the model.
+
+    Among the top-scoring classes, the lowest-index WRONG class is predicted when there
+    is one; the label only when it is the unique maximum. This keeps ``acc1`` equal to
+    the accuracy of these predictions (plain argmax would pick the lowest index and could
+    credit a tie to the model).
+
+    >>> s = torch.tensor([[.5, .5, .0], [.1, .7, .7], [.1, .8, .1]])
+    >>> pessimistic_predictions(s, torch.tensor([0, 2, 1])).tolist()
+    [1, 1, 1]
+    """
+    labels = _check_labels(logits, labels)
+    s = logits.float()
+    at_top_wrong = s == s.amax(1, keepdim=True)
+    at_top_wrong[torch.arange(s.shape[0], device=s.device), labels] = False
+    # argmax returns the first maximal index, i.e. the lowest tied wrong class
+    return torch.where(at_top_wrong.any(1), at_top_wrong.int().argmax(1), labels)
+
+
+def classification_metrics_from_preds(preds: torch.Tensor, labels: torch.Tensor,
+                                      num_classes: int | None = None) -> dict[MetricKey, float]:
+    """Macro-F1 and balanced accuracy (percent) from hard predictions.
+
+    Macro-F1 averages per-class F1 = 2TP / (2TP + FP + FN) over classes present in the
+    labels OR the predictions (sklearn's default label set; such a class always has a
+    defined F1, possibly 0). Balanced accuracy is the mean per-class recall over classes
+    present in the labels (sklearn's ``balanced_accuracy_score``).
+
+    >>> m = classification_metrics_from_preds(torch.tensor([0, 0, 1, 2]), torch.tensor([0, 1, 1, 1]))
+    >>> round(m[MetricKey.MACRO_F1], 4), round(m[MetricKey.BALANCED_ACC], 4)
+    (38.8889, 66.6667)
+    """
+    labels = labels.long()
+    preds = preds.to(labels.device).long()
+    c = num_classes or int(max(labels.max(), preds.max())) + 1
+    conf = torch.bincount(labels * c + preds, minlength=c * c).reshape(c, c).double()
+    tp, support, predicted = conf.diagonal(), conf.sum(1), conf.sum(0)
+    present = (support + predicted) > 0
+    f1 = 2 * tp[present] / (support + predicted)[present]
+    recall = tp[support > 0] / support[support > 0]
+    return {MetricKey.MACRO_F1: 100.0 * f1.mean().item(),
+            MetricKey.BALANCED_ACC: 100.0 * recall.mean().item()}
+
+
+def classification_metrics(logits: torch.Tensor, labels: torch.Tensor,
+                           ks: tuple[int, ...] = (1, 5)) -> dict[MetricKey, float]:
+    """Top-k accuracy (ks among 1, 5), macro-F1 and balanced accuracy, all in percent.
+
+    Top-k hits follow :func:`per_sample_correct`; the hard predictions behind macro-F1
+    and balanced accuracy follow :func:`pessimistic_predictions`, so ties never help.
+
+    >>> s = torch.tensor([[.9, .1, .0], [.5, .5, .0], [.2, .3, .5], [.1, .2, .7]])
+    >>> m = classification_metrics(s, torch.tensor([0, 0, 1, 2]))
+    >>> m[MetricKey.ACC1], m[MetricKey.ACC5], round(m[MetricKey.MACRO_F1], 4)
+    (50.0, 100.0, 44.4444)
+    """
+    labels = _check_labels(logits, labels)
+    out = {MetricKey(f"acc{k}"): 100.0 * per_sample_correct(logits, labels, k).double()
+           .mean().item() for k in ks}
+    preds = pessimistic_predictions(logits, labels)
+    out.update(classification_metrics_from_preds(preds, labels, logits.shape[1]))
+    return out
