@@ -1,0 +1,108 @@
+"""The ``vlbench`` command line (a contract: see DESIGN.md). Heavy imports happen inside
+the commands, so ``vlbench --help`` and ``vlbench list`` stay instant."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from pathlib import Path
+
+from harness import __version__
+
+
+class UserError(Exception):
+    """A problem with what the user asked for; printed as one line, exit code 2."""
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from harness.datasets.base import DatasetError
+    from harness.interfaces import WeightsUnavailableError
+    from harness.records import RecordError
+    from harness.registry import RegistryError
+    from harness.suites import SuiteError
+
+    errors: list[type[BaseException]] = [UserError, DatasetError, WeightsUnavailableError, RecordError,
+                                         RegistryError, SuiteError, FileNotFoundError]
+    try:
+        from leaderboard.frame import LeaderboardError
+        errors.append(LeaderboardError)
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(errors)
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--batch-size", type=int, default=64, help="batch size for encoding (default 64)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16", "amp"])
+    p.add_argument("--seed", type=int, default=0, help="seed for subsets and any randomness (default 0)")
+    p.add_argument("--workers", type=int, default=None, help="data-loader workers (default: cores - 1, max 8)")
+    p.add_argument("--data-root", default=os.environ.get("VLBENCH_DATA"),
+                   help="root of local datasets, one folder per dataset (env VLBENCH_DATA)")
+    p.add_argument("--results", default=None, help="results folder (env VLBENCH_RESULTS, default results/)")
+    p.add_argument("--force", action="store_true", help="re-run even when a record for this run exists")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vlbench", description="Compare image-text models side by side.")
+    parser.add_argument("--version", action="version", version=f"vlbench {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("list", help="list models, datasets, tasks or suites")
+    p.add_argument("what", choices=["models", "datasets", "tasks", "suites"])
+
+    p = sub.add_parser("run", help="evaluate one model on one dataset")
+    p.add_argument("--model", required=True, help="registered name/alias or open_clip:ARCH[/TAG]")
+    p.add_argument("--dataset", default="synthetic")
+    p.add_argument("--split", default=None, help="default: the dataset's standard evaluation split")
+    p.add_argument("--task", action="append", default=None,
+                   help="retrieval or zeroshot; repeatable (default: every task the dataset offers)")
+    p.add_argument("--limit", type=int, default=None, help="deterministic subset of N images (seeded)")
+    p.add_argument("--weights", default=None, help="local checkpoint file or directory for the model")
+    _add_run_options(p)
+
+    p = sub.add_parser("sweep", help="run every entry of a suite (skips runs already in the store)")
+    p.add_argument("--suite", required=True, help="suite name (vlbench list suites) or a YAML path")
+    _add_run_options(p)
+
+    p = sub.add_parser("data", help="inspect datasets")
+    dsub = p.add_subparsers(dest="data_command", required=True)
+    d = dsub.add_parser("describe", help="counts, missing/bad files and fingerprint of a split")
+    d.add_argument("dataset")
+    d.add_argument("--split", default=None)
+    d.add_argument("--data-root", default=os.environ.get("VLBENCH_DATA"))
+
+    p = sub.add_parser("leaderboard", help="rebuild the HTML leaderboard from the results store")
+    p.add_argument("--results", default=None)
+    p.add_argument("--out", default="leaderboard/index.html")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from harness import commands
+
+    handler = getattr(commands, f"cmd_{args.command}")
+    try:
+        return handler(args) or 0
+    except KeyboardInterrupt:
+        print("vlbench: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the user gets one line, --debug the traceback
+        if args.debug or os.environ.get("VLBENCH_DEBUG"):
+            traceback.print_exc()
+        if isinstance(exc, _user_errors()) or isinstance(exc, ValueError):
+            print(f"vlbench: error: {exc}", file=sys.stderr)
+            return 2
+        print(f"vlbench: internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
+              file=sys.stderr)
+        return 1
+
+
+def results_arg(args) -> Path:
+    from harness.store import results_dir
+
+    return results_dir(args.results)

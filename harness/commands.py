@@ -1,0 +1,124 @@
+"""What each ``vlbench`` subcommand does; argument parsing lives in cli.py."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from harness.cli import UserError, results_arg
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    return "\n".join([fmt.format(*header), fmt.format(*("-" * w for w in widths)),
+                      *(fmt.format(*map(str, r)) for r in rows)])
+
+
+def cmd_list(args) -> int:
+    if args.what == "models":
+        from harness.models import MODELS
+
+        rows = [[n, m.kind.value, m.family, m.source, "yes" if m.offline else "needs weights",
+                 ", ".join(m.aliases)] for n, m in MODELS.items()]
+        print(_table(rows, ["model", "kind", "family", "source", "offline", "aliases"]))
+        print("\nAlso: open_clip:ARCH[/TAG] for any open_clip architecture and pretrained tag; "
+              "--weights PATH for local weights.")
+    elif args.what == "datasets":
+        from harness.datasets import DATASETS
+
+        rows = [[n, "/".join(t.value for t in m.tasks), ",".join(m.splits), m.default_split,
+                 "yes" if m.offline else "local files", m.description] for n, m in DATASETS.items()]
+        print(_table(rows, ["dataset", "tasks", "splits", "default", "offline", "description"]))
+    elif args.what == "tasks":
+        from harness.tasks import TASKS
+
+        rows = [[n, t.main_metric, t.description] for n, t in TASKS.items()]
+        print(_table(rows, ["task", "main metric", "description"]))
+    else:
+        from harness.suites import get_suite, suites
+
+        rows = []
+        for name, path in suites().items():
+            suite = get_suite(name)
+            rows.append([name, len(suite.entries), suite.description, str(path)])
+        print(_table(rows, ["suite", "runs", "description", "file"]))
+    return 0
+
+
+def _run_options(args, weights: str | None = None, limit: int | None = None):
+    from harness.interfaces import Precision
+    from harness.runner import RunOptions
+
+    if args.batch_size <= 0:
+        raise UserError(f"--batch-size must be positive, got {args.batch_size}")
+    if limit is not None and limit <= 0:
+        raise UserError(f"--limit must be positive, got {limit}")
+    return RunOptions(batch_size=args.batch_size, device=args.device, precision=Precision(args.precision),
+                      seed=args.seed, limit=limit, num_workers=args.workers, weights=weights,
+                      data_root=args.data_root)
+
+
+def _report(outcome) -> str:
+    rec = outcome.record
+    main = rec.metrics.get(rec.main_metric, float("nan"))
+    where = f"{rec.dataset['name']}/{rec.dataset['split']}"
+    verb = "skipped, already in the store" if outcome.status.value == "skipped" else f"{rec.runtime_s:.1f}s"
+    return f"{rec.model['name']:<22} {where:<16} {rec.task:<9} {rec.main_metric}={main:7.2f}  ({verb}) {outcome.path}"
+
+
+def _run_specs(specs, results: Path, force: bool, keep_going: bool) -> int:
+    from harness.runner import run_one
+
+    failures = 0
+    for spec in specs:
+        try:
+            print(_report(run_one(spec, results, force=force)), flush=True)
+        except Exception as exc:
+            if not keep_going:
+                raise
+            failures += 1
+            print(f"vlbench: error: {spec.model} on {spec.dataset} ({spec.task}): {exc}", file=sys.stderr)
+    if failures:
+        print(f"vlbench: {failures} of {len(specs)} runs failed", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def cmd_run(args) -> int:
+    from harness.runner import expand
+
+    specs = expand(args.model, args.dataset, args.task, args.split,
+                   _run_options(args, weights=args.weights, limit=args.limit))
+    return _run_specs(specs, results_arg(args), args.force, keep_going=False)
+
+
+def cmd_sweep(args) -> int:
+    from harness.runner import suite_specs
+    from harness.suites import get_suite
+
+    suite = get_suite(args.suite)
+    specs = suite_specs(suite, _run_options(args))
+    print(f"suite {suite.name}: {len(specs)} runs -> {results_arg(args)}", flush=True)
+    return _run_specs(specs, results_arg(args), args.force, keep_going=True)
+
+
+def cmd_data(args) -> int:
+    from harness.datasets import DATASETS
+    from harness.datasets.describe import describe
+
+    meta = DATASETS.get(args.dataset)
+    report = describe(meta, args.split or meta.default_split, args.data_root)
+    for key, value in report.items():
+        print(f"{key:>24}: {value}")
+    return 0 if report.get("usable") else 1
+
+
+def cmd_leaderboard(args) -> int:
+    import leaderboard
+
+    results = results_arg(args)
+    out = leaderboard.build(results, Path(args.out))
+    df = leaderboard.load(results)
+    print(leaderboard.format_text(df))
+    print(f"\nleaderboard: {len(df)} records -> {out}")
+    return 0

@@ -1,0 +1,55 @@
+"""What a result was measured on: versions, git sha, device. Recorded with every run."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+from functools import lru_cache
+from pathlib import Path
+
+from harness import __version__
+
+
+@lru_cache(maxsize=1)
+def git_sha() -> str | None:
+    root = Path(__file__).resolve().parents[1]
+    try:
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
+                             text=True, timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return out + ("-dirty" if dirty else "") if out else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def device_name(device: str) -> str:
+    import torch
+
+    if str(device).startswith("cuda") and torch.cuda.is_available():
+        return torch.cuda.get_device_name(torch.device(device))
+    return platform.processor() or platform.machine()
+
+
+def environment(device: str) -> dict:
+    import torch
+
+    try:
+        import open_clip
+        oc = open_clip.__version__
+    except ImportError:  # pragma: no cover
+        oc = None
+    return {
+        "harness_version": __version__,
+        "git_sha": git_sha(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cuda_available": torch.cuda.is_available(),
+        "open_clip": oc,
+        "device": str(device),
+        "device_name": device_name(device),
+        "host": platform.node(),
+        "platform": platform.platform(),
+        "torch_threads": torch.get_num_threads(),
+    }

@@ -1,0 +1,69 @@
+"""Model registry: cheap ModelMeta records; loaders import torch/open_clip only when called.
+
+Besides the registered names, ``open_clip:ARCH[/TAG]`` names any open_clip architecture
+and pretrained tag (``open_clip:ViT-L-14/laion2b_s32b_b82k``); with ``--weights PATH`` the
+weights come from a local file or ``local-dir`` folder instead.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+from harness.interfaces import LoadOptions, ModelKind, ModelMeta
+from harness.registry import Registry
+
+MODELS: Registry[ModelMeta] = Registry("model")
+OPEN_CLIP_PREFIX = "open_clip:"
+
+
+def _open_clip(name: str, arch: str, tag: str | None, options: LoadOptions):
+    from harness.models.clip import OpenClipSource, load_open_clip
+
+    return load_open_clip(name, OpenClipSource(arch, tag), options)
+
+
+def _tiny(name: str, stem: str, random_init: bool, options: LoadOptions):
+    from harness.models.clip import load_tiny_clip
+
+    return load_tiny_clip(name, stem, options, random_init=random_init)
+
+
+def open_clip_meta(arch: str, tag: str | None, aliases: tuple[str, ...] = (), params: int | None = None,
+                   license: str = "see the open_clip pretrained tag", name: str | None = None) -> ModelMeta:
+    name = name or (f"{arch}/{tag}" if tag else arch)
+    return ModelMeta(
+        name=name, family="open_clip", kind=ModelKind.DUAL,
+        source=f"open_clip:{arch}/{tag or 'random-init'}",
+        loader=partial(_open_clip, name, arch, tag), params=params, license=license, aliases=aliases)
+
+
+def _register_builtin() -> None:
+    for arch, tag, aliases, params in (
+        ("ViT-B-32", "openai", ("clip", "clip-vit-b-32"), 151_277_313),
+        ("ViT-B-16", "openai", ("clip-vit-b-16",), 149_620_737),
+        ("ViT-L-14", "openai", ("clip-vit-l-14",), 427_616_513),
+        ("RN50", "openai", ("clip-rn50",), 102_007_137),
+        ("ViT-B-32", "laion2b_s34b_b79k", ("openclip-vit-b-32-laion2b",), 151_277_313),
+    ):
+        lic = "MIT (OpenAI CLIP)" if tag == "openai" else "MIT (OpenCLIP); data: LAION-2B"
+        MODELS.register(f"{arch}/{tag}", open_clip_meta(arch, tag, aliases, params, lic), aliases=aliases)
+    for name, random_init, desc in (
+        ("tiny-clip-synth", False, "tiny open_clip ViT/text transformer trained on the synthetic train split"),
+        ("tiny-clip-random", True, "the same tiny CLIP, random init (seed 0): a chance-level reference"),
+    ):
+        MODELS.register(name, ModelMeta(
+            name=name, family="open_clip", kind=ModelKind.DUAL,
+            source="vlbench:harness/weights/tiny-clip-synth" + ("" if not random_init else " (random init)"),
+            loader=partial(_tiny, name, "tiny-clip-synth", random_init), license="Apache-2.0 (vlbench)",
+            description=desc, offline=True))
+
+
+def resolve(name: str) -> ModelMeta:
+    """Registered name or alias, or an ``open_clip:ARCH[/TAG]`` spec; did-you-mean on a miss."""
+    if name.startswith(OPEN_CLIP_PREFIX):
+        arch, _, tag = name[len(OPEN_CLIP_PREFIX):].partition("/")
+        return open_clip_meta(arch, tag or None, name=name)
+    return MODELS.get(name)
+
+
+_register_builtin()

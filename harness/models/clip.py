@@ -1,0 +1,188 @@
+"""CLIP through open_clip: any open_clip architecture + pretrained tag, or a local checkpoint.
+
+Also the embedded default: tiny open_clip-architecture CLIPs trained on the synthetic set,
+whose weights ship in ``harness/weights`` (see benchmarks/train_tiny_clip.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from harness.interfaces import LoadOptions, WeightsUnavailableError
+from harness.models import weights as W
+from harness.models.common import autocast, torch_dtype, unit_norm
+
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+
+
+@dataclass(frozen=True)
+class OpenClipSource:
+    arch: str                      # open_clip model name, e.g. "ViT-B-32"
+    pretrained: str | None = None  # tag ("openai", "laion2b_s34b_b79k") or None for random init
+
+
+class OpenClipDualEncoder:
+    """DualEncoder over an open_clip model; ``tokenizer`` maps list[str] -> LongTensor."""
+
+    def __init__(self, name, model, preprocess, tokenizer, options: LoadOptions, checkpoint: dict):
+        self.name = name
+        self.model = model.eval()
+        self._preprocess = preprocess
+        self._tokenizer = tokenizer
+        self.options = options
+        self.device = options.device
+        self.checkpoint = checkpoint  # {"id": ..., "sha256": ...} recorded with every result
+        self.embed_dim = int(model.text_projection.shape[1]) if getattr(model, "text_projection", None) is not None \
+            else int(model.visual.output_dim)
+        self._dtype = torch_dtype(options.precision)
+
+    def image_transform(self):
+        return self._preprocess
+
+    def tokenize(self, texts: Sequence[str]):
+        return self._tokenizer(list(texts))
+
+    def encode_images(self, pixels):
+        import torch
+
+        with torch.inference_mode(), autocast(self.device, self.options.precision):
+            x = pixels.to(self.device, dtype=self._dtype, non_blocking=True)
+            return unit_norm(self.model.encode_image(x))
+
+    def encode_texts(self, tokens):
+        import torch
+
+        with torch.inference_mode(), autocast(self.device, self.options.precision):
+            return unit_norm(self.model.encode_text(tokens.to(self.device, non_blocking=True)))
+
+
+def _resolve_checkpoint(name: str, source: OpenClipSource, options: LoadOptions) -> tuple[str, str | None]:
+    """(model_name for open_clip, pretrained file path or None); never waits on a dead network."""
+    import open_clip
+
+    if options.weights:
+        path = W.local_weights(options.weights, name)
+        if path.is_dir():
+            return f"local-dir:{path}", None
+        return source.arch, str(path)
+    if not source.pretrained:
+        return source.arch, None
+    cfg = open_clip.get_pretrained_cfg(source.arch, source.pretrained)
+    if not cfg:
+        tags = ", ".join(open_clip.list_pretrained_tags_by_model(source.arch)) or "none"
+        raise WeightsUnavailableError(
+            f"{name}: open_clip has no pretrained tag {source.pretrained!r} for {source.arch} (tags: {tags})")
+    hub = cfg.get("hf_hub", "")
+    if hub:
+        repo, filename = hub.rstrip("/").rsplit("/", 1) if not hub.endswith("/") else (hub.rstrip("/"), "")
+        for candidate in ([filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]):
+            cached = W.cached_hub_file(repo, candidate)
+            if cached:
+                return source.arch, cached
+    if not W.host_reachable():
+        raise W.offline_error(name, f"open_clip {source.arch}/{source.pretrained} ({hub or cfg.get('url')})")
+    return source.arch, open_clip.download_pretrained(cfg)
+
+
+def load_open_clip(name: str, source: OpenClipSource, options: LoadOptions) -> OpenClipDualEncoder:
+    import open_clip
+
+    model_name, ckpt = _resolve_checkpoint(name, source, options)
+    precision = "fp32" if options.precision.value in ("fp32", "amp") else options.precision.value
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            model_name, pretrained=ckpt, precision=precision, device=options.device, weights_only=True)
+    except FileNotFoundError as exc:
+        raise WeightsUnavailableError(f"{name}: {exc}") from None
+    except RuntimeError as exc:
+        if "Error(s) in loading state_dict" in str(exc):
+            raise WeightsUnavailableError(f"{name}: checkpoint {ckpt} does not fit {model_name}: "
+                                          f"{str(exc).splitlines()[0]}") from None
+        raise
+    tokenizer = open_clip.get_tokenizer(model_name)
+    checkpoint = {"id": ckpt or f"{source.arch}/random-init", "sha256": W.sha256_file(ckpt) if ckpt else None}
+    return OpenClipDualEncoder(name, model, preprocess, tokenizer, options, checkpoint)
+
+
+# ---- the embedded tiny CLIPs -------------------------------------------------------------
+
+@contextlib.contextmanager
+def quiet_logging(level: int = logging.WARNING):
+    """Silence library log records up to ``level`` for the block (open_clip logs on root)."""
+    previous = logging.root.manager.disable
+    logging.disable(level)
+    try:
+        yield
+    finally:
+        logging.disable(previous)
+
+
+class CompactTokenizer:
+    """open_clip's BPE tokenizer with its vocabulary cut to the tokens a model was trained on.
+
+    Id layout (so open_clip's argmax pooling still lands on end-of-text): 0 pad, 1 start,
+    2 unknown, 3..V-2 kept BPE tokens, V-1 end-of-text. Cutting 49k rows to ~100 keeps the
+    shipped checkpoint at a few hundred kB instead of 25 MB.
+    """
+
+    def __init__(self, kept_ids: Sequence[int], context_length: int):
+        import torch
+        from open_clip.tokenizer import SimpleTokenizer
+
+        self.base = SimpleTokenizer(context_length=context_length)
+        self.kept_ids = [int(i) for i in kept_ids]
+        lut = torch.full((len(self.base.encoder),), 2, dtype=torch.long)
+        lut[0] = 0
+        lut[self.base.sot_token_id] = 1
+        for new_id, old_id in enumerate(self.kept_ids, start=3):
+            lut[old_id] = new_id
+        lut[self.base.eot_token_id] = len(self.kept_ids) + 3
+        self.lut = lut
+        self.vocab_size = len(self.kept_ids) + 4
+
+    def __call__(self, texts: Sequence[str]):
+        return self.lut[self.base(list(texts))]
+
+    @staticmethod
+    def kept_from_corpus(texts: Sequence[str]) -> list[int]:
+        from open_clip.tokenizer import SimpleTokenizer
+
+        tok = SimpleTokenizer()
+        special = {0, tok.sot_token_id, tok.eot_token_id}
+        return sorted({i for t in texts for i in tok.encode(t)} - special)
+
+
+def tiny_config_path(stem: str) -> Path:
+    return WEIGHTS_DIR / f"{stem}.json"
+
+
+def load_tiny_clip(name: str, stem: str, options: LoadOptions, random_init: bool = False) -> OpenClipDualEncoder:
+    """A tiny CLIP from ``harness/weights/<stem>.*``: open_clip config, kept token ids, weights."""
+    import open_clip
+    import torch
+    from safetensors.torch import load_file
+
+    cfg_path, tokens_path = tiny_config_path(stem), WEIGHTS_DIR / f"{stem}.tokens.json"
+    ckpt = Path(options.weights) if options.weights else WEIGHTS_DIR / f"{stem}.safetensors"
+    for p in (cfg_path, tokens_path) + (() if random_init else (ckpt,)):
+        if not p.exists():
+            raise WeightsUnavailableError(f"{name}: missing {p}; re-create it with benchmarks/train_tiny_clip.py")
+    open_clip.add_model_config(cfg_path)
+    tokens = json.loads(tokens_path.read_text())
+    torch.manual_seed(0)  # the random-init reference is the same model every time
+    with quiet_logging():  # open_clip warns "initialized randomly" before we load our weights
+        model, _, preprocess = open_clip.create_model_and_transforms(stem, device="cpu")
+    if not random_init:
+        state = {k: v.float() for k, v in load_file(str(ckpt)).items()}
+        model.load_state_dict(state, strict=True)
+    model = model.to(options.device, dtype=torch_dtype(options.precision))
+    context = json.loads(cfg_path.read_text())["text_cfg"]["context_length"]
+    tokenizer = CompactTokenizer(tokens["kept_ids"], context)
+    checkpoint = {"id": "random-init(seed=0)" if random_init else str(ckpt),
+                  "sha256": None if random_init else W.sha256_file(ckpt)}
+    return OpenClipDualEncoder(name, model, preprocess, tokenizer, options, checkpoint)

@@ -1,0 +1,32 @@
+"""Small pieces every adapter shares: dtype/autocast per precision, unit-norm output."""
+
+from __future__ import annotations
+
+import contextlib
+
+from harness.interfaces import Precision
+
+
+def torch_dtype(precision: Precision):
+    """Dtype the weights are cast to; ``amp`` keeps fp32 weights and autocasts the math."""
+    import torch
+
+    return {Precision.FP16: torch.float16, Precision.BF16: torch.bfloat16}.get(precision, torch.float32)
+
+
+def autocast(device: str, precision: Precision):
+    """Autocast context for ``amp`` (fp16 on CUDA, bf16 on CPU); a no-op otherwise."""
+    import torch
+
+    if precision is not Precision.AMP:
+        return contextlib.nullcontext()
+    kind = "cuda" if str(device).startswith("cuda") else "cpu"
+    dtype = torch.float16 if kind == "cuda" else torch.bfloat16
+    return torch.autocast(device_type=kind, dtype=dtype)
+
+
+def unit_norm(x):
+    """Float32, L2-normalised rows: scoring is a dot product, whatever precision encoded."""
+    import torch.nn.functional as F
+
+    return F.normalize(x.float(), dim=-1)

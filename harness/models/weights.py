@@ -1,0 +1,62 @@
+"""Finding weights: local paths, hub caches, and a fast, clear failure when offline."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+from functools import lru_cache
+from pathlib import Path
+
+from harness.interfaces import WeightsUnavailableError
+
+HF_HOST = "huggingface.co"
+
+
+@lru_cache(maxsize=8)
+def host_reachable(host: str = HF_HOST, port: int = 443, timeout: float = 3.0) -> bool:
+    """True when a TCP connection to ``host`` opens; hub clients retry for about a minute
+    before failing, so we ask once, quickly, and fail with a clear line instead."""
+    if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("VLBENCH_OFFLINE") == "1":
+        return False
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def cached_hub_file(repo_id: str, filename: str) -> str | None:
+    """Path of ``repo_id/filename`` in the local Hugging Face cache, or None."""
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(repo_id, filename)
+    return found if isinstance(found, str) else None
+
+
+def local_weights(path: str, what: str) -> Path:
+    """``--weights PATH`` must exist; say so plainly when it does not."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise WeightsUnavailableError(f"{what}: weights path {str(p)!r} does not exist")
+    return p
+
+
+def offline_error(what: str, missing: str) -> WeightsUnavailableError:
+    return WeightsUnavailableError(
+        f"{what}: weights not available offline ({missing} is not in the local cache and "
+        f"{HF_HOST} cannot be reached); pass --weights PATH to a local checkpoint or directory, "
+        "or populate the Hugging Face cache (HF_HOME) on a machine with network"
+    )
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def count_params(module) -> int:
+    return sum(p.numel() for p in module.parameters())

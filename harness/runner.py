@@ -1,0 +1,174 @@
+"""Run one RunSpec (or a sweep of them) into the results store.
+
+A run's key hashes everything that can change its numbers (model + weights, dataset
+fingerprint, split, task, options). A record with that key already in the store is kept
+and the run skipped unless forced, so a re-run sweep resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import asdict, dataclass, field, replace
+from enum import Enum
+from pathlib import Path
+
+from harness import store
+from harness.datasets import DATASETS, DatasetRequest
+from harness.datasets.base import fingerprint
+from harness.interfaces import LoadOptions, Precision
+from harness.measure import Stage, default_workers
+from harness.records import RecordError, ResultRecord
+from harness.tasks import TASKS
+from harness.tasks.encode import EncodeOptions
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    batch_size: int = 64
+    device: str = "cpu"
+    precision: Precision = Precision.FP32
+    seed: int = 0
+    limit: int | None = None
+    num_workers: int | None = None  # None: chosen from the cores available (recorded)
+    weights: str | None = None
+    data_root: str | None = None
+    cache_dir: str | None = None
+
+    def keyed(self) -> dict:
+        """The options that can change a result (paths to data do not; weights do)."""
+        return {"batch_size": self.batch_size, "device": self.device, "precision": self.precision.value,
+                "seed": self.seed, "limit": self.limit, "weights": self.weights}
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    model: str
+    dataset: str
+    task: str
+    split: str | None = None
+    options: RunOptions = field(default_factory=RunOptions)
+
+
+class RunStatus(str, Enum):
+    DONE = "done"
+    SKIPPED = "skipped"
+
+
+@dataclass
+class RunOutcome:
+    status: RunStatus
+    path: Path
+    record: ResultRecord
+
+
+def check_device(device: str) -> None:
+    if device != "cpu" and not device.startswith("cuda"):
+        raise ValueError(f"--device {device!r}: use cpu or cuda[:N]")
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {device}: CUDA is not available on this machine")
+
+
+def run_one(spec: RunSpec, results_root: Path, force: bool = False) -> RunOutcome:
+    opts = spec.options
+    meta = _resolve_model(spec.model)  # names first: a typo fails before torch is imported
+    dmeta, tmeta = DATASETS.get(spec.dataset), TASKS.get(spec.task)
+    split = spec.split or dmeta.default_split
+    check_device(opts.device)
+    import torch
+
+    started = time.perf_counter()
+    with Stage("data_load", opts.device, warmup=0) as load_stage:
+        data = dmeta.load(DatasetRequest(split=split, task=tmeta.kind, data_root=opts.data_root,
+                                         cache_dir=opts.cache_dir, limit=opts.limit, seed=opts.seed))
+        load_stage.add_items(len(data.images))
+    run_key = fingerprint(meta.name, meta.source, dmeta.name, split, data.fingerprint, tmeta.name, opts.keyed())
+    path = store.record_path(results_root, meta.name, dmeta.name, split, tmeta.name, run_key)
+    if path.exists() and not force:
+        try:
+            return RunOutcome(RunStatus.SKIPPED, path, store.read_record(path))
+        except RecordError:
+            pass  # an unreadable record is redone, not trusted
+    torch.manual_seed(opts.seed)
+    with Stage("model_load", opts.device, warmup=0) as model_stage:
+        model = meta.load(LoadOptions(device=opts.device, precision=opts.precision, weights=opts.weights))
+    workers = default_workers() if opts.num_workers is None else opts.num_workers
+    result = tmeta.evaluate(model, data, EncodeOptions(opts.batch_size, opts.device, workers))
+    timings = {"data_load": load_stage.timing(), "model_load": model_stage.timing(), **result.timings}
+    record = ResultRecord(
+        model={"name": meta.name, "family": meta.family, "kind": meta.kind.value, "source": meta.source,
+               "checkpoint": model.checkpoint.get("id"), "checkpoint_sha256": model.checkpoint.get("sha256"),
+               "params": _params(model, meta)},
+        dataset={"name": dmeta.name, "split": split, "fingerprint": data.fingerprint,
+                 "images": len(data.images), **_dataset_counts(data), "info": _jsonable(data.info)},
+        task=tmeta.name,
+        options={**opts.keyed(), "num_workers": workers},
+        metrics=result.metrics,
+        main_metric=result.main_metric,
+        timings=timings,
+        memory=_peak_memory(timings),
+        environment=_environment(opts.device),
+        created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        runtime_s=time.perf_counter() - started,
+        run_key=run_key,
+    )
+    return RunOutcome(RunStatus.DONE, store.save(results_root, record, result.per_query), record)
+
+
+def _resolve_model(name: str):
+    from harness.models import resolve
+
+    return resolve(name)
+
+
+def _environment(device: str) -> dict:
+    from harness.environment import environment
+
+    return environment(device)
+
+
+def _params(model, meta) -> int | None:
+    inner = getattr(model, "model", None)
+    if inner is not None and hasattr(inner, "parameters"):
+        return sum(p.numel() for p in inner.parameters())
+    return meta.params
+
+
+def _dataset_counts(data) -> dict:
+    if hasattr(data, "captions"):
+        return {"captions": len(data.captions)}
+    return {"classes": len(data.classnames), "templates": len(data.templates)}
+
+
+def _peak_memory(timings: dict) -> dict:
+    rss = [t.peak_rss_mb for t in timings.values() if t.peak_rss_mb is not None]
+    dev = [t.peak_device_mem_mb for t in timings.values() if t.peak_device_mem_mb is not None]
+    return {"peak_rss_mb": max(rss) if rss else None, "peak_device_mem_mb": max(dev) if dev else None}
+
+
+def _jsonable(info: dict) -> dict:
+    """Dataset info minus bulky per-item lists (scene descriptions live with the dataset)."""
+    return {k: v for k, v in info.items() if not (isinstance(v, (list, dict)) and len(v) > 50)}
+
+
+def expand(model: str, dataset: str, tasks: list[str] | None, split: str | None,
+           options: RunOptions) -> list[RunSpec]:
+    """One spec per task; with no task given, every task the dataset offers."""
+    dmeta = DATASETS.get(dataset)
+    if tasks:
+        names = [TASKS.resolve(t) for t in tasks]
+    else:
+        names = [n for n, t in TASKS.items() if t.kind in dmeta.tasks]
+    return [RunSpec(model, dmeta.name, n, split, options) for n in names]
+
+
+def suite_specs(suite, options: RunOptions) -> list[RunSpec]:
+    shared = replace(options, **{k: v for k, v in suite.options.items() if k in asdict(options)})
+    specs = []
+    for e in suite.entries:
+        specs.append(RunSpec(e.model, e.dataset, e.task, e.split,
+                             replace(shared, limit=e.limit if e.limit is not None else shared.limit)))
+    return specs

@@ -1,0 +1,38 @@
+"""What every task returns, and how a task is described in the registry."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.datasets.base import TaskKind
+from harness.records import StageTiming
+
+
+@dataclass
+class TaskResult:
+    metrics: dict[str, float]
+    main_metric: str
+    timings: dict[str, StageTiming]
+    per_query: dict[str, list] = field(default_factory=dict)  # ranks / correctness, for bootstrap
+
+
+@dataclass(frozen=True)
+class TaskMeta:
+    name: str
+    kind: TaskKind
+    main_metric: str
+    evaluator: str  # "module:function", imported only when a run needs it
+    description: str = ""
+
+    def evaluate(self, model, data, opts) -> TaskResult:
+        module, func = self.evaluator.split(":")
+        return getattr(importlib.import_module(module), func)(model, data, opts)
+
+
+def require_dual(model: Any, task: str) -> None:
+    from harness.interfaces import DualEncoder
+
+    if not isinstance(model, DualEncoder):
+        raise TypeError(f"{task} needs a dual encoder; {getattr(model, 'name', model)!r} is not one")

@@ -1,0 +1,42 @@
+"""Zero-shot classification: class embeddings from prompt templates, averaged (CLIP recipe)."""
+
+from __future__ import annotations
+
+from harness.datasets.base import ClassificationData
+from harness.measure import Stage
+from harness.tasks.base import TaskResult, require_dual
+from harness.tasks.encode import EncodeOptions, encode_images, encode_texts
+
+
+def class_embeddings(model, data: ClassificationData, opts: EncodeOptions, stage: Stage):
+    """(C, D): per class, the mean of its unit-norm prompt embeddings, re-normalised."""
+    import torch.nn.functional as F
+
+    prompts = [t.format(c) for c in data.classnames for t in data.templates]
+    emb = encode_texts(model, prompts, opts, stage)
+    emb = emb.view(len(data.classnames), len(data.templates), -1).mean(dim=1)
+    return F.normalize(emb, dim=-1)
+
+
+def evaluate(model, data: ClassificationData, opts: EncodeOptions) -> TaskResult:
+    import torch
+
+    from harness import metrics as M
+
+    require_dual(model, "zero-shot classification")
+    with Stage("text_encode", opts.device, opts.warmup_batches) as txt_stage:
+        classes = class_embeddings(model, data, opts, txt_stage)
+    with Stage("image_encode", opts.device, opts.warmup_batches) as img_stage:
+        image_emb = encode_images(model, data.images, opts, img_stage)
+    labels = torch.as_tensor(data.labels, dtype=torch.long, device=image_emb.device)
+    with Stage("scoring", opts.device, warmup=0) as score_stage:
+        logits = image_emb @ classes.T
+        metrics = M.classification_metrics(logits, labels)
+        correct = M.per_sample_correct(logits, labels)
+        score_stage.add_items(len(labels))
+    return TaskResult(
+        metrics={k.value if hasattr(k, "value") else k: float(v) for k, v in metrics.items()},
+        main_metric=M.MetricKey.ACC1.value,
+        timings={s.name: s.timing() for s in (img_stage, txt_stage, score_stage)},
+        per_query={"correct": correct.tolist(), "pred": logits.argmax(dim=1).tolist()},
+    )

@@ -1,0 +1,27 @@
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FLICKR8K = ROOT.parent / "shared" / "data" / "flickr8k"
+
+
+@pytest.fixture(scope="session")
+def vlbench_cache(tmp_path_factory):
+    """One generated-data cache for the whole session (generating a split takes ~1 s)."""
+    return tmp_path_factory.mktemp("vlbench-cache")
+
+
+@pytest.fixture(autouse=True)
+def offline_env(monkeypatch, vlbench_cache):
+    """Tests never reach a hub, whatever the machine's network."""
+    monkeypatch.setenv("VLBENCH_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("VLBENCH_CACHE", str(vlbench_cache))
+    monkeypatch.delenv("VLBENCH_RESULTS", raising=False)
+    yield
+
+
+def needs_flickr8k():
+    return pytest.mark.skipif(not FLICKR8K.is_dir(), reason=f"Flickr8k development copy not found at {FLICKR8K}")
