@@ -166,7 +166,14 @@ def expand(model: str, dataset: str, tasks: list[str] | None, split: str | None,
 
 
 def suite_specs(suite, options: RunOptions) -> list[RunSpec]:
-    shared = replace(options, **{k: v for k, v in suite.options.items() if k in asdict(options)})
+    """A suite's ``options`` (batch_size, precision, ...) override the command line's."""
+    unknown = set(suite.options) - set(asdict(options))
+    if unknown:
+        raise ValueError(f"{suite.path}: unknown option(s) {sorted(unknown)}; allowed: {sorted(asdict(options))}")
+    overrides = dict(suite.options)
+    if "precision" in overrides:
+        overrides["precision"] = Precision(overrides["precision"])
+    shared = replace(options, **overrides)
     specs = []
     for e in suite.entries:
         specs.append(RunSpec(e.model, e.dataset, e.task, e.split,

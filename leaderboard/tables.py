@@ -13,6 +13,7 @@ GroupKey = tuple[str, str, str]  # (task, dataset, split)
 
 TASK_METRICS = {"retrieval": RETRIEVAL_METRICS, "zeroshot": ZEROSHOT_METRICS}
 THROUGHPUT = ["ips_image_encode", "ips_text_encode"]  # always shown; other stages when timed
+SETUP_STAGES = {"ips_data_load", "ips_model_load"}  # one-off costs, not a throughput to compare
 TAIL = ["device", "precision", "created_at", "git_sha"]
 LABELS = {
     "model": "model", "ips_image_encode": "img/s", "ips_text_encode": "txt/s",
@@ -46,7 +47,7 @@ def table_columns(task: str, sub: pd.DataFrame) -> list[str]:
         if main not in metrics and main in sub.columns:
             metrics.insert(0, main)
     stages = [c for c in sub.columns if c.startswith("ips_") and c not in THROUGHPUT
-              and sub[c].notna().any()]
+              and c not in SETUP_STAGES and sub[c].notna().any()]
     return ["model", *metrics, *THROUGHPUT, *stages, *TAIL]
 
 
