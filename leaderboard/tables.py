@@ -13,6 +13,7 @@ GroupKey = tuple[str, str, str]  # (task, dataset, split)
 
 TASK_METRICS = {"retrieval": RETRIEVAL_METRICS, "zeroshot": ZEROSHOT_METRICS}
 THROUGHPUT = ["ips_image_encode", "ips_text_encode"]  # always shown; other stages when timed
+OPTIONAL_METRICS = {"retrieval": ["hn_binding", "hn_relation"]}  # shown when a dataset reports them
 SETUP_STAGES = {"ips_data_load", "ips_model_load"}  # one-off costs, not a throughput to compare
 TAIL = ["device", "precision", "created_at", "git_sha"]
 LABELS = {
@@ -43,6 +44,7 @@ def table_columns(task: str, sub: pd.DataFrame) -> list[str]:
     if not metrics:  # unknown task: whatever metrics its records report
         first, last = sub.columns.get_loc("main_value") + 1, sub.columns.get_loc("device")
         metrics = [c for c in sub.columns[first:last] if sub[c].notna().any()]
+    metrics += [c for c in OPTIONAL_METRICS.get(task, []) if c in sub.columns and sub[c].notna().any()]
     for main in sub["main_metric"].dropna().unique():
         if main not in metrics and main in sub.columns:
             metrics.insert(0, main)
