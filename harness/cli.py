@@ -81,9 +81,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    """Loader warnings (skipped lines, dropped images) as one readable line for users."""
+    return f"vlbench: warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    import warnings
+
     from harness import commands
+
+    warnings.formatwarning = _format_warning
 
     handler = getattr(commands, f"cmd_{args.command}")
     try:
