@@ -1,0 +1,377 @@
+"""COCO and Flickr30k retrieval on the Karpathy splits (Karpathy & Fei-Fei 2015), local copies.
+
+Annotation formats (told apart by content, not by name):
+
+* **Karpathy split JSON** -- ``dataset_coco.json`` / ``dataset_flickr30k.json``:
+  ``{"images": [{"filepath", "filename", "split", "sentences": [{"raw": ...}, ...]}, ...]}``
+  with ``split`` in train/restval/val/test. ``restval`` is counted as train, as everyone
+  does (COCO train = 82,783 train + 30,504 restval = 113,287 images).
+* **Per-split JSON** (LAVIS/BLIP style) -- ``coco_karpathy_{split}.json`` (also accepted:
+  ``coco_{split}_karpathy.json``), ``flickr30k_{split}.json`` / ``flickr30k_karpathy_{split}.json``:
+  a list of ``{"image": "val2014/COCO_val2014_....jpg", "caption": [...] or "..."}``; entries
+  naming the same image are merged (the LAVIS train files hold one caption per entry).
+* **Flickr30k official captions** -- ``results_20130124.token`` (``<image>#<n> TAB <caption>``,
+  parsed by :func:`harness.datasets.flickr8k.read_tokens`) with ``dataset_flickr30k.json``
+  defining the splits. When a token file is present, captions come from it (the official
+  source) and the JSON's ``sentences`` are ignored; ``info["captions_from"]`` says which.
+
+The full Karpathy JSON wins over per-split files when both exist.
+
+Layout: the root is ``<data_root>/<name>`` or ``<data_root>`` (``--data-root``, else
+``VLBENCH_DATA``); annotation files sit in the root or in ``annotations/``, ``karpathy/`` or
+``text/`` below it. Images: COCO under ``<root>/{val2014,train2014}/`` (the ``filepath``
+field; ``<root>/images/...`` works too, and so does a 2017 copy, ``{train,val}2017/<id>.jpg``);
+Flickr30k under ``<root>/flickr30k-images/`` or ``<root>/images/``.
+
+Expected sizes (images / captions; every sentence is kept, some COCO images have 6-7):
+COCO test 5,000 / 25,010, val 5,000 / 25,010, train (with restval) 113,287 / 566,747;
+Flickr30k test 1,000 / 5,000, val 1,014 / 5,070, train 29,000 / 145,000.
+
+Missing images follow the Flickr8k policy: only directory listings are read (no image is
+opened); train may drop missing images (warning, ``info["dropped_missing_images"]``), val
+and test must be complete or the load fails, saying how many are missing and where it looked.
+Malformed entries and empty captions are skipped, counted in ``info`` and reported in one
+warning naming the file and the entry indices (0-based positions in the JSON list).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .base import (DatasetError, DatasetMeta, DatasetRequest, ImageSet, RetrievalData,
+                   TaskKind, fingerprint, restrict_retrieval, subset_indices)
+from .flickr8k import read_tokens
+
+SPLITS = ("train", "val", "test")
+SPLIT_ALIASES = {"dev": "val", "validation": "val", "restval": "train"}
+KARPATHY_TO_SPLIT = {"train": "train", "restval": "train", "val": "val", "test": "test"}
+PARTIAL_OK_SPLITS = frozenset({"train"})
+ANN_DIRS = (".", "annotations", "karpathy", "text")
+HINT = "point at a copy with --data-root PATH (a folder holding {name}/) or the VLBENCH_DATA environment variable"
+_COCO2014 = re.compile(r"COCO_(?:train|val)2014_0*(\d+)\.jpg$")
+
+
+@dataclass(frozen=True)
+class Source:
+    """What differs between COCO and Flickr30k: file names and image folders."""
+
+    name: str
+    full_json: str                    # Karpathy JSON with every split
+    split_json: tuple[str, ...]       # per-split file name patterns ({split})
+    image_dirs: tuple[str, ...]       # folders (relative to root) an image may sit in
+    token_file: str | None = None     # official caption file (Flickr30k)
+
+
+COCO = Source("coco", "dataset_coco.json", ("coco_karpathy_{split}.json", "coco_{split}_karpathy.json"),
+              ("val2014", "train2014", "images/val2014", "images/train2014", "images", "."))
+FLICKR30K = Source("flickr30k", "dataset_flickr30k.json", ("flickr30k_{split}.json", "flickr30k_karpathy_{split}.json"),
+                   ("flickr30k-images", "images", "flickr30k_images", "."), token_file="results_20130124.token")
+SOURCES = {s.name: s for s in (COCO, FLICKR30K)}
+
+
+def _hint(src: Source) -> str:
+    return HINT.format(name=src.name)
+
+
+def _canonical(src: Source, split: str) -> str:
+    s = SPLIT_ALIASES.get(split, split)
+    if s not in SPLITS:
+        raise DatasetError(f"{src.name} has no split {split!r}; splits: {', '.join(SPLITS)} "
+                           "(aliases: dev/validation -> val, restval -> train)")
+    return s
+
+
+def candidate_roots(src: Source, data_root: str | os.PathLike | None) -> list[Path]:
+    base = data_root if data_root is not None else (os.environ.get("VLBENCH_DATA") or None)
+    return [Path(base) / src.name, Path(base)] if base is not None else []
+
+
+def _ann_names(src: Source, split: str) -> list[str]:
+    return [src.full_json] + [p.format(split=split) for p in src.split_json]
+
+
+def find_annotations(src: Source, split: str, data_root: str | os.PathLike | None) -> tuple[Path, Path]:
+    """Return (root, annotation file): the first root holding the full Karpathy JSON, else a
+    per-split file for ``split``; raise naming every place looked at."""
+    looked: list[Path] = []
+    for root in candidate_roots(src, data_root):
+        for fname in _ann_names(src, split):
+            for d in ANN_DIRS:
+                place = root / fname if d == "." else root / d / fname
+                looked.append(place)
+                if place.is_file():
+                    return root, place
+    where = "\n  ".join(map(str, looked)) or "(no --data-root given and VLBENCH_DATA unset)"
+    raise DatasetError(f"{src.name}: no annotations found for split {split!r}; looked for "
+                       f"{' / '.join(_ann_names(src, split))} in:\n  {where}\n{_hint(src)}")
+
+
+def _find_token(src: Source, root: Path) -> Path | None:
+    if src.token_file is None:
+        return None
+    for d in ANN_DIRS:
+        place = root / src.token_file if d == "." else root / d / src.token_file
+        if place.is_file():
+            return place
+    return None
+
+
+def _parse_json(path: Path, blob: bytes) -> Any:
+    try:
+        return json.loads(blob.decode("utf-8-sig"))
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{path}: not UTF-8 text ({exc})") from None
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"{path}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+
+
+def detect_format(obj: Any, path: Path) -> str:
+    """'karpathy' (dict with an "images" list) or 'per_split' (list of {"image", "caption"})."""
+    if isinstance(obj, dict) and isinstance(obj.get("images"), list):
+        return "karpathy"
+    if isinstance(obj, list) and (not obj or (isinstance(obj[0], dict) and "image" in obj[0])):
+        return "per_split"
+    raise DatasetError(f"{path}: neither a Karpathy split JSON ({{\"images\": [...]}}) nor a per-split "
+                       "list of {\"image\", \"caption\"} entries")
+
+
+def _idx(nums: list[int]) -> str:
+    return ", ".join(map(str, nums[:8])) + (" ..." if len(nums) > 8 else "")
+
+
+def _text(value: Any) -> str | None:
+    return value.strip() if isinstance(value, str) else None
+
+
+def read_karpathy(obj: dict, path: Path, split: str) -> tuple[list[tuple[str, list[str]]], dict[str, list[int]], dict[str, int]]:
+    """Images of ``split`` in file order as (relative path, captions); bad entry indices; split sizes."""
+    out: list[tuple[str, list[str]]] = []
+    bad: dict[str, list[int]] = {"malformed": [], "empty": [], "unknown_split": []}
+    sizes: dict[str, int] = {}
+    for i, entry in enumerate(obj["images"]):
+        if not isinstance(entry, dict) or not _text(entry.get("filename")) or not isinstance(entry.get("split"), str):
+            bad["malformed"].append(i)
+            continue
+        mapped = KARPATHY_TO_SPLIT.get(entry["split"])
+        if mapped is None:
+            bad["unknown_split"].append(i)
+            continue
+        sizes[entry["split"]] = sizes.get(entry["split"], 0) + 1
+        if mapped != split:
+            continue
+        rel = "/".join(p for p in (_text(entry.get("filepath")) or "", entry["filename"].strip()) if p)
+        caps: list[str] = []
+        sents = entry.get("sentences") or []
+        for s in sents if isinstance(sents, list) else []:
+            raw = _text(s.get("raw")) if isinstance(s, dict) else _text(s)
+            if raw:
+                caps.append(raw)
+            else:
+                bad["empty"].append(i)
+        out.append((rel, caps))
+    return out, bad, sizes
+
+
+def read_per_split(obj: list, path: Path) -> tuple[list[tuple[str, list[str]]], dict[str, list[int]]]:
+    """Images in first-seen order with all their captions (entries naming one image merged)."""
+    groups: dict[str, list[str]] = {}
+    bad: dict[str, list[int]] = {"malformed": [], "empty": []}
+    for i, entry in enumerate(obj):
+        image = _text(entry.get("image")) if isinstance(entry, dict) else None
+        if not image or not isinstance(entry.get("caption"), (str, list)):
+            bad["malformed"].append(i)
+            continue
+        caps = entry["caption"] if isinstance(entry["caption"], list) else [entry["caption"]]
+        slot = groups.setdefault(image, [])
+        for c in caps:
+            if _text(c):
+                slot.append(c.strip())
+            else:
+                bad["empty"].append(i)
+    return list(groups.items()), bad
+
+
+class _Locator:
+    """Finds image files from directory listings only (each folder listed once)."""
+
+    def __init__(self, src: Source, root: Path) -> None:
+        self.src, self.root = src, root
+        self.listings: dict[Path, set[str]] = {}
+        self.looked: dict[Path, None] = {}
+
+    def _has(self, path: Path) -> bool:
+        folder = path.parent
+        self.looked[folder] = None
+        if folder not in self.listings:
+            try:
+                with os.scandir(folder) as it:
+                    self.listings[folder] = {e.name for e in it}
+            except OSError:
+                self.listings[folder] = set()
+        return path.name in self.listings[folder]
+
+    def candidates(self, rel: str) -> list[Path]:
+        base = rel.rsplit("/", 1)[-1]
+        out = [self.root / rel] if "/" in rel else []
+        out += [self.root / d / base if d != "." else self.root / base for d in self.src.image_dirs]
+        m = _COCO2014.search(base) if self.src is COCO else None
+        if m:  # a COCO 2017 copy holds the same images as <id:012d>.jpg
+            out += [self.root / d / f"{int(m.group(1)):012d}.jpg" for d in ("val2017", "train2017")]
+        return list(dict.fromkeys(out))
+
+    def find(self, rel: str) -> Path | None:
+        for p in self.candidates(rel):
+            if self._has(p):
+                return p
+        return None
+
+
+def _warn_bad(src: Source, path: Path, bad: dict[str, list[int]]) -> None:
+    what = {"malformed": "malformed entr(ies) skipped (no image name or split)",
+            "empty": "empty caption(s) skipped", "unknown_split": "entr(ies) with an unknown split skipped"}
+    for kind, nums in bad.items():
+        if nums:
+            warnings.warn(f"{src.name}: {len(nums)} {what.get(kind, kind)} in {path}, entr(ies) {_idx(nums)}",
+                          stacklevel=4)
+
+
+def _scan(src: Source, request: DatasetRequest) -> dict[str, Any]:
+    split = _canonical(src, request.split)
+    root, ann_path = find_annotations(src, split, request.data_root)
+    blob = ann_path.read_bytes()
+    obj = _parse_json(ann_path, blob)
+    fmt = detect_format(obj, ann_path)
+    shas = {ann_path.name: hashlib.sha256(blob).hexdigest()}
+    counts: dict[str, Any] = {}
+    captions_from = ann_path.name
+    if fmt == "karpathy":
+        items, bad, sizes = read_karpathy(obj, ann_path, split)
+        counts["karpathy_split_sizes"] = sizes
+        token_path = _find_token(src, root)
+        if token_path is not None:
+            tblob = token_path.read_bytes()
+            known = {rel.rsplit("/", 1)[-1] for rel, _ in items}
+            with warnings.catch_warnings(record=True) as rec:
+                warnings.simplefilter("always")
+                caps, tcounts = read_tokens(tblob, token_path, known)
+            for w in rec:  # re-issue under our name (read_tokens says "flickr8k")
+                warnings.warn(str(w.message).replace("flickr8k:", f"{src.name}:", 1), stacklevel=3)
+            tcounts.pop("images_in_no_split", None)  # the token file covers every split
+            counts.update(tcounts)
+            items = [(rel, [c for _, c in sorted(caps.get(rel.rsplit("/", 1)[-1], {}).items())]) for rel, _ in items]
+            shas[token_path.name] = hashlib.sha256(tblob).hexdigest()
+            captions_from = token_path.name
+            bad["empty"] = []  # the JSON's sentences are not used
+    else:
+        items, bad = read_per_split(obj, ann_path)
+    _warn_bad(src, ann_path, bad)
+    counts.update({"dropped_malformed_entries": len(bad["malformed"]),
+                   "dropped_empty_captions_json": len(bad["empty"]),
+                   "dropped_unknown_split_entries": len(bad.get("unknown_split", []))})
+    return {"split": split, "root": root, "ann_path": ann_path, "format": fmt, "shas": shas,
+            "captions_from": captions_from, "items": items, "counts": counts,
+            "locator": _Locator(src, root)}
+
+
+def load_source(src: Source, request: DatasetRequest) -> RetrievalData:
+    """Load one split of ``src`` as RetrievalData (lazy images); see the module docstring."""
+    if request.task is not TaskKind.RETRIEVAL:
+        raise DatasetError(f"{src.name} has only a retrieval view, not {request.task.value}")
+    s = _scan(src, request)
+    split, items, loc = s["split"], s["items"], s["locator"]
+    found = [(loc.find(rel), rel, caps) for rel, caps in items]
+    missing = [rel for p, rel, _ in found if p is None]
+    if not items:
+        raise DatasetError(f"{src.name}/{split}: {s['ann_path']} lists no images for this split")
+    if missing:
+        where = ", ".join(map(str, loc.looked))
+        msg = (f"{src.name}/{split}: {len(missing)} of {len(items)} images are missing "
+               f"(e.g. {', '.join(missing[:3])}); looked in {where}")
+        if split not in PARTIAL_OK_SPLITS:
+            raise DatasetError(f"{msg}; the {split} split must be complete to give comparable scores. "
+                               f"Put the images there, or {_hint(src)}")
+        if len(missing) == len(items):
+            raise DatasetError(f"{msg}; nothing left to load. Put the images there, or {_hint(src)}")
+        warnings.warn(f"{msg}; they are dropped", stacklevel=2)
+    kept = [(p, caps) for p, _, caps in found if p is not None]
+    no_caps = [p.name for p, caps in kept if not caps]
+    if no_caps:
+        warnings.warn(f"{src.name}/{split}: {len(no_caps)} image(s) have no caption and are dropped "
+                      f"(e.g. {', '.join(no_caps[:3])})", stacklevel=2)
+        kept = [(p, caps) for p, caps in kept if caps]
+    pairs = [(c, i) for i, (_, caps) in enumerate(kept) for c in caps]
+    info: dict[str, Any] = {
+        "root": str(s["root"]), "annotation_file": str(s["ann_path"]), "format": s["format"],
+        "captions_from": s["captions_from"], "sha256": s["shas"],
+        "dropped_missing_images": len(missing), "dropped_images_without_captions": len(no_caps),
+        **s["counts"],
+    }
+    data = RetrievalData(name=src.name, split=split, images=ImageSet([p for p, _ in kept]),
+                         captions=[c for c, _ in pairs], caption_to_image=[i for _, i in pairs],
+                         fingerprint=fingerprint(src.name, split, s["shas"], len(kept), len(pairs)), info=info)
+    if request.limit is not None:
+        keep = subset_indices(len(kept), request.limit, request.seed)
+        if len(keep) < len(kept):
+            data = restrict_retrieval(data, keep)
+        data.info["subset"] = {"limit": request.limit, "seed": request.seed}
+    return data
+
+
+def describe_source(src: Source, request: DatasetRequest) -> dict[str, Any]:
+    """Counts for ``vlbench data describe``: images listed/present/missing, captions."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        s = _scan(src, request)
+    loc = s["locator"]
+    found = [(loc.find(rel), rel, caps) for rel, caps in s["items"]]
+    missing = [rel for p, rel, _ in found if p is None]
+    return {"dataset": src.name, "split": s["split"], "root": str(s["root"]),
+            "annotation_file": str(s["ann_path"]), "format": s["format"], "captions_from": s["captions_from"],
+            "images_listed": len(found), "images_present": len(found) - len(missing),
+            "images_missing": len(missing), "missing_examples": missing[:5], "looked_in": list(map(str, loc.looked)),
+            "captions": sum(len(caps) for p, _, caps in found if p is not None),
+            "images_without_captions": sum(1 for _, _, caps in found if not caps), **s["counts"]}
+
+
+def load_coco(request: DatasetRequest) -> RetrievalData:
+    return load_source(COCO, request)
+
+
+def load_flickr30k(request: DatasetRequest) -> RetrievalData:
+    return load_source(FLICKR30K, request)
+
+
+COCO_META = DatasetMeta(
+    name="coco",
+    tasks=(TaskKind.RETRIEVAL,),
+    splits=SPLITS,
+    default_split="test",
+    loader=load_coco,
+    description="MS-COCO 2014 captions, Karpathy splits (5k test); restval counted as train",
+    license="annotations CC BY 4.0; images Flickr terms of use",
+    citation=("T.-Y. Lin et al. Microsoft COCO: Common Objects in Context. ECCV 2014. "
+              "A. Karpathy, L. Fei-Fei. Deep Visual-Semantic Alignments for Generating Image Descriptions. CVPR 2015."),
+    source="local: dataset_coco.json or coco_karpathy_{split}.json + {val2014,train2014}/ images",
+    offline=False,
+)
+
+FLICKR30K_META = DatasetMeta(
+    name="flickr30k",
+    tasks=(TaskKind.RETRIEVAL,),
+    splits=SPLITS,
+    default_split="test",
+    loader=load_flickr30k,
+    description="Flickr30k, Karpathy splits (1k test), 5 captions per image",
+    license="Flickr terms of use; research only",
+    citation=("P. Young, A. Lai, M. Hodosh, J. Hockenmaier. From image descriptions to visual denotations. "
+              "TACL 2, 2014. A. Karpathy, L. Fei-Fei. Deep Visual-Semantic Alignments. CVPR 2015."),
+    source="local: dataset_flickr30k.json (+ results_20130124.token) or flickr30k_{split}.json + flickr30k-images/",
+    offline=False,
+)
