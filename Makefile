@@ -9,7 +9,7 @@ DATASET ?= synthetic
 SUITE ?= default
 RUN_ARGS ?=
 
-.PHONY: setup bench test leaderboard clean-results
+.PHONY: setup bench test leaderboard check baseline clean-results
 
 # Idempotent: re-installs only when pyproject.toml changed since the last install.
 setup: $(VENV)/.installed
@@ -35,6 +35,14 @@ test: setup
 
 leaderboard: setup
 	$(VLBENCH) leaderboard --results $(RESULTS) --out leaderboard/index.html
+
+# Regression gate against the committed baseline of $(SUITE) (run make bench first).
+check: setup
+	$(VLBENCH) check --baseline benchmarks/baselines/$(SUITE).json --results $(RESULTS)
+
+# Write a new baseline on purpose, from the latest records of $(SUITE).
+baseline: setup
+	$(VLBENCH) baseline update --suite $(SUITE) --results $(RESULTS)
 
 clean-results:
 	rm -rf $(RESULTS) leaderboard/index.html

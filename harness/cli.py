@@ -78,6 +78,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("leaderboard", help="rebuild the HTML leaderboard from the results store")
     p.add_argument("--results", default=None)
     p.add_argument("--out", default="leaderboard/index.html")
+
+    p = sub.add_parser("check", help="compare the latest records with a baseline; exit 1 on a regression")
+    p.add_argument("--baseline", required=True, help="baseline JSON file (vlbench baseline update writes one)")
+    p.add_argument("--results", default=None, help="results folder (env VLBENCH_RESULTS, default results/)")
+    p.add_argument("--no-throughput", action="store_true", help="check accuracy only, not items/s")
+
+    p = sub.add_parser("baseline", help="write regression-check baselines")
+    bsub = p.add_subparsers(dest="baseline_command", required=True)
+    b = bsub.add_parser("update", help="write a baseline from the latest records of a suite's runs")
+    b.add_argument("--suite", required=True, help="suite name (vlbench list suites) or a YAML path")
+    b.add_argument("--results", default=None, help="results folder (env VLBENCH_RESULTS, default results/)")
+    b.add_argument("--out", default=None, help="baseline file (default benchmarks/baselines/<suite>.json)")
     return parser
 
 

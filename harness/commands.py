@@ -122,3 +122,25 @@ def cmd_leaderboard(args) -> int:
     print(leaderboard.format_text(df))
     print(f"\nleaderboard: {len(df)} records -> {out}")
     return 0
+
+
+def cmd_check(args) -> int:
+    from harness import check
+
+    baseline = check.load_baseline(Path(args.baseline))
+    findings = check.compare(check.load_records(results_arg(args)), baseline, throughput=not args.no_throughput)
+    print(f"baseline {args.baseline} (suite {baseline.get('suite')}) vs {results_arg(args)}")
+    print(check.format_findings(findings))
+    return 1 if any(f.status == "regression" for f in findings) else 0
+
+
+def cmd_baseline(args) -> int:
+    from harness import check
+    from harness.suites import get_suite
+
+    suite, results = get_suite(args.suite), results_arg(args)
+    records = check.suite_records(suite, check.load_records(results), results)
+    out = Path(args.out or f"benchmarks/baselines/{suite.name}.json")
+    check.write_baseline(records, suite.name, out)
+    print(f"baseline for suite {suite.name}: {len(records)} runs from {results} -> {out}")
+    return 0

@@ -23,12 +23,25 @@ def git_sha() -> str | None:
         return None
 
 
+def cpu_name() -> str:
+    """The CPU model (e.g. 'AMD EPYC 9454P 48-Core Processor'), so CPU throughput baselines
+    compare like with like; platform.processor() is often just 'x86_64'."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def device_name(device: str) -> str:
     import torch
 
     if str(device).startswith("cuda") and torch.cuda.is_available():
         return torch.cuda.get_device_name(torch.device(device))
-    return platform.processor() or platform.machine()
+    return cpu_name()
 
 
 def environment(device: str) -> dict:

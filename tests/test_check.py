@@ -1,0 +1,223 @@
+"""Regression gate: `vlbench check` against a baseline, and `vlbench baseline update`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from harness import check, store
+from harness.cli import main
+from harness.records import ResultRecord
+from tests.test_leaderboard import RETRIEVAL, make_record
+
+RUNS = [("tiny-clip", "retrieval"), ("tiny-clip", "zeroshot"), ("big-clip", "retrieval")]
+SUITE = """name: gate
+description: fixture suite for the regression gate
+runs:
+  - models: [tiny-clip, big-clip]
+    datasets: [synthetic]
+    tasks: [retrieval]
+    split: test
+  - models: tiny-clip
+    datasets: synthetic
+    tasks: zeroshot
+    split: test
+"""
+
+
+def record(model: str, task: str, metrics: dict | None = None, ips: float = 1.0, device_name: str = "cpu",
+           created_at: str = "2025-01-02T03:04:05+00:00", run_key: str | None = None) -> ResultRecord:
+    """A fixture record; ``ips`` scales the throughput of every stage."""
+    raw = make_record(model, task=task, created_at=created_at, run_key=run_key)
+    if metrics:
+        raw["metrics"].update(metrics)
+    for timing in raw["timings"].values():
+        timing["items_per_s"] *= ips
+    raw["environment"]["device_name"] = device_name
+    return ResultRecord.from_dict(raw)
+
+
+def populate(root: Path, skip: tuple = (), **changes) -> Path:
+    """Write the fixture runs into ``root``; ``changes`` apply to tiny-clip's retrieval run."""
+    for model, task in RUNS:
+        if (model, task) not in skip:
+            store.save(root, record(model, task, **(changes if (model, task) == RUNS[0] else {})))
+    return root
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def baseline(tmp_path: Path, capsys) -> Path:
+    """A baseline written by `vlbench baseline update` from the unchanged fixture runs."""
+    suite = tmp_path / "gate.yaml"
+    suite.write_text(SUITE, encoding="utf-8")
+    out = tmp_path / "baselines" / "gate.json"
+    code, _, err = run_cli(capsys, "baseline", "update", "--suite", str(suite),
+                           "--results", str(populate(tmp_path / "base")), "--out", str(out))
+    assert code == 0, err
+    return out
+
+
+def check_against(capsys, baseline: Path, results: Path, *extra: str) -> tuple[int, str, str]:
+    return run_cli(capsys, "check", "--baseline", str(baseline), "--results", str(results), *extra)
+
+
+def test_baseline_file_format(baseline: Path):
+    raw = json.loads(baseline.read_text(encoding="utf-8"))
+    assert raw["schema_version"] == check.BASELINE_SCHEMA_VERSION and raw["suite"] == "gate"
+    assert raw["created_at"] and raw["tolerances"] == check.DEFAULT_TOLERANCES
+    assert len(raw["entries"]) == 3
+    entry = next(e for e in raw["entries"] if e["model"] == "tiny-clip" and e["task"] == "retrieval")
+    assert {k: entry[k] for k in ("dataset", "split", "precision", "device")} == {
+        "dataset": "synthetic", "split": "test", "precision": "fp32", "device": "cpu"}
+    assert entry["metrics"] == RETRIEVAL
+    assert entry["throughput"] == {"image_encode": 123.4, "text_encode": 2500.0}
+    assert entry["machine"]["device_name"] == "cpu" and entry["machine"]["torch"] == "2.5.1"
+    assert not list(baseline.parent.glob(".*"))  # the atomic write left no temp file
+
+
+def test_unchanged_rerun_passes(baseline, tmp_path, capsys):
+    rerun = tmp_path / "rerun"
+    for model, task in RUNS:  # a later rerun with the same numbers
+        store.save(rerun, record(model, task, created_at="2025-02-01T00:00:00+00:00"))
+    code, out, _ = check_against(capsys, baseline, rerun)
+    assert code == 0, out
+    assert "0 regression(s)" in out and "REGRESSION" not in out
+
+
+def test_accuracy_drop_fails_and_names_model_and_metric(baseline, tmp_path, capsys):
+    results = populate(tmp_path / "cur", metrics={"t2i_R@1": RETRIEVAL["t2i_R@1"] - 1.0})
+    code, out, _ = check_against(capsys, baseline, results)
+    assert code == 1
+    row = next(line for line in out.splitlines() if line.startswith("REGRESSION"))
+    assert "tiny-clip" in row and "t2i_R@1" in row and "-1.00" in row
+    assert "1 regression(s)" in out
+
+    findings = check.compare(check.load_records(results), check.load_baseline(baseline))
+    bad = [f for f in findings if f.status == "regression"]
+    assert len(bad) == 1
+    f = bad[0]
+    assert (f.model, f.dataset, f.split, f.task, f.metric, f.kind) == (
+        "tiny-clip", "synthetic", "test", "retrieval", "t2i_R@1", "accuracy")
+    assert f.delta == pytest.approx(-1.0) and f.tolerance == 0.5
+
+
+def test_drop_within_tolerance_passes(baseline, tmp_path, capsys):
+    drops = {"t2i_R@1": RETRIEVAL["t2i_R@1"] - 0.5, "rsum": RETRIEVAL["rsum"] - 1.5}
+    results = populate(tmp_path / "cur", metrics=drops)
+    assert check_against(capsys, baseline, results)[0] == 0
+
+
+def test_rank_increase_fails_rank_decrease_passes(baseline, tmp_path, capsys):
+    worse = populate(tmp_path / "worse", metrics={"t2i_meanr": RETRIEVAL["t2i_meanr"] + 2.0})
+    code, out, _ = check_against(capsys, baseline, worse)
+    assert code == 1 and "t2i_meanr" in out
+    better = populate(tmp_path / "better", metrics={"t2i_meanr": 1.0, "t2i_medr": 1.0})
+    assert check_against(capsys, baseline, better)[0] == 0
+
+
+def test_throughput_drop_on_same_machine_fails(baseline, tmp_path, capsys):
+    code, out, _ = check_against(capsys, baseline, populate(tmp_path / "cur", ips=0.8))
+    assert code == 1
+    rows = [line for line in out.splitlines() if line.startswith("REGRESSION")]
+    assert len(rows) == 2 and all("tiny-clip" in r and "-20.0%" in r for r in rows)
+    assert {"ips_image_encode", "ips_text_encode"} <= set(" ".join(rows).split())
+
+
+def test_throughput_drop_on_other_device_is_skipped(baseline, tmp_path, capsys):
+    results = populate(tmp_path / "cur", ips=0.8, device_name="Other CPU")
+    code, out, _ = check_against(capsys, baseline, results)
+    assert code == 0, out
+    assert "skipped 2 throughput" in out and "Other CPU" in out
+    findings = check.compare(check.load_records(results), check.load_baseline(baseline))
+    skipped = [f for f in findings if f.status == "skipped"]
+    assert {f.metric for f in skipped} == {"ips_image_encode", "ips_text_encode"}
+    assert all(f.kind == "throughput" and "device_name" in f.reason for f in skipped)
+
+
+def test_no_throughput_flag_ignores_throughput(baseline, tmp_path, capsys):
+    results = populate(tmp_path / "cur", ips=0.5)
+    assert check_against(capsys, baseline, results, "--no-throughput")[0] == 0
+    assert check_against(capsys, baseline, results)[0] == 1
+
+
+def test_missing_run_fails(baseline, tmp_path, capsys):
+    results = populate(tmp_path / "cur", skip=(("big-clip", "retrieval"),))
+    code, out, _ = check_against(capsys, baseline, results)
+    assert code == 1
+    row = next(line for line in out.splitlines() if line.startswith("REGRESSION"))
+    assert "big-clip" in row and "no current record" in row
+
+
+def test_improvement_passes(baseline, tmp_path, capsys):
+    better = {k: v + 5.0 for k, v in RETRIEVAL.items() if "medr" not in k and "meanr" not in k}
+    code, out, _ = check_against(capsys, baseline, populate(tmp_path / "cur", metrics=better, ips=1.5))
+    assert code == 0, out
+
+
+def test_latest_record_of_a_run_is_checked(baseline, tmp_path, capsys):
+    results = populate(tmp_path / "cur", metrics={"t2i_R@1": 0.0})  # an old, bad record ...
+    store.save(results, record("tiny-clip", "retrieval", created_at="2025-03-01T00:00:00+00:00",
+                               run_key="rerun-of-tiny-clip"))  # ... superseded by a good one
+    assert check_against(capsys, baseline, results)[0] == 0
+
+
+def test_tolerance_override_in_baseline(baseline, tmp_path, capsys):
+    results = populate(tmp_path / "cur", metrics={"t2i_R@1": RETRIEVAL["t2i_R@1"] - 1.0}, ips=0.8)
+    assert check_against(capsys, baseline, results)[0] == 1
+    raw = json.loads(baseline.read_text(encoding="utf-8"))
+    raw["tolerances"].update({"t2i_R@1": 1.5, "throughput": 0.25})
+    baseline.write_text(json.dumps(raw), encoding="utf-8")
+    code, out, _ = check_against(capsys, baseline, results)
+    assert code == 0, out
+    raw["tolerances"]["ips_text_encode"] = 0.1  # a per-stage override beats "throughput"
+    baseline.write_text(json.dumps(raw), encoding="utf-8")
+    code, out, _ = check_against(capsys, baseline, results)
+    assert code == 1 and "ips_text_encode" in out and "ips_image_encode" not in out
+
+
+@pytest.mark.parametrize("content", ["{not json", "[]", '{"schema_version": 99, "entries": []}',
+                                     '{"schema_version": 1, "entries": [{"model": "x"}]}',
+                                     '{"schema_version": 1, "tolerances": {"rsum": -1}, "entries": []}'])
+def test_malformed_baseline_is_a_user_error_naming_the_file(tmp_path, capsys, content):
+    bad = tmp_path / "broken-baseline.json"
+    bad.write_text(content, encoding="utf-8")
+    code, out, err = check_against(capsys, bad, populate(tmp_path / "cur"))
+    assert code == 2
+    assert "broken-baseline.json" in err and err.startswith("vlbench: error:")
+
+
+def test_missing_baseline_file_is_a_user_error(tmp_path, capsys):
+    code, _, err = check_against(capsys, tmp_path / "nope.json", populate(tmp_path / "cur"))
+    assert code == 2 and "nope.json" in err
+
+
+def test_baseline_update_default_path_then_checks_clean(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "gate.yaml").write_text(SUITE, encoding="utf-8")
+    results = populate(tmp_path / "results")
+    store.save(results, record("other-model", "retrieval"))  # not in the suite: left out
+    code, out, err = run_cli(capsys, "baseline", "update", "--suite", "gate.yaml", "--results", str(results))
+    assert code == 0, err
+    written = tmp_path / "benchmarks" / "baselines" / "gate.json"
+    assert str(Path("benchmarks/baselines/gate.json")) in out and written.is_file()
+    assert {e["model"] for e in json.loads(written.read_text())["entries"]} == {"tiny-clip", "big-clip"}
+    code, out, _ = check_against(capsys, written, results)
+    assert code == 0 and "0 regression(s)" in out
+
+
+def test_baseline_update_with_a_suite_run_missing_is_an_error(tmp_path, capsys):
+    (tmp_path / "gate.yaml").write_text(SUITE, encoding="utf-8")
+    results = populate(tmp_path / "results", skip=(("tiny-clip", "zeroshot"),))
+    out = tmp_path / "b.json"
+    code, _, err = run_cli(capsys, "baseline", "update", "--suite", str(tmp_path / "gate.yaml"),
+                           "--results", str(results), "--out", str(out))
+    assert code == 2 and "tiny-clip" in err and "zeroshot" in err and "vlbench sweep --suite gate" in err
+    assert not out.exists()
