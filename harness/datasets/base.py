@@ -163,3 +163,47 @@ def restrict_retrieval(data: RetrievalData, keep_images: Sequence[int]) -> Retri
         fingerprint=fingerprint(data.fingerprint, list(keep_images)),
         info=dict(data.info),
     )
+
+
+# Splits that may load with images missing (dropped and counted); evaluation splits must be
+# complete, or scores would silently stop being comparable with published ones.
+PARTIAL_OK_SPLITS = frozenset({"train"})
+
+
+def assemble_retrieval(name: str, split: str, images: list[tuple[str, Path | None, list[str]]], where: str,
+                       hint: str, fingerprint_parts: tuple, info: dict[str, Any],
+                       request: DatasetRequest) -> RetrievalData:
+    """The policy every retrieval loader shares, applied to ``(label, path or None, captions)``
+    per listed image: missing images fail an evaluation split (naming how many and ``where``)
+    and are dropped with a warning from a training split; images without captions are
+    dropped with a warning; both counts go into ``info``; ``--limit`` draws a seeded subset."""
+    import warnings
+
+    missing = [label for label, path, _ in images if path is None]
+    if missing:
+        msg = (f"{name}/{split}: {len(missing)} of {len(images)} images are missing {where} "
+               f"(e.g. {', '.join(missing[:3])})")
+        if split not in PARTIAL_OK_SPLITS:
+            raise DatasetError(f"{msg}; the {split} split must be complete to give comparable scores. "
+                               f"Put the images there, or {hint}")
+        if len(missing) == len(images):
+            raise DatasetError(f"{msg}; nothing left to load. Put the images there, or {hint}")
+        warnings.warn(f"{msg}; they are dropped", stacklevel=3)
+    kept = [(path, caps) for _, path, caps in images if path is not None]
+    no_caps = [path.name for path, caps in kept if not caps]
+    if no_caps:
+        warnings.warn(f"{name}/{split}: {len(no_caps)} image(s) have no caption and are dropped "
+                      f"(e.g. {', '.join(no_caps[:3])})", stacklevel=3)
+        kept = [(path, caps) for path, caps in kept if caps]
+    pairs = [(cap, i) for i, (_, caps) in enumerate(kept) for cap in caps]
+    data = RetrievalData(
+        name=name, split=split, images=ImageSet([path for path, _ in kept]),
+        captions=[c for c, _ in pairs], caption_to_image=[i for _, i in pairs],
+        fingerprint=fingerprint(name, split, *fingerprint_parts, len(kept), len(pairs)),
+        info={**info, "dropped_missing_images": len(missing), "dropped_images_without_captions": len(no_caps)})
+    if request.limit is not None:
+        keep = subset_indices(len(kept), request.limit, request.seed)
+        if len(keep) < len(kept):
+            data = restrict_retrieval(data, keep)
+        data.info["subset"] = {"limit": request.limit, "seed": request.seed}
+    return data

@@ -35,13 +35,12 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from .base import (DatasetError, DatasetMeta, DatasetRequest, ImageSet, RetrievalData,
-                   TaskKind, fingerprint, restrict_retrieval, subset_indices)
+from .base import (assemble_retrieval, DatasetError, DatasetMeta, DatasetRequest, RetrievalData,
+                   TaskKind)
 
 NAME = "flickr8k"
 SPLITS = ("train", "dev", "test")
 SPLIT_ALIASES = {"val": "dev", "validation": "dev"}
-PARTIAL_OK_SPLITS = frozenset({"train"})  # splits that may load with images missing
 TOKEN_FILE = "Flickr8k.token.txt"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 IMAGE_DIRS = ("Flicker8k_Dataset", "Flickr8k_Dataset")
@@ -181,40 +180,16 @@ def load(request: DatasetRequest) -> RetrievalData:
     if request.task is not TaskKind.RETRIEVAL:
         raise DatasetError(f"{NAME} has only a retrieval view, not {request.task.value}")
     s = _scan(request)
-    split, names, image_dir = s["split"], s["names"], s["image_dir"]
-    missing = [n for n in names if n not in s["on_disk"]]
-    if missing:
-        msg = (f"{NAME}/{split}: {len(missing)} of {len(names)} images are missing from {image_dir} "
-               f"(e.g. {', '.join(missing[:3])})")
-        if split not in PARTIAL_OK_SPLITS:
-            raise DatasetError(f"{msg}; the {split} split must be complete to give comparable scores. "
-                               f"Put the official Flickr8k_Dataset images there, or {HINT}")
-        if len(missing) == len(names):
-            raise DatasetError(f"{msg}; nothing left to load. Put the images there, or {HINT}")
-        warnings.warn(f"{msg}; they are dropped", stacklevel=2)
-    kept = [n for n in names if n in s["on_disk"]]
-    no_caps = [n for n in kept if not s["caps"].get(n)]
-    if no_caps:
-        warnings.warn(f"{NAME}/{split}: {len(no_caps)} image(s) have no caption and are dropped "
-                      f"(e.g. {', '.join(no_caps[:3])})", stacklevel=2)
-        kept = [n for n in kept if s["caps"].get(n)]
-    pairs = [(cap, i) for i, name in enumerate(kept) for _, cap in sorted(s["caps"][name].items())]
-    token_sha, split_sha = s["token_sha256"], s["split_sha256"]
+    split, names, image_dir, on_disk = s["split"], s["names"], s["image_dir"], s["on_disk"]
+    images = [(n, image_dir / n if n in on_disk else None,
+               [cap for _, cap in sorted(s["caps"].get(n, {}).items())]) for n in names]
     info: dict[str, Any] = {
-        "root": str(s["root"]), "token_file": str(s["token_path"]), "token_sha256": token_sha,
-        "split_file": str(s["split_path"]), "split_sha256": split_sha,
-        "dropped_missing_images": len(missing), "dropped_images_without_captions": len(no_caps),
-        **s["counts"],
+        "root": str(s["root"]), "token_file": str(s["token_path"]), "token_sha256": s["token_sha256"],
+        "split_file": str(s["split_path"]), "split_sha256": s["split_sha256"], **s["counts"],
     }
-    data = RetrievalData(name=NAME, split=split, images=ImageSet([image_dir / n for n in kept]),
-                         captions=[c for c, _ in pairs], caption_to_image=[i for _, i in pairs],
-                         fingerprint=fingerprint(NAME, split, token_sha, split_sha, len(kept)), info=info)
-    if request.limit is not None:
-        keep = subset_indices(len(kept), request.limit, request.seed)
-        if len(keep) < len(kept):
-            data = restrict_retrieval(data, keep)
-        data.info["subset"] = {"limit": request.limit, "seed": request.seed}
-    return data
+    return assemble_retrieval(NAME, split, images, f"from {image_dir}",
+                              f"put the official Flickr8k_Dataset images there, or {HINT}",
+                              (s["token_sha256"], s["split_sha256"]), info, request)
 
 
 def describe(request: DatasetRequest) -> dict[str, Any]:

@@ -45,14 +45,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .base import (DatasetError, DatasetMeta, DatasetRequest, ImageSet, RetrievalData,
-                   TaskKind, fingerprint, restrict_retrieval, subset_indices)
+from .base import (assemble_retrieval, DatasetError, DatasetMeta, DatasetRequest, RetrievalData,
+                   TaskKind)
 from .flickr8k import read_tokens
 
 SPLITS = ("train", "val", "test")
 SPLIT_ALIASES = {"dev": "val", "validation": "val", "restval": "train"}
 KARPATHY_TO_SPLIT = {"train": "train", "restval": "train", "val": "val", "test": "test"}
-PARTIAL_OK_SPLITS = frozenset({"train"})
 ANN_DIRS = (".", "annotations", "karpathy", "text")
 HINT = "point at a copy with --data-root PATH (a folder holding {name}/) or the VLBENCH_DATA environment variable"
 _COCO2014 = re.compile(r"COCO_(?:train|val)2014_0*(\d+)\.jpg$")
@@ -286,42 +285,15 @@ def load_source(src: Source, request: DatasetRequest) -> RetrievalData:
         raise DatasetError(f"{src.name} has only a retrieval view, not {request.task.value}")
     s = _scan(src, request)
     split, items, loc = s["split"], s["items"], s["locator"]
-    found = [(loc.find(rel), rel, caps) for rel, caps in items]
-    missing = [rel for p, rel, _ in found if p is None]
     if not items:
         raise DatasetError(f"{src.name}/{split}: {s['ann_path']} lists no images for this split")
-    if missing:
-        where = ", ".join(map(str, loc.looked))
-        msg = (f"{src.name}/{split}: {len(missing)} of {len(items)} images are missing "
-               f"(e.g. {', '.join(missing[:3])}); looked in {where}")
-        if split not in PARTIAL_OK_SPLITS:
-            raise DatasetError(f"{msg}; the {split} split must be complete to give comparable scores. "
-                               f"Put the images there, or {_hint(src)}")
-        if len(missing) == len(items):
-            raise DatasetError(f"{msg}; nothing left to load. Put the images there, or {_hint(src)}")
-        warnings.warn(f"{msg}; they are dropped", stacklevel=2)
-    kept = [(p, caps) for p, _, caps in found if p is not None]
-    no_caps = [p.name for p, caps in kept if not caps]
-    if no_caps:
-        warnings.warn(f"{src.name}/{split}: {len(no_caps)} image(s) have no caption and are dropped "
-                      f"(e.g. {', '.join(no_caps[:3])})", stacklevel=2)
-        kept = [(p, caps) for p, caps in kept if caps]
-    pairs = [(c, i) for i, (_, caps) in enumerate(kept) for c in caps]
+    images = [(rel, loc.find(rel), caps) for rel, caps in items]
     info: dict[str, Any] = {
         "root": str(s["root"]), "annotation_file": str(s["ann_path"]), "format": s["format"],
-        "captions_from": s["captions_from"], "sha256": s["shas"],
-        "dropped_missing_images": len(missing), "dropped_images_without_captions": len(no_caps),
-        **s["counts"],
+        "captions_from": s["captions_from"], "sha256": s["shas"], **s["counts"],
     }
-    data = RetrievalData(name=src.name, split=split, images=ImageSet([p for p, _ in kept]),
-                         captions=[c for c, _ in pairs], caption_to_image=[i for _, i in pairs],
-                         fingerprint=fingerprint(src.name, split, s["shas"], len(kept), len(pairs)), info=info)
-    if request.limit is not None:
-        keep = subset_indices(len(kept), request.limit, request.seed)
-        if len(keep) < len(kept):
-            data = restrict_retrieval(data, keep)
-        data.info["subset"] = {"limit": request.limit, "seed": request.seed}
-    return data
+    return assemble_retrieval(src.name, split, images, f"(looked in {', '.join(map(str, loc.looked))})",
+                              _hint(src), (s["shas"],), info, request)
 
 
 def describe_source(src: Source, request: DatasetRequest) -> dict[str, Any]:
