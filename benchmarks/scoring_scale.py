@@ -62,7 +62,8 @@ def main() -> None:
     ap.add_argument("--captions", type=int, default=100000)
     ap.add_argument("--dim", type=int, default=512)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--chunk", type=int, default=1024, help="queries per scoring chunk")
+    ap.add_argument("--chunk", type=int, default=None,
+                    help="queries per scoring chunk (default: sized to harness.metrics.SCORING_BUDGET_BYTES)")
     ap.add_argument("--steps", type=int, default=3, help="also run 1/4, 1/2 ... of the size")
     args = ap.parse_args()
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {args.device}")

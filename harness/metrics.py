@@ -54,16 +54,32 @@ def _spans(n: int, size: int | None) -> list[tuple[int, int]]:
     return [(s, min(s + size, n)) for s in range(0, max(n, 1), max(size, 1))]
 
 
+# Scoring memory per (query, gallery) pair in one block at its peak: the fp32 scores, a
+# masked fp32 copy, and the bool match / comparison masks.
+BYTES_PER_SCORE = 12
+SCORING_BUDGET_BYTES = 256 * 2**20
+
+
+def auto_chunk(gallery_block: int, budget_bytes: int = SCORING_BUDGET_BYTES) -> int:
+    """Queries per chunk so that one chunk x gallery block stays within ``budget_bytes``.
+
+    >>> auto_chunk(100_000)  # 20k images x 100k captions: 223 queries at a time, ~256 MiB
+    223
+    """
+    return max(1, min(8192, budget_bytes // (BYTES_PER_SCORE * max(1, gallery_block))))
+
+
 def first_hit_ranks(query_emb: torch.Tensor, gallery_emb: torch.Tensor,
                     query_labels: torch.Tensor, gallery_labels: torch.Tensor,
-                    chunk_size: int = 1024, gallery_chunk: int | None = None) -> torch.Tensor:
+                    chunk_size: int | None = None, gallery_chunk: int | None = None) -> torch.Tensor:
     """1-based rank of the best-scoring correct gallery item for each query, pessimistic.
 
     Gallery item ``j`` is correct for query ``i`` iff ``query_labels[i] == gallery_labels[j]``.
     Score = dot product. With ``t`` = best correct score of a query, its rank is
     ``1 + #(wrong items with score >= t)``: wrong items tied with ``t`` rank above it;
     other correct items never count (``t`` is their maximum). Queries are processed
-    ``chunk_size`` at a time and the gallery ``gallery_chunk`` items at a time (None: whole
+    ``chunk_size`` at a time (None: as many as fit :data:`SCORING_BUDGET_BYTES`, see
+    :func:`auto_chunk`) and the gallery ``gallery_chunk`` items at a time (None: whole
     gallery); with several gallery chunks each block is scored twice (a max pass, then a
     count pass) so the threshold and the counts come from bit-identical scores.
     Every query needs at least one correct item (ValueError otherwise).
@@ -81,6 +97,8 @@ def first_hit_ranks(query_emb: torch.Tensor, gallery_emb: torch.Tensor,
     if not (torch.isfinite(q).all() and torch.isfinite(g).all()):  # NaN compares False:
         raise ValueError("embeddings contain NaN or inf")          # it would flatter ranks
     gspans = _spans(g.shape[0], gallery_chunk)
+    if chunk_size is None:
+        chunk_size = auto_chunk(max(b - a for a, b in gspans))
     ranks = torch.empty(q.shape[0], dtype=torch.long, device=dev)
 
     def block(qs: slice, gs: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -106,7 +124,7 @@ def first_hit_ranks(query_emb: torch.Tensor, gallery_emb: torch.Tensor,
 
 
 def retrieval_ranks(image_emb: torch.Tensor, text_emb: torch.Tensor,
-                    caption_to_image: torch.Tensor, chunk_size: int = 1024,
+                    caption_to_image: torch.Tensor, chunk_size: int | None = None,
                     gallery_chunk: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-query 1-based ranks ``(t2i_ranks (M,), i2t_ranks (N',))``, pessimistic on ties.
 
@@ -160,7 +178,7 @@ def median_rank(ranks: torch.Tensor) -> float:
 
 def retrieval_metrics(image_emb: torch.Tensor, text_emb: torch.Tensor,
                       caption_to_image: torch.Tensor, ks: tuple[int, ...] = (1, 5, 10),
-                      chunk_size: int = 1024,
+                      chunk_size: int | None = None,
                       gallery_chunk: int | None = None) -> dict[MetricKey, float]:
     """t2i/i2t R@k (percent), RSUM (sum of the reported recalls), median and mean rank.
 

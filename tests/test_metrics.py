@@ -313,3 +313,21 @@ def test_from_preds_matches_sklearn():
 def test_doctests_pass():
     result = doctest.testmod(hm, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_auto_chunk_bounds_block_memory_and_matches_reference():
+    from harness.metrics import BYTES_PER_SCORE, SCORING_BUDGET_BYTES, auto_chunk
+
+    for gallery in (1, 1000, 100_000, 10_000_000):
+        c = auto_chunk(gallery)
+        assert c >= 1
+        assert c == 1 or c * gallery * BYTES_PER_SCORE <= SCORING_BUDGET_BYTES
+    assert auto_chunk(100_000) == 223
+    g = torch.Generator().manual_seed(7)
+    img = torch.nn.functional.normalize(torch.randn(60, 16, generator=g), dim=-1)
+    txt = torch.nn.functional.normalize(torch.randn(300, 16, generator=g), dim=-1)
+    gt = torch.arange(300) % 60
+    auto = hm.retrieval_ranks(img, txt, gt)
+    tiny_budget = [hm.first_hit_ranks(txt, img, gt, torch.arange(60), chunk_size=7),
+                   hm.first_hit_ranks(img, txt, torch.arange(60), gt, chunk_size=7)]
+    assert torch.equal(auto[0], tiny_budget[0]) and torch.equal(auto[1], tiny_budget[1])
