@@ -135,7 +135,12 @@ class Stage:
         )
 
 
-def default_workers() -> int:
-    """Data-loader workers: leave one core for the model, at most 8."""
+def default_workers(device: str = "cpu") -> int:
+    """Data-loader workers. On CUDA the cores are free for decoding: all but one, at most 8.
+    On CPU the model's threads use the cores, and a worker process competes with them: on 2
+    cores one worker cut end-to-end image throughput from 858/s to 697/s (benchmarks/
+    overhead.py), so small machines decode in the main process."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(0, min(8, cores - 1))
+    if str(device).startswith("cuda"):
+        return max(0, min(8, cores - 1))
+    return 0 if cores <= 4 else min(8, cores // 4)

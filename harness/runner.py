@@ -95,7 +95,7 @@ def run_one(spec: RunSpec, results_root: Path, force: bool = False) -> RunOutcom
     torch.manual_seed(opts.seed)
     with Stage("model_load", opts.device, warmup=0) as model_stage:
         model = meta.load(LoadOptions(device=opts.device, precision=opts.precision, weights=opts.weights))
-    workers = default_workers() if opts.num_workers is None else opts.num_workers
+    workers = default_workers(opts.device) if opts.num_workers is None else opts.num_workers
     result = tmeta.evaluate(model, data, EncodeOptions(opts.batch_size, opts.device, workers))
     timings = {"data_load": load_stage.timing(), "model_load": model_stage.timing(), **result.timings}
     record = ResultRecord(

@@ -1,0 +1,166 @@
+"""Uncertainty for leaderboard numbers: bootstrap intervals and paired significance tests.
+
+Everything works on per-query outcomes (the ``<record>.queries.json`` sidecar written by
+``harness.store.save``): retrieval keeps ``t2i_rank`` / ``i2t_rank`` (1-based first-hit
+ranks), zero-shot keeps ``correct`` (bools) and ``pred``. Resampling is over queries, so
+an interval says how much a number would move on another draw of the same size.
+
+Numbers are in the records' units: recall and accuracy are percentages (0-100 points).
+numpy only; nothing here imports torch.
+
+    >>> lo, hi = accuracy_ci(np.ones(50, dtype=bool))
+    >>> float(lo), float(hi)
+    (100.0, 100.0)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from harness.store import QUERIES_SUFFIX, read_record
+
+__all__ = [
+    "bootstrap_ci", "recall_at_k_ci", "accuracy_ci", "paired_bootstrap_pvalue", "significant",
+    "load_queries", "sidecar_path",
+]
+
+Statistic = Callable[[np.ndarray], np.ndarray]
+
+# Resampled values held at once (one block of the n_boot x n index matrix, int64 indices
+# plus the gathered values): ~2M elements, a few tens of MB at most.
+BLOCK_ELEMENTS = 2**21
+
+
+def _mean(samples: np.ndarray) -> np.ndarray:
+    return samples.mean(axis=-1)
+
+
+def _as_1d(values, name: str) -> np.ndarray:
+    arr = np.asarray(values)
+    if arr.ndim != 1:
+        raise ValueError(f"{name}: expected a 1-D array of per-query outcomes, got shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError(f"{name}: no queries (empty array)")
+    return arr.astype(np.float64) if arr.dtype == bool else arr
+
+
+def _resampled_stats(values: np.ndarray, statistic: Statistic, n_boot: int, seed: int) -> np.ndarray:
+    """``statistic`` of ``n_boot`` resamples (with replacement) of ``values`` along axis 0.
+
+    Indices are drawn block by block (rows of the n_boot x n matrix) from one
+    ``np.random.default_rng(seed)``, so a fixed seed gives the same numbers every time.
+    ``statistic`` receives a ``(block, n, ...)`` array and reduces axis 1 (the queries).
+    """
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
+    rng = np.random.default_rng(seed)
+    n = values.shape[0]
+    block = max(1, BLOCK_ELEMENTS // n)
+    out = np.empty(n_boot, dtype=np.float64)
+    for start in range(0, n_boot, block):
+        stop = min(start + block, n_boot)
+        idx = rng.integers(0, n, size=(stop - start, n))
+        res = np.asarray(statistic(values[idx]), dtype=np.float64)
+        if res.shape != (stop - start,):
+            raise ValueError(f"statistic must reduce a (b, n) array to shape (b,), got {res.shape}")
+        out[start:stop] = res
+    return out
+
+
+def bootstrap_ci(per_query: np.ndarray, statistic: Statistic | None = None, n_boot: int = 1000,
+                 seed: int = 0, alpha: float = 0.05) -> tuple[float, float]:
+    """Percentile bootstrap ``(low, high)`` interval at level ``1 - alpha`` over queries.
+
+    ``statistic`` is vectorised: it gets a ``(b, n)`` array of resamples and returns ``(b,)``
+    (reduce the last axis), e.g. ``lambda s: s.mean(axis=-1)``; the default is the mean.
+    """
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    values = _as_1d(per_query, "per_query")
+    stat = statistic or _mean
+    boots = _resampled_stats(values, stat, n_boot, seed)
+    low, high = np.quantile(boots, [alpha / 2, 1 - alpha / 2])
+    return float(low), float(high)
+
+
+def recall_at_k_ci(ranks, k: int, n_boot: int = 1000, seed: int = 0,
+                   alpha: float = 0.05) -> tuple[float, float]:
+    """Interval for recall@k in points (``100 * mean(ranks <= k)``) from 1-based first-hit ranks."""
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    hits = _as_1d(ranks, "ranks") <= k
+    return bootstrap_ci(hits.astype(np.float64) * 100.0, n_boot=n_boot, seed=seed, alpha=alpha)
+
+
+def accuracy_ci(correct, n_boot: int = 1000, seed: int = 0,
+                alpha: float = 0.05) -> tuple[float, float]:
+    """Interval for accuracy in points (``100 * mean(correct)``)."""
+    hits = _as_1d(correct, "correct").astype(np.float64)
+    return bootstrap_ci(hits * 100.0, n_boot=n_boot, seed=seed, alpha=alpha)
+
+
+def paired_bootstrap_pvalue(a, b, n_boot: int = 1000, seed: int = 0) -> float:
+    """Two-sided paired bootstrap p-value for ``mean(a) == mean(b)``.
+
+    ``a`` and ``b`` are two models' outcomes on the same queries in the same order (hits,
+    correct flags, or any per-query score). Query indices are resampled jointly; p is the
+    fraction of bootstrap mean differences on the other side of zero from the observed one
+    (ties with zero count against significance), with the +1 correction, doubled, capped at 1.
+    The smallest reachable p is ``2 / (n_boot + 1)``.
+    """
+    a_arr, b_arr = _as_1d(a, "a"), _as_1d(b, "b")
+    if a_arr.shape != b_arr.shape:
+        raise ValueError(
+            f"paired test needs outcomes on the same queries: a has {a_arr.shape[0]} queries, "
+            f"b has {b_arr.shape[0]} (same length and same query order required)")
+    diff = a_arr.astype(np.float64) - b_arr.astype(np.float64)
+    observed = diff.mean()
+    if observed == 0:
+        return 1.0
+    boots = _resampled_stats(diff, _mean, n_boot, seed)
+    other_side = np.count_nonzero(boots <= 0) if observed > 0 else np.count_nonzero(boots >= 0)
+    return float(min(1.0, 2.0 * (other_side + 1) / (n_boot + 1)))
+
+
+def significant(a, b, alpha: float = 0.05, n_boot: int = 1000, seed: int = 0) -> bool:
+    """True when the paired bootstrap rejects ``mean(a) == mean(b)`` at level ``alpha``."""
+    return paired_bootstrap_pvalue(a, b, n_boot=n_boot, seed=seed) < alpha
+
+
+def sidecar_path(record_path: str | Path) -> Path:
+    """``.../name.json`` -> ``.../name.queries.json`` (the path ``harness.store.save`` writes)."""
+    path = Path(record_path)
+    return path.with_name(path.stem + QUERIES_SUFFIX)
+
+
+def load_queries(record_path: str | Path) -> dict[str, np.ndarray]:
+    """Per-query outcomes stored beside a record, as arrays keyed like the sidecar
+    (retrieval: ``t2i_rank``, ``i2t_rank``; zero-shot: ``correct``, ``pred``).
+
+    Raises FileNotFoundError naming the sidecar when it is missing, and ValueError when it
+    is unreadable or its ``run_key`` is not the record's (a stale file from another run).
+    """
+    path = Path(record_path)
+    if path.name.endswith(QUERIES_SUFFIX):  # given the sidecar itself: find its record
+        path = path.with_name(path.name[: -len(QUERIES_SUFFIX)] + ".json")
+    side = sidecar_path(path)
+    if not side.is_file():
+        raise FileNotFoundError(
+            f"{side}: no per-query outcomes for record {path} (the run was saved without "
+            f"per_query; re-run it to get confidence intervals)")
+    record = read_record(path)
+    try:
+        raw = json.loads(side.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{side}: unreadable per-query file ({exc})") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"{side}: expected a JSON object, got {type(raw).__name__}")
+    key = raw.get("run_key")
+    if key != record.run_key:
+        raise ValueError(f"{side}: run_key {key!r} does not match record {path} "
+                         f"(run_key {record.run_key!r}); the per-query file is from another run")
+    return {name: np.asarray(values) for name, values in raw.items() if name != "run_key"}
