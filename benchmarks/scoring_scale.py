@@ -20,18 +20,18 @@ import torch
 def peak_mb(device: str) -> float:
     if device.startswith("cuda"):
         return torch.cuda.max_memory_allocated() / 2**20
-    from harness.measure import _rss_hwm_mb
+    from harness.measure import peak_rss_mb
 
-    return _rss_hwm_mb()
+    return peak_rss_mb()
 
 
 def reset_peak(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     else:
-        from harness.measure import _reset_rss_hwm
+        from harness.measure import reset_peak_rss
 
-        _reset_rss_hwm()
+        reset_peak_rss()
 
 
 def run(n_images: int, n_captions: int, dim: int, device: str, chunk: int, seed: int = 0) -> dict:

@@ -25,7 +25,7 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize(device)
 
 
-def _rss_hwm_mb() -> float:
+def peak_rss_mb() -> float:
     """Peak resident set size of this process in MB (since the last reset, on Linux)."""
     try:
         with open("/proc/self/status") as f:
@@ -37,7 +37,7 @@ def _rss_hwm_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _reset_rss_hwm() -> None:
+def reset_peak_rss() -> None:
     with contextlib.suppress(OSError):  # not Linux, or not permitted: the peak stays cumulative
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
@@ -79,7 +79,7 @@ class Stage:
             import torch
 
             torch.cuda.reset_peak_memory_stats(self.device)
-        _reset_rss_hwm()
+        reset_peak_rss()
         _sync(self.device)
         self._start = time.perf_counter()
         if self.warmup == 0:
@@ -93,7 +93,7 @@ class Stage:
             import torch
 
             self._peak_dev_mb = torch.cuda.max_memory_allocated(self.device) / 2**20
-        self._peak_rss_mb = _rss_hwm_mb()
+        self._peak_rss_mb = peak_rss_mb()
 
     @contextlib.contextmanager
     def batch(self, n_items: int):
