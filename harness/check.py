@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness import store
-from harness.records import RecordError, ResultRecord
+from harness.records import ResultRecord
 
 BASELINE_SCHEMA_VERSION = 1
 THROUGHPUT_STAGES = ("image_encode", "text_encode")
@@ -83,10 +83,7 @@ def load_records(results: Path) -> list[ResultRecord]:
         raise CheckError(f"results directory {str(results)!r} does not exist")
     records = []
     for path in store.iter_record_files(Path(results)):
-        try:
-            records.append(store.read_record(path))
-        except (AttributeError, TypeError) as exc:  # JSON that is not a record object
-            raise RecordError(f"{path}: malformed record ({exc})") from None
+        records.append(store.read_record(path))
     return list(latest(records).values())
 
 

@@ -48,6 +48,8 @@ class ResultRecord:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], origin: str = "record") -> "ResultRecord":
+        if not isinstance(raw, dict):
+            raise RecordError(f"{origin}: a record is a JSON object, not {type(raw).__name__}")
         version = raw.get("schema_version")
         if version != SCHEMA_VERSION:
             raise RecordError(f"{origin}: schema_version {version!r}, this vlbench reads {SCHEMA_VERSION}")

@@ -58,11 +58,16 @@ def save(root: Path, record: ResultRecord, per_query: dict | None = None) -> Pat
     path = record_path(root, record.model["name"], record.dataset["name"], record.dataset["split"],
                        record.task, record.run_key)
     if per_query:
-        write_json_atomic(path.with_name(path.stem + QUERIES_SUFFIX), {"run_key": record.run_key, **per_query})
+        write_json_atomic(queries_path(path), {"run_key": record.run_key, **per_query})
     return write_json_atomic(path, record.to_dict())
 
 
 QUERIES_SUFFIX = ".queries.json"
+
+
+def queries_path(record_path: Path) -> Path:
+    """``.../name.json`` -> ``.../name.queries.json``: the per-query sidecar of a record."""
+    return record_path.with_name(record_path.stem + QUERIES_SUFFIX)
 
 
 def iter_record_files(root: Path) -> list[Path]:

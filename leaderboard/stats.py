@@ -21,7 +21,7 @@ from typing import Callable
 
 import numpy as np
 
-from harness.store import QUERIES_SUFFIX, read_record
+from harness.store import QUERIES_SUFFIX, queries_path, read_record
 
 __all__ = [
     "bootstrap_ci", "recall_at_k_ci", "accuracy_ci", "paired_bootstrap_pvalue", "significant",
@@ -133,8 +133,7 @@ def significant(a, b, alpha: float = 0.05, n_boot: int = 1000, seed: int = 0) ->
 
 def sidecar_path(record_path: str | Path) -> Path:
     """``.../name.json`` -> ``.../name.queries.json`` (the path ``harness.store.save`` writes)."""
-    path = Path(record_path)
-    return path.with_name(path.stem + QUERIES_SUFFIX)
+    return queries_path(Path(record_path))
 
 
 def load_queries(record_path: str | Path) -> dict[str, np.ndarray]:

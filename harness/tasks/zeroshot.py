@@ -35,8 +35,8 @@ def evaluate(model, data: ClassificationData, opts: EncodeOptions) -> TaskResult
         correct = M.per_sample_correct(logits, labels)
         score_stage.add_items(len(labels))
     return TaskResult(
-        metrics={k.value if hasattr(k, "value") else k: float(v) for k, v in metrics.items()},
+        metrics={k.value: float(v) for k, v in metrics.items()},
         main_metric=M.MetricKey.ACC1.value,
         timings={s.name: s.timing() for s in (img_stage, txt_stage, score_stage)},
-        per_query={"correct": correct.tolist(), "pred": logits.argmax(dim=1).tolist()},
+        per_query={"correct": correct.tolist(), "pred": M.pessimistic_predictions(logits, labels).tolist()},
     )
