@@ -68,6 +68,25 @@ class CrossEncoder(Protocol):
         """(B, C, H, W) pixels and B texts -> (B,) match scores for the aligned pairs."""
 
 
+@runtime_checkable
+class FactoredCrossEncoder(CrossEncoder, Protocol):
+    """A cross-encoder whose towers run once per image and once per text, reused across pairs.
+
+    Reranking k candidates per query then costs one vision pass per image (BLIP ITM,
+    fusion heads over frozen encoders) instead of one per pair. Features are tensors, or
+    dicts of tensors, indexable along dim 0; they may live on the model's device.
+    """
+
+    def image_features(self, pixels: "torch.Tensor") -> Any:
+        """(B, C, H, W) pixels -> per-image features (e.g. patch tokens), first dim B."""
+
+    def text_features(self, texts: Sequence[str]) -> Any:
+        """B texts -> per-text features (token ids/states), first dim B."""
+
+    def score_features(self, image_feats: Any, text_feats: Any) -> "torch.Tensor":
+        """Aligned features (row i of each) -> (B,) match scores, equal to ``score_pairs``."""
+
+
 @dataclass(frozen=True)
 class ModelMeta:
     """Cheap, registered description of a model; ``loader`` does the heavy work when called."""
