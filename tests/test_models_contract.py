@@ -64,13 +64,13 @@ DUALS = [c for c in ADAPTERS if c.kind == "dual"]
 CROSSES = [c for c in ADAPTERS if c.kind == "cross"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def tiny_dirs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tiny-hf")
-    return {family: make(root / family) for family, make in tiny_hf.MAKERS.items()}
+    """family -> directory of its tiny ``save_pretrained`` model."""
+    return tiny_hf.make_all(tmp_path_factory.mktemp("tiny-hf"))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def loaded(tiny_dirs):
     cache: dict[str, object] = {}
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-WORDS = ["a", "red", "circle", "two", "green", "triangles", "in", "row", "blue", "square", "the", "of", "to", "left", "yellow", "diamond", "big", "purple", "at", "top", "an", "word", "unseen"]
+WORDS = ["a", "red", "circle", "two", "green", "triangles", "in", "row", "blue", "square", "the", "of",
+         "to", "left", "yellow", "diamond", "big", "purple", "at", "top", "an", "word", "unseen"]
 BERT_SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 TINY = {"hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 2, "num_attention_heads": 4}
 
@@ -131,4 +132,9 @@ def make_vilt(path: Path) -> Path:
     return _save(path, ViltForImageAndTextRetrieval(cfg), tok, proc)
 
 
+def make_all(root: Path) -> dict[str, Path]:
+    return {family: make(root / family) for family, make in MAKERS.items()}
+
+
 MAKERS = {"clip": make_clip, "siglip": make_siglip, "align": make_align, "blip": make_blip, "vilt": make_vilt}
+

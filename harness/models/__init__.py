@@ -75,6 +75,18 @@ def resolve(name: str) -> ModelMeta:
     return MODELS.get(name)
 
 
+def availability(meta: ModelMeta) -> str:
+    """Whether ``meta`` runs with no network: "yes" (weights ship with vlbench), "cached"
+    (a hub model whose files are in the local Hugging Face cache), else "needs weights"."""
+    if meta.offline:
+        return "yes"
+    if meta.source.startswith(HF_PREFIX):
+        from harness.models.hub import hub_cached
+
+        return "cached" if hub_cached(meta.source[len(HF_PREFIX):]) else "needs weights"
+    return "needs weights"
+
+
 def _register_transformers() -> None:
     """transformers families; their modules import torch/transformers only inside loaders."""
     from harness.models import blip, hf, vilt

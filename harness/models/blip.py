@@ -114,9 +114,9 @@ def load_blip(name: str, hub_id: str | None, options: LoadOptions) -> BlipRetrie
 
     source = hub.pretrained_source(name, hub_id, options)
     config = hub.load_config(name, source, ("blip",))
-    model = hub.load_model(name, source, BlipForImageTextRetrieval, config, options)
-    tokenizer = hub.load_tokenizer(name, source)
+    tokenizer = hub.load_tokenizer(name, source, config)
     processor = hub.load_image_processor(name, source)
+    model = hub.load_model(name, source, BlipForImageTextRetrieval, config, options)
     return BlipRetrieval(name, model, tokenizer, processor, options, source.checkpoint())
 
 

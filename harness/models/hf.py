@@ -99,9 +99,9 @@ def load_hf_dual(name: str, hub_id: str | None, options: LoadOptions) -> HFDualE
     source = hub.pretrained_source(name, hub_id, options)
     config = hub.load_config(name, source, FAMILIES)
     family = FAMILIES[config.model_type]
-    model = hub.load_model(name, source, getattr(transformers, family.model_class), config, options)
-    tokenizer = hub.load_tokenizer(name, source)
+    tokenizer = hub.load_tokenizer(name, source, config)
     processor = hub.load_image_processor(name, source)
+    model = hub.load_model(name, source, getattr(transformers, family.model_class), config, options)
     return HFDualEncoder(name, model, tokenizer, processor, family.text, options, source.checkpoint())
 
 

@@ -70,16 +70,36 @@ def pretrained_source(name: str, hub_id: str | None, options: LoadOptions) -> Pr
     raise W.offline_error(name, f"hf:{hub_id}")
 
 
+def hub_cached(hub_id: str) -> bool:
+    """True when the HF cache holds config + weights of ``hub_id``'s main revision.
+
+    Reads the cache layout directly (models--ORG--NAME/refs/main -> snapshots/<commit>), so
+    ``vlbench list`` can say what runs offline without importing transformers.
+    """
+    from huggingface_hub import constants
+
+    repo = Path(constants.HF_HUB_CACHE) / ("models--" + hub_id.replace("/", "--"))
+    try:
+        snapshot = repo / "snapshots" / (repo / "refs" / "main").read_text().strip()
+    except OSError:
+        return False
+    return (snapshot / "config.json").is_file() and any((snapshot / f).is_file() for f in WEIGHT_FILES)
+
+
 @contextlib.contextmanager
 def loading_errors(name: str, source: PretrainedSource):
     """Missing / partial files become one line naming the model and how to provide it."""
     try:
         yield
     except OSError as exc:  # transformers and huggingface_hub raise OSError subclasses
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        if source.local_only and source.hub_id is not None:
-            raise W.offline_error(name, f"part of hf:{source.hub_id} ({first})") from None
-        raise WeightsUnavailableError(f"{name}: cannot load {source.location}: {first}") from None
+        raise missing(name, source, (str(exc).strip().splitlines() or [type(exc).__name__])[0]) from None
+
+
+def missing(name: str, source: PretrainedSource, what: str) -> WeightsUnavailableError:
+    """A cache missing files is an offline problem (say how to fill it); a directory, a bad one."""
+    if source.local_only and source.hub_id is not None:
+        return W.offline_error(name, f"part of hf:{source.hub_id} ({what})")
+    return WeightsUnavailableError(f"{name}: cannot load {source.location}: {what}")
 
 
 @contextlib.contextmanager
@@ -128,16 +148,24 @@ def load_model(name: str, source: PretrainedSource, model_cls, config, options: 
     return model.to(options.device).eval().requires_grad_(False)
 
 
-def load_tokenizer(name: str, source: PretrainedSource):
+def load_tokenizer(name: str, source: PretrainedSource, config):
+    """The model's tokenizer; one whose vocabulary cannot fill the model's embedding table is
+    refused -- transformers falls back to an empty default tokenizer when the files are missing,
+    which would silently turn every word into [UNK]."""
     from transformers import AutoTokenizer
 
     with loading_errors(name, source), quiet_transformers():
         try:
-            return AutoTokenizer.from_pretrained(source.location, local_files_only=source.local_only,
-                                                 trust_remote_code=False)
+            tokenizer = AutoTokenizer.from_pretrained(source.location, local_files_only=source.local_only,
+                                                      trust_remote_code=False)
         except ImportError as exc:  # e.g. SigLIP's sentencepiece tokenizer without sentencepiece
             raise WeightsUnavailableError(f"{name}: its tokenizer needs a missing package: "
                                           f"{str(exc).strip().splitlines()[0]}") from None
+    text_config = getattr(config, "text_config", config)
+    if 2 * len(tokenizer) < int(text_config.vocab_size):
+        raise missing(name, source, f"its tokenizer has {len(tokenizer)} tokens for a "
+                                    f"{text_config.vocab_size}-token model: tokenizer files are missing")
+    return tokenizer
 
 
 def load_image_processor(name: str, source: PretrainedSource):

@@ -107,9 +107,9 @@ def load_vilt(name: str, hub_id: str | None, options: LoadOptions) -> ViltRetrie
 
     source = hub.pretrained_source(name, hub_id, options)
     config = hub.load_config(name, source, ("vilt",))
-    model = hub.load_model(name, source, ViltForImageAndTextRetrieval, config, options)
-    tokenizer = hub.load_tokenizer(name, source)
+    tokenizer = hub.load_tokenizer(name, source, config)
     processor = hub.load_image_processor(name, source)
+    model = hub.load_model(name, source, ViltForImageAndTextRetrieval, config, options)
     return ViltRetrieval(name, model, tokenizer, processor, options, source.checkpoint())
 
 
