@@ -198,6 +198,29 @@ def test_bad_weights_dirs_name_the_problem(tiny_dirs, tmp_path):
     assert "tokenizer files are missing" in load("vilt", no_tokenizer)
 
 
+def _has_sentencepiece() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("sentencepiece") is not None
+
+
+@pytest.mark.skipif(_has_sentencepiece(), reason="sentencepiece is installed; nothing is missing")
+def test_siglip_sentencepiece_tokenizer_without_the_package_says_so(tiny_dirs, tmp_path):
+    import json
+
+    target = tmp_path / "siglip-spm"
+    shutil.copytree(tiny_dirs["siglip"], target)
+    (target / "tokenizer.json").unlink()
+    config = json.loads((target / "tokenizer_config.json").read_text())
+    config.update(tokenizer_class="SiglipTokenizer")
+    config.pop("backend", None)
+    (target / "tokenizer_config.json").write_text(json.dumps(config))
+    (target / "spiece.model").write_bytes(b"not read: the import fails first")
+    with pytest.raises(WeightsUnavailableError, match=r"^google/siglip-base-patch16-224: its tokenizer needs a "
+                                                      r"missing package: .*SentencePiece[^\n]*$"):
+        resolve("siglip").load(LoadOptions(weights=str(target)))
+
+
 def test_hf_prefix_names_any_hub_id_and_fails_clearly_offline():
     meta = resolve("hf:someone/their-clip")
     with pytest.raises(WeightsUnavailableError, match=r"^hf:someone/their-clip: weights not available offline"):

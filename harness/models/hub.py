@@ -92,7 +92,14 @@ def loading_errors(name: str, source: PretrainedSource):
     try:
         yield
     except OSError as exc:  # transformers and huggingface_hub raise OSError subclasses
-        raise missing(name, source, (str(exc).strip().splitlines() or [type(exc).__name__])[0]) from None
+        raise missing(name, source, first_sentence(exc)) from None
+
+
+def first_sentence(exc: BaseException) -> str:
+    """A library's multi-line message cut to its first sentence, on one line."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    head, dot, _ = text.partition(". ")
+    return head + ("." if dot else "")
 
 
 def missing(name: str, source: PretrainedSource, what: str) -> WeightsUnavailableError:
@@ -160,7 +167,7 @@ def load_tokenizer(name: str, source: PretrainedSource, config):
                                                       trust_remote_code=False)
         except ImportError as exc:  # e.g. SigLIP's sentencepiece tokenizer without sentencepiece
             raise WeightsUnavailableError(f"{name}: its tokenizer needs a missing package: "
-                                          f"{str(exc).strip().splitlines()[0]}") from None
+                                          f"{first_sentence(exc)}") from None
     text_config = getattr(config, "text_config", config)
     if 2 * len(tokenizer) < int(text_config.vocab_size):
         raise missing(name, source, f"its tokenizer has {len(tokenizer)} tokens for a "
