@@ -110,7 +110,7 @@ def test_vilt_canvas_scores_equal_the_processors_padded_batch(models):
     m = models["vilt"]
     ims = images(4)
     canvas = stack(m, ims)
-    assert canvas.shape == (4, 4, 96, 96)  # 64 px shorter side -> 106 longer max -> 96 (multiple of 16)
+    assert canvas.shape == (4, 4, 96, 96)  # 64 px shorter side -> int(106.6) longer max -> 96 (multiple of 16)
     proc = m._transform.processor(images=ims, return_tensors="pt")
     tok = m.tokenizer(TEXTS, padding="longest", truncation=True, max_length=40, return_tensors="pt")
     with torch.no_grad(), torch.random.fork_rng():

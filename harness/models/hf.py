@@ -106,8 +106,9 @@ def load_hf_dual(name: str, hub_id: str | None, options: LoadOptions) -> HFDualE
 
 
 # ------------------------------------------------------------------------------ registry
-# params: counted on transformers' default config of each architecture, which is the base
-# hub config (CLIP ViT-B/32 = 151,277,313, the same count open_clip gives for ViT-B-32).
+# params: transformers' default config of each architecture is the base hub config, so the
+# base counts are counted on it (CLIP ViT-B/32: 151,277,313, as open_clip counts ViT-B-32);
+# CLIP B/16 and L/14 are open_clip's counts of the same architectures.
 
 HF_DUALS = (
     # (hub id = registered name, family, aliases, params, license)
@@ -118,7 +119,6 @@ HF_DUALS = (
     ("kakaobrain/align-base", "align", ("align", "align-base"), 172_117_841,
      "see the model card (trained on COYO-700M)"),
 )
-# the large CLIP's count is open_clip's ViT-L-14 (same architecture), not a default config
 
 
 def hf_meta(hub_id: str, family: str = "hf", aliases: tuple[str, ...] = (), params: int | None = None,

@@ -40,7 +40,7 @@ class PretrainedSource:
 
     def checkpoint(self) -> dict:
         """``{"id", "sha256"}`` recorded with results: hub id@commit (or the directory) and the
-        hash of the weights file actually loaded."""
+        hash of the weights file loaded (the shard index for sharded checkpoints)."""
         folder = self.snapshot_dir()
         ident = self.location
         if self.hub_id is not None:

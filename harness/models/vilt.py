@@ -5,14 +5,15 @@ every (image, text) pair costs a full forward pass -- retrieval reranks the top-
 prefilter dual encoder (``ModelMeta.prefilter``).
 
 Fixed-size pixels. ViLT's processor resizes the shorter side to 384 and caps the longer side
-at 640 (1333/800 x 384), both multiples of 32, keeping the aspect ratio -- the ViLT paper's
-evaluation setting -- then pads a batch to its largest image with a ``pixel_mask``. A
-DataLoader needs every item the same shape, so ``image_transform`` does the same resize
-and puts the image in the top-left corner of a fixed 640x640 canvas, returning a
-(4, 640, 640) tensor: RGB, plus the pixel mask as channel 3. ``score_pairs`` crops the batch
-back to its largest image and passes the mask, so the model sees exactly what the ViLT
-processor would give it (padding is masked out of attention). The alternative, squashing to
-384x384, would change the aspect ratio and the number of patches ViLT was fine-tuned with.
+at int(1333/800 x 384) = 639, keeping the aspect ratio -- the ViLT paper's evaluation
+setting -- then rounds both sides down to multiples of 32 (so at most 608) and pads a batch
+to its largest image with a ``pixel_mask``. A DataLoader needs every item the same shape, so
+``image_transform`` does the same resize and puts the image in the top-left corner of a
+fixed 608x608 canvas, returning a (4, 608, 608) tensor: RGB, plus the pixel mask as
+channel 3. ``score_pairs`` crops the batch back to its largest image and passes the mask, so
+the model sees exactly what the ViLT processor would give it (padding is masked out of
+attention). The alternative, squashing to 384x384, would change the aspect ratio and the
+number of patches ViLT was fine-tuned with.
 
 ViLT shuffles (and, past ``max_image_length``, samples) patches with ``torch.multinomial``;
 scoring runs under a fixed, private RNG seed so the same inputs give the same scores.
@@ -32,7 +33,11 @@ PATCH_SEED = 0                    # seed of ViLT's patch shuffling, fixed per ca
 
 
 class ViltCanvasTransform:
-    """PIL -> (4, S, S): ViLT-processed RGB in the top-left of a zero canvas + pixel-mask channel."""
+    """PIL -> (4, S, S): ViLT-processed RGB in the top-left of a zero canvas + pixel-mask channel.
+
+    S is the largest side the processor can produce: int(1333/800 x shorter) rounded down to
+    the size divisor (608 for ViLT's 384 / 32).
+    """
 
     def __init__(self, image_processor):
         self.processor = image_processor
@@ -46,6 +51,8 @@ class ViltCanvasTransform:
         rgb = image if image.mode == "RGB" else image.convert("RGB")
         pixels = self.processor(images=rgb, do_pad=False, return_tensors="pt")["pixel_values"][0]
         _, h, w = pixels.shape
+        if h > self.canvas or w > self.canvas:  # only with a processor config unlike ViLT's
+            raise ValueError(f"ViLT image processed to {h}x{w}, larger than the {self.canvas}px canvas")
         out = torch.zeros(4, self.canvas, self.canvas, dtype=pixels.dtype)
         out[:3, :h, :w] = pixels
         out[3, :h, :w] = 1
