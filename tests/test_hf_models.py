@@ -104,6 +104,34 @@ def test_blip_reranking_runs_the_vision_tower_once_per_image(models):
     assert scores.shape == (12,) and ((scores > 0) & (scores < 1)).all()
 
 
+def test_blip_through_the_rerank_pair_scorer_runs_one_vision_pass_per_image(models, tmp_path):
+    """The reranker's pair scorer (tasks/pairs.py) with the real BLIP adapter: k captions per
+    image, and the vision tower sees each image exactly once."""
+    from harness.datasets.base import ImageSet
+    from harness.measure import Stage
+    from harness.tasks.encode import EncodeOptions
+    from harness.tasks.pairs import score_pair_index
+
+    m, k = models["blip"], 3
+    paths = []
+    for i, im in enumerate(images(4)):
+        paths.append(tmp_path / f"{i}.png")
+        im.save(paths[-1])
+    pairs = torch.tensor([(i, (i + j) % len(TEXTS)) for i in range(4) for j in range(k)])
+    seen: list[int] = []
+    hook = m.model.vision_model.register_forward_hook(
+        lambda mod, args, kwargs, out: seen.append(len(kwargs["pixel_values"])), with_kwargs=True)
+    try:
+        scores = score_pair_index(m, ImageSet(paths), TEXTS, pairs, EncodeOptions(batch_size=2), Stage("rerank"),
+                                  pair_batch=4)
+    finally:
+        hook.remove()
+    assert sum(seen) == 4 and len(seen) == 2  # 4 images in 2 loader batches, none seen twice
+    px = stack(m, images(4))
+    expected = m.score_pairs(px[pairs[:, 0]], [TEXTS[c] for c in pairs[:, 1].tolist()])
+    torch.testing.assert_close(scores, expected, rtol=0, atol=1e-6)
+
+
 def test_vilt_canvas_scores_equal_the_processors_padded_batch(models):
     """ViLT's processor pads a batch to its largest image with a pixel mask; the fixed canvas
     gives the model exactly that, so scores match transformers' own pipeline."""
