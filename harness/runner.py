@@ -34,6 +34,7 @@ class RunOptions:
     weights: str | None = None
     data_root: str | None = None
     cache_dir: str | None = None
+    strict: bool = False  # skipped data fails the run (recorded as dataset.info.strict)
 
     def keyed(self) -> dict:
         """The options that can change a result (paths to data do not; weights do)."""
@@ -83,7 +84,8 @@ def run_one(spec: RunSpec, results_root: Path, force: bool = False) -> RunOutcom
     started = time.perf_counter()
     with Stage("data_load", opts.device, warmup=0) as load_stage:
         data = dmeta.load(DatasetRequest(split=split, task=tmeta.kind, data_root=opts.data_root,
-                                         cache_dir=opts.cache_dir, limit=opts.limit, seed=opts.seed))
+                                         cache_dir=opts.cache_dir, limit=opts.limit, seed=opts.seed,
+                                         strict=opts.strict))
         load_stage.add_items(len(data.images))
     run_key = fingerprint(meta.name, meta.source, dmeta.name, split, data.fingerprint, tmeta.name, opts.keyed())
     path = store.record_path(results_root, meta.name, dmeta.name, split, tmeta.name, run_key)
