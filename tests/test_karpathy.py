@@ -341,3 +341,22 @@ def test_meta_registered_and_describe(coco_root: Path) -> None:
     report = describe(DATASETS.get("coco"), "train", str(coco_root))
     assert report["usable"] is True and report["retrieval.images"] == 3 and report["retrieval.captions"] == 17
     assert report["retrieval.count_mismatch"] == ["3 images (expected 113287)"]
+
+
+def test_flickr30k_official_token_with_an_id_list(tmp_path: Path) -> None:
+    """The 1k test split from the official token file and a list of Karpathy test ids."""
+    root = make_f30k(tmp_path / "flickr30k", token=True)
+    (root / "dataset_flickr30k.json").unlink()
+    with pytest.raises(DatasetError, match=r"no annotations found for split 'test'"):
+        quiet(karpathy.load_flickr30k, req("test", tmp_path))
+    (root / "flickr30k_karpathy_test.txt").write_text("1003.jpg\n1001.jpg\n1003.jpg\n")
+    d, text = recording(karpathy.load_flickr30k, req("test", tmp_path))
+    assert [p.name for p in d.images.paths] == ["1003.jpg", "1001.jpg"]
+    caps, gt = expected([("1003.jpg", 5), ("1001.jpg", 5)])
+    assert d.captions == caps and d.caption_to_image == gt
+    assert d.info["format"] == "id_list" and d.info["dropped_duplicate_entries"] == 1
+    assert "1 repeated image name(s)" in text and "flickr30k_karpathy_test.txt" in text
+    assert set(d.info["sha256"]) == {"flickr30k_karpathy_test.txt", "results_20130124.token"}
+    (root / "results_20130124.token").unlink()
+    with pytest.raises(DatasetError, match=r"lists image names, so the official results_20130124.token is needed"):
+        quiet(karpathy.load_flickr30k, req("test", tmp_path))

@@ -15,6 +15,10 @@ Annotation formats (told apart by content, not by name):
   defining the splits. When a token file is present, captions come from it (the official
   source) and the JSON's ``sentences`` are ignored; ``info["captions_from"]`` says which.
 
+* **Flickr30k official captions with an image-name list per split** --
+  ``flickr30k_karpathy_{split}.txt`` (or ``flickr30k_{split}.txt``), one image file name a
+  line (e.g. the 1,000 Karpathy test ids), read with ``results_20130124.token``.
+
 The full Karpathy JSON wins over per-split files when both exist.
 
 Layout: the root is ``<data_root>/<name>`` or ``<data_root>`` (``--data-root``, else
@@ -73,12 +77,14 @@ class Source:
     split_json: tuple[str, ...]       # per-split file name patterns ({split})
     image_dirs: tuple[str, ...]       # folders (relative to root) an image may sit in
     token_file: str | None = None     # official caption file (Flickr30k)
+    id_lists: tuple[str, ...] = ()    # per-split image-name lists ({split}) read with the token file
 
 
 COCO = Source("coco", "dataset_coco.json", ("coco_karpathy_{split}.json", "coco_{split}_karpathy.json"),
               ("val2014", "train2014", "images/val2014", "images/train2014", "images", "."))
 FLICKR30K = Source("flickr30k", "dataset_flickr30k.json", ("flickr30k_{split}.json", "flickr30k_karpathy_{split}.json"),
-                   ("flickr30k-images", "images", "flickr30k_images", "."), token_file="results_20130124.token")
+                   ("flickr30k-images", "images", "flickr30k_images", "."), token_file="results_20130124.token",
+                   id_lists=("flickr30k_karpathy_{split}.txt", "flickr30k_{split}.txt"))
 SOURCES = {s.name: s for s in (COCO, FLICKR30K)}
 
 
@@ -99,7 +105,7 @@ def candidate_roots(src: Source, data_root: str | os.PathLike | None, folder: st
 
 
 def _ann_names(src: Source, split: str) -> list[str]:
-    return [src.full_json] + [p.format(split=split) for p in src.split_json]
+    return [src.full_json] + [p.format(split=split) for p in (*src.split_json, *src.id_lists)]
 
 
 def find_annotations(src: Source, split: str, data_root: str | os.PathLike | None,
@@ -257,6 +263,8 @@ def _scan(src: Source, request: DatasetRequest, folder: str | None = None) -> di
     split = _canonical(src, request.split)
     root, ann_path = find_annotations(src, split, request.data_root, folder)
     blob = ann_path.read_bytes()
+    if ann_path.suffix == ".txt":
+        return _scan_id_list(src, request, split, root, ann_path, blob)
     obj = _parse_json(ann_path, blob)
     fmt = detect_format(obj, ann_path)
     shas = {ann_path.name: hashlib.sha256(blob).hexdigest()}
@@ -286,6 +294,29 @@ def _scan(src: Source, request: DatasetRequest, folder: str | None = None) -> di
     return {"split": split, "root": root, "ann_path": ann_path, "format": fmt, "shas": shas,
             "captions_from": captions_from, "items": items, "counts": counts,
             "locator": _Locator(src, root)}
+
+
+def _scan_id_list(src: Source, request: DatasetRequest, split: str, root: Path, ann_path: Path,
+                  blob: bytes) -> dict[str, Any]:
+    """A split given as image names, one a line (e.g. the 1,000 Karpathy test ids of Flickr30k),
+    its captions from the official token file, which must be present."""
+    token_path = _find_token(src, root)
+    if token_path is None:
+        raise DatasetError(f"{src.name}: {ann_path} lists image names, so the official {src.token_file} is "
+                           f"needed beside it (in {root} or {root / 'annotations'}); {_hint(src)}")
+    names = [ln.strip() for ln in blob.decode("utf-8", errors="replace").splitlines() if ln.strip()]
+    unique = list(dict.fromkeys(names))
+    if len(unique) < len(names):
+        skip(f"{src.name}: {len(names) - len(unique)} repeated image name(s) in {ann_path} skipped, first kept",
+             request.strict)
+    tblob = token_path.read_bytes()
+    caps, counts = read_tokens(tblob, token_path, set(unique), request.strict, name=src.name)
+    counts.pop("images_in_no_split", None)  # the token file covers every split
+    counts["dropped_duplicate_entries"] = len(names) - len(unique)
+    items = [(n, [c for _, c in sorted(caps.get(n, {}).items())]) for n in unique]
+    shas = {ann_path.name: hashlib.sha256(blob).hexdigest(), token_path.name: hashlib.sha256(tblob).hexdigest()}
+    return {"split": split, "root": root, "ann_path": ann_path, "format": "id_list", "shas": shas,
+            "captions_from": token_path.name, "items": items, "counts": counts, "locator": _Locator(src, root)}
 
 
 def load_source(src: Source, request: DatasetRequest, spec=None) -> RetrievalData:
