@@ -350,3 +350,22 @@ def test_each_format_is_one_module() -> None:
     assert set(FORMATS) == {"synthetic", "flickr8k", "karpathy", "coco_captions", "imagefolder", "csv", "cifar", "hf"}
     assert all(m.spec.format in FORMATS for _, m in D.DATASETS.items())
 
+
+
+def test_hf_captions_with_local_image_files(tmp_path: Path) -> None:
+    """coco-karpathy style: hub rows hold captions and file names; pixels come from a local folder."""
+    import datasets
+
+    rows = {"filepath": ["val2014", "val2014", "val2014"],
+            "filename": ["COCO_val2014_1.jpg", "COCO_val2014_2.jpg", "COCO_val2014_3.jpg"],
+            "sentences": [["one a", "one b"], ["two a"], ["three a"]]}
+    datasets.DatasetDict({"test": datasets.Dataset.from_dict(rows)}).save_to_disk(str(tmp_path / "coco-hf"))
+    for n in rows["filename"]:
+        write_jpeg(tmp_path / "coco" / "val2014" / n)
+    d = load("coco-hf", "test", tmp_path)
+    assert d.captions == ["one a", "one b", "two a", "three a"] and d.caption_to_image == [0, 0, 1, 2]
+    assert d.images.paths[1] == tmp_path / "coco" / "val2014" / "COCO_val2014_2.jpg"
+    assert d.info["hf_id"] == "yerevann/coco-karpathy" and d.info["dropped_missing_images"] == 0
+    (tmp_path / "coco" / "val2014" / "COCO_val2014_3.jpg").unlink()
+    with pytest.raises(DatasetError, match=r"coco-hf/test: 1 of 3 images are missing .*val2014/COCO_val2014_3\.jpg"):
+        load("coco-hf", "test", tmp_path)

@@ -14,6 +14,11 @@ Manifest ``options``: ``hf_split`` (the hub split holding the rows, default the 
 in nlphuji/flickr30k whose single ``test`` split holds all 31,014 images),
 ``image_column`` (default ``image``) and ``caption_column`` (default ``caption``: a list
 of captions or one caption per row). Rows with no usable caption are skipped and counted.
+
+Datasets that hold captions and file names but no pixels (``yerevann/coco-karpathy``) name
+``file_column`` (and ``dir_column``) instead of an image column, and ``images_folder``: the
+local folder under ``--data-root`` / ``VLBENCH_DATA`` holding ``<dir>/<file>``; those files
+then follow the shared missing/bad-file policy of :mod:`harness.datasets.assemble`.
 """
 
 from __future__ import annotations
@@ -22,8 +27,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .assemble import content_hash, skip
+from .assemble import assemble_retrieval, content_hash, skip
 from .base import (
+    NO_ROOT,
     DatasetError,
     DatasetRequest,
     Format,
@@ -105,7 +111,10 @@ def load(spec, request: DatasetRequest) -> RetrievalData:
     table, origin = open_table(spec, request.split, request.data_root)
     opts = spec.options
     image_col, caption_col = opts.get("image_column", "image"), opts.get("caption_column", "caption")
-    missing = [c for c in (image_col, caption_col, opts.get("split_column")) if c and c not in table.column_names]
+    by_file = opts.get("file_column") is not None
+    wanted = (caption_col, opts.get("split_column"), *((opts["file_column"], opts.get("dir_column")) if by_file
+                                                       else (image_col,)))
+    missing = [c for c in wanted if c and c not in table.column_names]
     if missing:
         raise DatasetError(f"{spec.name}: {origin} has no column(s) {missing}; columns: {table.column_names}")
     want = spec.splits[request.split].source_split or request.split
@@ -125,9 +134,11 @@ def load(spec, request: DatasetRequest) -> RetrievalData:
              request.strict)
     if not rows:
         raise DatasetError(f"{spec.name}/{request.split}: {origin} holds no rows for this split")
+    src = spec.source
+    if by_file:
+        return _with_local_images(spec, request, table, rows, caps_per_row, origin, len(empty))
     pairs = [(c, k) for k, caps in enumerate(caps_per_row) for c in caps]
     digest = content_hash(map(str, rows), ((k, c) for c, k in pairs))
-    src = spec.source
     data = RetrievalData(
         name=spec.name, split=request.split, images=HFImages(table, image_col, rows, f"{origin}/{want}"),
         captions=[c for c, _ in pairs], caption_to_image=[k for _, k in pairs],
@@ -135,6 +146,34 @@ def load(spec, request: DatasetRequest) -> RetrievalData:
         info={"origin": origin, "hf_id": src["id"], "hf_revision": src["revision"],
               "dropped_rows_without_captions": len(empty)})
     return apply_limit(data, request.limit, request.seed)
+
+
+def _with_local_images(spec, request: DatasetRequest, table, rows: list[int], caps_per_row: list[list[str]],
+                       origin: str, n_empty: int) -> RetrievalData:
+    """Rows that name image files: find them under the local images folder, then the shared policy."""
+    opts, src = spec.options, spec.source
+    folder = opts.get("images_folder", spec.folder)
+    roots = [r for r in data_roots(folder, request.data_root) if r.is_dir()]
+    files, dirs = table[opts["file_column"]], table[opts["dir_column"]] if opts.get("dir_column") else None
+    listings: dict[Path, set[str]] = {}
+
+    def find(rel: str) -> Path | None:
+        for root in roots:
+            p = root / rel
+            if p.parent not in listings:
+                listings[p.parent] = {q.name for q in p.parent.iterdir()} if p.parent.is_dir() else set()
+            if p.name in listings[p.parent]:
+                return p
+        return None
+
+    rels = ["/".join(x for x in ((dirs[i] if dirs is not None else ""), files[i]) if x) for i in rows]
+    images = [(rel, find(rel), caps) for rel, caps in zip(rels, caps_per_row)]
+    where = f"(looked in {', '.join(map(str, listings)) or NO_ROOT})"
+    hint = f"point --data-root (or VLBENCH_DATA) at a folder holding {folder}/ with the image files"
+    info = {"origin": origin, "hf_id": src["id"], "hf_revision": src["revision"],
+            "dropped_rows_without_captions": n_empty}
+    return assemble_retrieval(spec.name, request.split, images, where, hint, (src["id"], src["revision"]), info,
+                              request, partial_ok=spec.splits[request.split].partial_ok)
 
 
 def probe(spec, data_root: str | None) -> str | None:
@@ -145,4 +184,5 @@ def probe(spec, data_root: str | None) -> str | None:
 
 
 FORMAT = Format(name="hf", tasks=(TaskKind.RETRIEVAL,), load=load, probe=probe,
-                options={"hf_split": str, "split_column": str, "image_column": str, "caption_column": str})
+                options={"hf_split": str, "split_column": str, "image_column": str, "caption_column": str,
+                         "file_column": str, "dir_column": str, "images_folder": str})
