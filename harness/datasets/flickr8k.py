@@ -19,11 +19,13 @@ bytes are replaced. Each kind is counted in ``info`` (over the whole token file)
 reported in one warning naming the file and line numbers. Real images that no official
 split uses (91 of the 8091) are normal: counted in ``info["images_in_no_split"]``, no warning.
 
-Missing images: images are not opened here, only looked up in one listing of the image
-folder. For the training split (``PARTIAL_OK_SPLITS``) images absent from the folder are
-dropped with a warning and counted in ``info["dropped_missing_images"]``; the evaluation
-splits (dev, test) must be complete, since scores on a partial standard split are not
-comparable with anyone's, so a missing image there raises :class:`DatasetError`.
+Missing and bad images (the shared policy of :mod:`harness.datasets.assemble`): images are
+looked up in one listing of the image folder and checked cheaply (first bytes, end marker;
+no decoding). For the training split (``PARTIAL_OK_SPLITS``) missing or unreadable files are
+dropped with a warning and counted in ``info``; the evaluation splits (dev, test) must be
+complete, since scores on a partial standard split are not comparable with anyone's, so a
+missing or unreadable image there raises :class:`DatasetError`. ``--strict`` fails on every
+skip above.
 """
 
 from __future__ import annotations

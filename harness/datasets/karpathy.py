@@ -31,11 +31,12 @@ Expected sizes (images / captions; every sentence is kept, some COCO images have
 COCO test 5,000 / 25,010, val 5,000 / 25,010, train (with restval) 113,287 / 566,747;
 Flickr30k test 1,000 / 5,000, val 1,014 / 5,070, train 29,000 / 145,000.
 
-Missing images follow the Flickr8k policy: only directory listings are read (no image is
-opened); train may drop missing images (warning, ``info["dropped_missing_images"]``), val
-and test must be complete or the load fails, saying how many are missing and where it looked.
-Malformed entries and empty captions are skipped, counted in ``info`` and reported in one
-warning naming the file and the entry indices (0-based positions in the JSON list).
+Missing and bad images follow the shared policy (:mod:`harness.datasets.assemble`): folders
+are listed once, files checked cheaply without decoding; train may drop them (warning,
+counted in ``info``), val and test must be complete or the load fails, saying how many are
+missing and where it looked. Malformed entries, repeated images and empty captions are
+skipped, counted in ``info`` and reported in one warning naming the file and the entry
+indices (0-based positions in the JSON list); ``--strict`` fails instead.
 """
 
 from __future__ import annotations
