@@ -37,9 +37,15 @@ def cmd_list(args) -> int:
     elif args.what == "datasets":
         from harness.datasets import DATASETS
 
-        rows = [[n, "/".join(t.value for t in m.tasks), ",".join(m.splits), m.default_split,
-                 "yes" if m.offline else "local files", m.description] for n, m in DATASETS.items()]
-        print(_table(rows, ["dataset", "tasks", "splits", "default", "offline", "description"]))
+        root = args.data_root
+        rows = []
+        for n, m in DATASETS.items():
+            why = m.availability(root)  # cheap: file lookups only, no image decoding
+            rows.append([n, "/".join(t.value for t in m.tasks), ",".join(m.splits), m.default_split, m.source,
+                         "yes" if why is None else f"no: {why}"])
+        print(_table(rows, ["dataset", "tasks", "splits", "default", "source", "available here"]))
+        print(f"\nLocal copies are looked for under --data-root / VLBENCH_DATA ({root or 'unset'}), "
+              "one folder per dataset; see datasets_manifest.yaml.")
     elif args.what == "tasks":
         from harness.tasks import TASKS
 
@@ -67,7 +73,7 @@ def _run_options(args, weights: str | None = None, limit: int | None = None):
     return RunOptions(batch_size=args.batch_size, device=args.device, precision=Precision(args.precision),
                       seed=args.seed, limit=limit, num_workers=args.workers, weights=weights,
                       data_root=args.data_root, rerank_k=args.rerank_k, prefilter=args.prefilter,
-                      pair_budget=args.pair_budget)
+                      pair_budget=args.pair_budget, strict=args.strict)
 
 
 def _report(outcome) -> str:
@@ -119,7 +125,8 @@ def cmd_data(args) -> int:
     from harness.datasets.describe import describe
 
     meta = DATASETS.get(args.dataset)
-    report = describe(meta, args.split or meta.default_split, args.data_root)
+    report = describe(meta, args.split or meta.default_split, args.data_root, strict=args.strict,
+                      decode=args.decode)
     for key, value in report.items():
         print(f"{key:>24}: {value}")
     return 0 if report.get("usable") else 1

@@ -38,6 +38,7 @@ class RunOptions:
     rerank_k: int | None = None     # cross-encoders: candidates per query (None: 128; 0: BLIP ITC only)
     prefilter: str | None = None    # cross-encoders: the dual encoder to rerank (None: the model's own)
     pair_budget: int = DEFAULT_PAIR_BUDGET  # all pairs scored when images x captions fit, no prefilter
+    strict: bool = False  # skipped data fails the run (recorded as dataset.info.strict)
 
     def keyed(self) -> dict:
         """The options that can change a result (paths to data do not; weights do).
@@ -92,7 +93,8 @@ def run_one(spec: RunSpec, results_root: Path, force: bool = False) -> RunOutcom
     started = time.perf_counter()
     with Stage("data_load", opts.device, warmup=0) as load_stage:
         data = dmeta.load(DatasetRequest(split=split, task=tmeta.kind, data_root=opts.data_root,
-                                         cache_dir=opts.cache_dir, limit=opts.limit, seed=opts.seed))
+                                         cache_dir=opts.cache_dir, limit=opts.limit, seed=opts.seed,
+                                         strict=opts.strict))
         load_stage.add_items(len(data.images))
     run_key = fingerprint(meta.name, meta.source, dmeta.name, split, data.fingerprint, tmeta.name, opts.keyed())
     path = store.record_path(results_root, meta.name, dmeta.name, split, tmeta.name, run_key)
