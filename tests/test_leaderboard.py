@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from html.parser import HTMLParser
@@ -237,8 +238,11 @@ def test_hostile_strings_are_escaped(tmp_path: Path) -> None:
     page = render_html(load(tmp_path))
     assert evil not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
-    for raw_tag in ["<img", "<b>", "<i>", "<u>"]:
+    for raw_tag in ["<img src=x", "<b>", "<i>", "<u>"]:
         assert raw_tag not in page, raw_tag
+    imgs = re.findall(r"<img [^>]*>", page)  # only the page's own plots, as data URIs
+    assert imgs and all(re.fullmatch(r'<img alt="[^"<>]*" src="data:image/png;base64,[A-Za-z0-9+/=]+">', i)
+                        for i in imgs)
     assert page.count("<script>") == 1  # only the page's own sorting script
     text = "".join(parse(page).text)
     assert evil in text
