@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from harness import store
 from harness.records import ResultRecord, StageTiming
@@ -170,6 +171,18 @@ def build_results(root: Path) -> dict:
         outcomes.setdefault(("retrieval", "flickr8k"), {})[_label(spec)] = per_query
         paths[("retrieval", "flickr8k", _label(spec))] = path
     return {"outcomes": outcomes, "paths": paths}
+
+
+@pytest.fixture(scope="session")
+def fixture_site(tmp_path_factory) -> dict:
+    """The fixture store and the page built from it, once per session (the page test and the
+    browser test share it: a build renders ~10 plots)."""
+    from leaderboard import build
+
+    root = tmp_path_factory.mktemp("lb-site")
+    info = build_results(root / "results")
+    out = build(root / "results", root / "site" / "index.html")
+    return {**info, "results": root / "results", "out": out, "page": out.read_text(encoding="utf-8")}
 
 
 def _label(spec: Spec) -> str:

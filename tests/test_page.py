@@ -13,7 +13,7 @@ import pytest
 
 from leaderboard import PageOptions, build, load
 from leaderboard.stats import paired_sum_pvalue, rsum_parts, sum_of_means_ci
-from tests.lb_fixtures import HOSTILE, HOSTILE_FAMILY, build_results
+from tests.lb_fixtures import HOSTILE, HOSTILE_FAMILY, build_results, fixture_site  # noqa: F401 - fixture
 
 
 class PageParser(HTMLParser):
@@ -76,15 +76,11 @@ class PageParser(HTMLParser):
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory) -> dict:
-    root = tmp_path_factory.mktemp("lb")
-    info = build_results(root / "results")
-    out = build(root / "results", root / "site" / "index.html")
-    page = out.read_text(encoding="utf-8")
+def site(fixture_site) -> dict:  # noqa: F811 - the imported session fixture
     parser = PageParser()
-    parser.feed(page)
+    parser.feed(fixture_site["page"])
     parser.close()
-    return {**info, "page": page, "parsed": parser, "results": root / "results", "out": out}
+    return {**fixture_site, "parsed": parser}
 
 
 def section(site: dict, title: str) -> dict:
