@@ -19,16 +19,16 @@ from .page import DEFAULT_TITLE, PageOptions, esc, render_page
 __all__ = ["DEFAULT_TITLE", "PageOptions", "build", "esc", "render_html"]
 
 
-def render_html(df: pd.DataFrame, title: str = DEFAULT_TITLE, history: pd.DataFrame | None = None,
+def render_html(df: pd.DataFrame, title: str | None = None, history: pd.DataFrame | None = None,
                 options: PageOptions | None = None) -> str:
     """One page with a sortable table per (task, dataset, split), best main metric first;
-    ``history`` (``load(..., history=True)``) adds the trend plots."""
-    options = replace(options or PageOptions(), title=title) if title != DEFAULT_TITLE or not options \
-        else options
-    return render_page(df, history, options)
+    ``history`` (``load(..., history=True)``) adds the trend plots; ``title`` overrides
+    ``options.title``."""
+    options = options or PageOptions()
+    return render_page(df, history, replace(options, title=title) if title is not None else options)
 
 
-def build(results_dir: str | Path, out_path: str | Path, title: str = DEFAULT_TITLE,
+def build(results_dir: str | Path, out_path: str | Path, title: str | None = None,
           options: PageOptions | None = None) -> Path:
     """Load the records under ``results_dir`` and write the page to ``out_path`` atomically
     (a failure leaves any previous page in place and no temp file behind)."""
