@@ -238,7 +238,8 @@ def _plots(rows: pd.DataFrame, history: pd.DataFrame | None, cache: QueryCache) 
 
     figures = [
         (plots.tradeoff_plot(rows), "accuracy vs throughput",
-         ("Main metric against evaluation throughput (log scale); the red step line is the Pareto "
+         ("Main metric against evaluation throughput (images per second over all encode, score "
+          "and rerank stages); the red step line is the Pareto "
           "frontier, its models labelled in bold.")),
         (plots.recall_curves_plot(rows, cache) if rows["task"].iloc[0] == "retrieval" else None,
          "recall@k curves", "Recall@k for k = 1\u202610 from the per-query first-hit ranks."),
