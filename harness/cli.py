@@ -43,6 +43,13 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="root of local datasets, one folder per dataset (env VLBENCH_DATA)")
     p.add_argument("--results", default=None, help="results folder (env VLBENCH_RESULTS, default results/)")
     p.add_argument("--force", action="store_true", help="re-run even when a record for this run exists")
+    p.add_argument("--rerank-k", type=int, default=None,
+                   help="cross-encoders: rerank each query's top K prefilter candidates (default 128; "
+                        "0 with BLIP: its ITC head alone)")
+    p.add_argument("--prefilter", default=None,
+                   help="cross-encoders: the dual encoder whose top-k is reranked (default: the model's own)")
+    p.add_argument("--pair-budget", type=int, default=1_000_000,
+                   help="cross-encoders without a prefilter: score all pairs up to this many (default 1e6)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -56,7 +56,8 @@ def _run_options(args, weights: str | None = None, limit: int | None = None):
         raise UserError(f"--limit must be positive, got {limit}")
     return RunOptions(batch_size=args.batch_size, device=args.device, precision=Precision(args.precision),
                       seed=args.seed, limit=limit, num_workers=args.workers, weights=weights,
-                      data_root=args.data_root)
+                      data_root=args.data_root, rerank_k=args.rerank_k, prefilter=args.prefilter,
+                      pair_budget=args.pair_budget)
 
 
 def _report(outcome) -> str:
@@ -64,7 +65,8 @@ def _report(outcome) -> str:
     main = rec.metrics.get(rec.main_metric, float("nan"))
     where = f"{rec.dataset['name']}/{rec.dataset['split']}"
     verb = "skipped, already in the store" if outcome.status.value == "skipped" else f"{rec.runtime_s:.1f}s"
-    return f"{rec.model['name']:<22} {where:<16} {rec.task:<9} {rec.main_metric}={main:7.2f}  ({verb}) {outcome.path}"
+    name = rec.model["name"] + (f" +rerank k={rec.options['rerank_k']}" if rec.options.get("rerank_k") else "")
+    return f"{name:<22} {where:<16} {rec.task:<9} {rec.main_metric}={main:7.2f}  ({verb}) {outcome.path}"
 
 
 def _run_specs(specs, results: Path, force: bool, keep_going: bool) -> int:

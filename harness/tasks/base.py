@@ -26,9 +26,9 @@ class TaskMeta:
     evaluator: str  # "module:function", imported only when a run needs it
     description: str = ""
 
-    def evaluate(self, model, data, opts) -> TaskResult:
+    def evaluate(self, model, data, opts, **extra) -> TaskResult:
         module, func = self.evaluator.split(":")
-        return getattr(importlib.import_module(module), func)(model, data, opts)
+        return getattr(importlib.import_module(module), func)(model, data, opts, **extra)
 
 
 def require_dual(model: Any, task: str) -> None:
