@@ -167,7 +167,8 @@ def _row(rec: ResultRecord, origin: str) -> dict[str, Any]:
     rerank_k, prefilter = count(opts.get("rerank_k")), text(opts.get("prefilter"))
     row = {
         "model": text(model.get("name")),
-        "label": display_label(text(model.get("name")), text(model.get("kind")), rerank_k, prefilter),
+        "label": display_label(text(model.get("name")), text(model.get("kind")), rerank_k, prefilter,
+                               all_pairs=opts.get("all_pairs") is True),
         "family": text(model.get("family")),
         "kind": text(model.get("kind")), "checkpoint": text(model.get("checkpoint")),
         "params": count(model.get("params")), "rerank_k": rerank_k, "prefilter": prefilter,
@@ -201,14 +202,18 @@ def _row(rec: ResultRecord, origin: str) -> dict[str, Any]:
 
 
 def display_label(model: str | None, kind: str | None, rerank_k: int | None,
-                  prefilter: str | None) -> str | None:
+                  prefilter: str | None, all_pairs: bool = False) -> str | None:
     """A row's readable name: the model, plus how a cross-encoder retrieved.
 
     >>> display_label("blip", "both", 0, None), display_label("blip", "both", 128, None)
     ('blip (ITC only)', 'blip (ITC→ITM k=128)')
     >>> display_label("vilt", "cross", 64, "clip"), display_label("clip", "dual", None, None)
     ('vilt (top-64 of clip)', 'clip')
+    >>> display_label("vilt", "cross", None, None, all_pairs=True)
+    'vilt (all pairs)'
     """
+    if model is not None and all_pairs:
+        return f"{model} (all pairs)"
     if model is None or (rerank_k is None and prefilter is None):
         return model
     own = kind == "both" and prefilter in (None, model)

@@ -49,7 +49,7 @@ def render_page(df: pd.DataFrame, history: pd.DataFrame | None = None,
     if not groups:
         body.append('<p class="empty">No results yet. Run <code>vlbench run ...</code> and rebuild.</p>')
     else:
-        body += [_filters(df), _legend(options.uncertainty)]
+        body += [_filters(df), _legend(options.uncertainty), _overview(df, groups)]
     for key, sub in groups:
         past = None if history is None else _select(history, key)
         body.append(_section(key, sub, past, cache, options))
@@ -118,6 +118,38 @@ def _legend(opts: UncertaintyOptions) -> str:
             f'<span><span class="ns">\u2248</span> lead over the next row not significant '
             f'(paired bootstrap, p \u2265 {opts.alpha:g})</span>'
             f'<span>click a header to sort</span></p>')
+
+
+def _overview(df: pd.DataFrame, groups) -> str:
+    """Models x tables on each table's main metric (``models_by_dataset``), when there are
+    several tables to compare across; best per column starred."""
+    from .pivots import models_by_dataset
+
+    if len(groups) < 2:
+        return ""
+    table = models_by_dataset(df)
+    mains = {key: ", ".join(main_metrics(rows, key)) for key, rows in groups}
+    family = {str(r["label"]): _text(r, "family") for _, r in df.iterrows()}
+    head = "".join(f'<th scope="col" class="num">{esc(group_title(k))}<br><small>{esc(mains.get(k, ""))}'
+                   f"</small></th>" for k in table.columns)
+    best = {k: (table[k].max() if table[k].notna().sum() >= 2 else None) for k in table.columns}
+    rows = []
+    for (label, precision, device), values in table.iterrows():
+        cells = "".join(_overview_cell(values[k], best[k]) for k in table.columns)
+        rows.append(f'<tr data-family="{esc(family.get(str(label), ""))}" data-model="{esc(label)}">'
+                    f'<td class="model">{esc(label)}</td><td class="prov">{esc(precision)}</td>'
+                    f'<td class="prov">{esc(device)}</td>{cells}</tr>')
+    return ('<section class="overview">\n<h2>overview: main metric per table</h2>\n'
+            '<div class="scroll"><table class="sortable">\n<thead><tr><th scope="col">model</th>'
+            f'<th scope="col">precision</th><th scope="col">device</th>{head}</tr></thead>\n'
+            f"<tbody>\n{chr(10).join(rows)}\n</tbody>\n</table></div>\n</section>")
+
+
+def _overview_cell(value: float, best: float | None) -> str:
+    if pd.isna(value):
+        return f'<td class="num" data-sort="">{MISSING}</td>'
+    mark = " best" if best is not None and math.isclose(value, best) else ""
+    return f'<td class="num{mark}" data-sort="{float(value)!r}">{value:.2f}</td>'
 
 
 def _section(key, rows: pd.DataFrame, history: pd.DataFrame | None, cache: QueryCache,

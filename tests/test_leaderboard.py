@@ -220,7 +220,7 @@ def test_html_contains_every_model_and_a_table_per_group(results: Path) -> None:
     df = load(results)
     page = render_html(df, title="My <board>")
     parsed = parse(page)
-    assert parsed.tables == 2
+    assert parsed.tables == 3  # the overview + one per (task, dataset, split)
     text = "".join(parsed.text)
     for model in df["model"]:
         assert model in text
@@ -253,7 +253,7 @@ def test_build_writes_complete_page_atomically(results: Path, tmp_path: Path) ->
     got = build(results, out)
     assert got == out and out.is_file()
     page = out.read_text(encoding="utf-8")
-    assert parse(page).tables == 2 and page.rstrip().endswith("</html>")
+    assert parse(page).tables == 3 and page.rstrip().endswith("</html>")
     assert [p.name for p in out.parent.iterdir()] == ["index.html"]  # no temp files left
     build(results, out)  # overwriting works too
     assert out.read_text(encoding="utf-8") == page

@@ -100,8 +100,9 @@ def test_structure_is_well_formed_and_one_table_per_group(site):
     parsed = site["parsed"]
     assert not parsed.errors and not parsed.stack, (parsed.errors, parsed.stack)
     assert [s["title"] for s in parsed.sections] == [
+        "overview: main metric per table",
         "retrieval: flickr8k / dev", "retrieval: synthetic / test", "zeroshot: synthetic / test"]
-    assert site["page"].count("<table") == 3
+    assert site["page"].count("<table") == 4
 
 
 def test_every_latest_record_appears_once_in_its_table(site):
@@ -219,8 +220,25 @@ def test_filters_list_tasks_datasets_families(site):
     assert opts["filter-task"] == ["", "retrieval", "zeroshot"]
     assert opts["filter-dataset"] == ["", "flickr8k", "synthetic"]
     assert set(opts["filter-family"]) == {"", "blip", "clip", "siglip", HOSTILE_FAMILY}
-    for sec in site["parsed"].sections:
+    groups = [s for s in site["parsed"].sections if s["attrs"].get("class") == "group"]
+    assert len(groups) == 3
+    for sec in groups:
         assert sec["attrs"]["data-task"] in opts["filter-task"]
+
+
+def test_overview_is_the_models_by_dataset_pivot(site):
+    from leaderboard import models_by_dataset
+
+    table = models_by_dataset(load(site["results"]))
+    ov = section(site, "overview: main metric per table")
+    assert len(ov["rows"]) == len(table) == 6
+    for row in ov["rows"]:
+        label, precision, device = (c["text"] for c in row["cells"][:3])
+        for cell, key in zip(row["cells"][3:], table.columns):
+            want = table.loc[(label, precision, device), key]
+            assert cell["text"] == ("-" if np.isnan(want) else f"{want:.2f}"), (label, key)
+            best = table[key].max()
+            assert ("best" in cell["attrs"]["class"]) == (not np.isnan(want) and want == best)
 
 
 def test_missing_sidecar_renders_without_intervals(tmp_path):

@@ -65,6 +65,19 @@ def test_display_label(args, label):
     assert display_label(*args) == label
 
 
+def test_all_pairs_record_gets_its_own_label(tmp_path):
+    """The runner records an all-pairs cross-encoder run as rerank_k=None, all_pairs=True."""
+    from harness import store as results
+    from harness.records import ResultRecord
+    from tests.test_leaderboard import make_record
+
+    raw = make_record("vilt", run_key="vilt-all")
+    raw["model"]["kind"] = "cross"
+    raw["options"].update(rerank_k=None, prefilter=None, all_pairs=True, pair_budget=1_000_000)
+    results.save(tmp_path, ResultRecord.from_dict(raw))
+    assert load(tmp_path)["label"].tolist() == ["vilt (all pairs)"]
+
+
 def test_models_by_dataset(store):
     df = load(store)
     table = models_by_dataset(df, task="retrieval")

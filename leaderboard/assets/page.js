@@ -58,6 +58,10 @@
       });
       section.classList.toggle("hidden", !show || visible === 0);
     });
+    document.querySelectorAll("section.overview tbody tr").forEach(function (row) {
+      row.classList.toggle("hidden", !((!want.family || row.dataset.family === want.family) &&
+        (!want.model || row.dataset.model.toLowerCase().indexOf(want.model) !== -1)));
+    });
   }
 
   Object.keys(controls).forEach(function (k) {
