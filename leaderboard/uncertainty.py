@@ -94,13 +94,29 @@ def annotate(df: pd.DataFrame, opts: UncertaintyOptions = UncertaintyOptions(),
         if queries is None:
             out.at[idx, "queries_note"] = cache.reasons.get(row["path"], "no per-query file")
             continue
-        for metric in CI_METRICS:
-            parts = metric_parts(queries, metric)
-            if parts is not None and metric in df.columns and not pd.isna(row[metric]):
-                lo, hi = stats.sum_of_means_ci(parts, n_boot=opts.n_boot, seed=opts.seed, alpha=opts.alpha)
-                out.at[idx, f"{metric}_lo"], out.at[idx, f"{metric}_hi"] = lo, hi
+        for metric, (lo, hi) in _intervals(queries, row, opts).items():
+            out.at[idx, f"{metric}_lo"], out.at[idx, f"{metric}_hi"] = lo, hi
     for _, group in df.groupby(GROUP, dropna=False, sort=False):
         _lead_tests(group, out, opts, cache)
+    return out
+
+
+def _intervals(queries: dict[str, np.ndarray], row: pd.Series,
+               opts: UncertaintyOptions) -> dict[str, tuple[float, float]]:
+    """Intervals for the metrics the row reports; the recalls of one direction share their
+    resamples (``stats.recall_cis``: the numbers of separate calls, at a third of the cost)."""
+    wanted = [m for m in CI_METRICS if m in row.index and not pd.isna(row[m])]
+    out: dict[str, tuple[float, float]] = {}
+    for direction in ("t2i", "i2t"):
+        ranks = queries.get(f"{direction}_rank")
+        ks = [int(m.split("@")[1]) for m in wanted if m.startswith(f"{direction}_R@")]
+        if ks and ranks is not None and ranks.size:
+            cis = stats.recall_cis(ranks, ks, n_boot=opts.n_boot, seed=opts.seed, alpha=opts.alpha)
+            out.update({f"{direction}_R@{k}": ci for k, ci in cis.items()})
+    for metric in ("rsum", "acc1"):
+        parts = metric_parts(queries, metric) if metric in wanted else None
+        if parts is not None:
+            out[metric] = stats.sum_of_means_ci(parts, n_boot=opts.n_boot, seed=opts.seed, alpha=opts.alpha)
     return out
 
 

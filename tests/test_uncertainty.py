@@ -134,3 +134,13 @@ def test_annotate_is_reproducible_for_a_fixed_seed(tmp_path):
     assert a.equals(b)
     c = annotate(df, UncertaintyOptions(n_boot=400, seed=1))
     assert c["t2i_R@1_lo"].iloc[0] != a["t2i_R@1_lo"].iloc[0] or c["rsum_lo"].iloc[0] != a["rsum_lo"].iloc[0]
+
+
+def test_recall_cis_equal_separate_recall_at_k_ci():
+    from leaderboard.stats import recall_at_k_ci, recall_cis
+
+    ranks = np.random.default_rng(11).geometric(0.3, size=700)
+    together = recall_cis(ranks, (1, 5, 10), n_boot=300, seed=4)
+    assert together == {k: recall_at_k_ci(ranks, k, n_boot=300, seed=4) for k in (1, 5, 10)}
+    with pytest.raises(ValueError, match="k must be"):
+        recall_cis(ranks, (0, 1))
