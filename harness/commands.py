@@ -15,15 +15,25 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
                       *(fmt.format(*map(str, r)) for r in rows)])
 
 
+def _params(n: int | None) -> str:
+    return f"{n / 1e6:.1f}M" if n else "-"
+
+
+def _reranks(meta) -> str:
+    """Which dual encoder ranks first: a cross-encoder's prefilter, BLIP's own ITC head."""
+    kind = meta.kind.value
+    return {"dual": "-", "both": "itself (ITC)"}.get(kind) or (meta.prefilter or "(--prefilter M)")
+
+
 def cmd_list(args) -> int:
     if args.what == "models":
-        from harness.models import MODELS
+        from harness.models import MODELS, availability
 
-        rows = [[n, m.kind.value, m.family, m.source, "yes" if m.offline else "needs weights",
+        rows = [[n, m.kind.value, m.family, _params(m.params), m.source, availability(m), _reranks(m),
                  ", ".join(m.aliases)] for n, m in MODELS.items()]
-        print(_table(rows, ["model", "kind", "family", "source", "offline", "aliases"]))
-        print("\nAlso: open_clip:ARCH[/TAG] for any open_clip architecture and pretrained tag; "
-              "--weights PATH for local weights.")
+        print(_table(rows, ["model", "kind", "family", "params", "source", "offline", "prefilter", "aliases"]))
+        print("\nAlso: open_clip:ARCH[/TAG] for any open_clip architecture and pretrained tag, "
+              "hf:ORG/NAME for any transformers CLIP/SigLIP/ALIGN hub id; --weights PATH for local weights.")
     elif args.what == "datasets":
         from harness.datasets import DATASETS
 

@@ -202,12 +202,13 @@ def expand(model: str, dataset: str, tasks: list[str] | None, split: str | None,
            options: RunOptions) -> list[RunSpec]:
     """One spec per task; with no task given, every task the dataset offers."""
     dmeta = DATASETS.get(dataset)
+    kind = _resolve_model(model).kind.value
     if tasks:
         names = [TASKS.resolve(t) for t in tasks]
-    else:
-        names = [n for n, t in TASKS.items() if t.kind in dmeta.tasks]
+    else:  # every task the dataset offers that the model can do (cross-encoders: retrieval only)
+        names = [n for n, t in TASKS.items() if t.kind in dmeta.tasks and (kind != "cross" or n == "retrieval")]
     specs = [RunSpec(model, dmeta.name, n, split, options) for n in names]
-    if "retrieval" in names and options.rerank_k is None and _resolve_model(model).kind.value == "both":
+    if "retrieval" in names and options.rerank_k is None and kind == "both":
         # BLIP-style models report "ITC only" and "ITC -> ITM k" as separate rows (as the BLIP paper does)
         specs.append(RunSpec(model, dmeta.name, "retrieval", split, replace(options, rerank_k=0)))
     return specs

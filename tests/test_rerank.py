@@ -284,3 +284,20 @@ def test_runner_reranks_a_registered_cross_encoder(tmp_path, monkeypatch):
     # same scores as the prefilter: reranking cannot change a single rank or metric
     assert cross.metrics == pytest.approx(dual.metrics) and "hn_binding" in cross.metrics
     assert cross.timings["rerank"].items > 0
+
+
+def test_expand_gives_blip_two_retrieval_rows_and_cross_encoders_no_zeroshot():
+    from harness.runner import RunOptions, expand
+
+    blip = expand("blip", "synthetic", None, "test", RunOptions())
+    assert sorted((s.task, str(s.options.rerank_k)) for s in blip) == [
+        ("retrieval", "0"), ("retrieval", "None"), ("zeroshot", "None")]
+    vilt = expand("vilt", "synthetic", None, "test", RunOptions())
+    assert [s.task for s in vilt] == ["retrieval"]
+
+
+def test_zeroshot_with_a_cross_encoder_is_a_user_error():
+    from harness.tasks import zeroshot
+
+    with pytest.raises(ValueError, match="needs a dual encoder"):
+        zeroshot.evaluate(PlainScorer(None), None, OPTS)

@@ -35,4 +35,5 @@ def require_dual(model: Any, task: str) -> None:
     from harness.interfaces import DualEncoder
 
     if not isinstance(model, DualEncoder):
-        raise TypeError(f"{task} needs a dual encoder; {getattr(model, 'name', model)!r} is not one")
+        # ValueError: the CLI reports it as one user-error line, not an internal error
+        raise ValueError(f"{task} needs a dual encoder; {getattr(model, 'name', model)!r} is not one")
