@@ -91,6 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("leaderboard", help="rebuild the HTML leaderboard from the results store")
     p.add_argument("--results", default=None)
     p.add_argument("--out", default="leaderboard/index.html")
+    p.add_argument("--title", default="vlbench leaderboard")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for intervals and tests")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (fixed: the page is reproducible)")
+    p.add_argument("--no-plots", action="store_true", help="tables only (faster)")
 
     p = sub.add_parser("check", help="compare the latest records with a baseline; exit 1 on a regression")
     p.add_argument("--baseline", required=True, help="baseline JSON file (vlbench baseline update writes one)")

@@ -135,8 +135,12 @@ def cmd_data(args) -> int:
 def cmd_leaderboard(args) -> int:
     import leaderboard
 
+    if args.n_boot < 1:
+        raise UserError(f"--n-boot must be positive, got {args.n_boot}")
     results = results_arg(args)
-    out = leaderboard.build(results, Path(args.out))
+    options = leaderboard.PageOptions(title=args.title, plots=not args.no_plots,
+                                      uncertainty=leaderboard.UncertaintyOptions(n_boot=args.n_boot, seed=args.seed))
+    out = leaderboard.build(results, Path(args.out), title=args.title, options=options)
     df = leaderboard.load(results)
     print(leaderboard.format_text(df))
     print(f"\nleaderboard: {len(df)} records -> {out}")
