@@ -43,6 +43,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="root of local datasets, one folder per dataset (env VLBENCH_DATA)")
     p.add_argument("--results", default=None, help="results folder (env VLBENCH_RESULTS, default results/)")
     p.add_argument("--force", action="store_true", help="re-run even when a record for this run exists")
+    p.add_argument("--no-cache", action="store_true",
+                   help="encode everything again, neither reading nor writing the embedding cache "
+                        "($VLBENCH_CACHE/embeddings)")
 
 
 def build_parser() -> argparse.ArgumentParser:

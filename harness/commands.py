@@ -56,7 +56,7 @@ def _run_options(args, weights: str | None = None, limit: int | None = None):
         raise UserError(f"--limit must be positive, got {limit}")
     return RunOptions(batch_size=args.batch_size, device=args.device, precision=Precision(args.precision),
                       seed=args.seed, limit=limit, num_workers=args.workers, weights=weights,
-                      data_root=args.data_root)
+                      data_root=args.data_root, use_cache=not args.no_cache)
 
 
 def _report(outcome) -> str:

@@ -20,7 +20,7 @@ from harness.interfaces import LoadOptions, Precision
 from harness.measure import Stage, default_workers
 from harness.records import RecordError, ResultRecord
 from harness.tasks import TASKS
-from harness.tasks.encode import EncodeOptions
+from harness.tasks.encode import EncodeCache, EncodeOptions
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,8 @@ class RunOptions:
     num_workers: int | None = None  # None: chosen from the cores available (recorded)
     weights: str | None = None
     data_root: str | None = None
-    cache_dir: str | None = None
+    cache_dir: str | None = None  # generated data and the embedding cache (default $VLBENCH_CACHE)
+    use_cache: bool = True        # embedding cache; --no-cache turns it off (results are the same)
 
     def keyed(self) -> dict:
         """The options that can change a result (paths to data do not; weights do)."""
@@ -78,6 +79,7 @@ def run_one(spec: RunSpec, results_root: Path, force: bool = False) -> RunOutcom
     dmeta, tmeta = DATASETS.get(spec.dataset), TASKS.get(spec.task)
     split = spec.split or dmeta.default_split
     check_device(opts.device)
+    precision = _precision_info(opts)  # refuses fp16 on CPU before any loading
     import torch
 
     started = time.perf_counter()
@@ -96,7 +98,8 @@ def run_one(spec: RunSpec, results_root: Path, force: bool = False) -> RunOutcom
     with Stage("model_load", opts.device, warmup=0) as model_stage:
         model = meta.load(LoadOptions(device=opts.device, precision=opts.precision, weights=opts.weights))
     workers = default_workers(opts.device) if opts.num_workers is None else opts.num_workers
-    result = tmeta.evaluate(model, data, EncodeOptions(opts.batch_size, opts.device, workers))
+    cache = encode_cache(opts, meta, model, data, split)
+    result = tmeta.evaluate(model, data, EncodeOptions(opts.batch_size, opts.device, workers, cache=cache))
     timings = {"data_load": load_stage.timing(), "model_load": model_stage.timing(), **result.timings}
     record = ResultRecord(
         model={"name": meta.name, "family": meta.family, "kind": meta.kind.value, "source": meta.source,
@@ -105,7 +108,9 @@ def run_one(spec: RunSpec, results_root: Path, force: bool = False) -> RunOutcom
         dataset={"name": dmeta.name, "split": split, "fingerprint": data.fingerprint,
                  "images": len(data.images), **_dataset_counts(data), "info": _jsonable(data.info)},
         task=tmeta.name,
-        options={**opts.keyed(), "num_workers": workers},
+        options={**opts.keyed(), "num_workers": workers, **precision,
+                 "pin_memory": opts.device.startswith("cuda"), "embedding_cache": cache.root is not None,
+                 "oom_backoffs": sum(t.oom_backoffs for t in timings.values())},
         metrics=result.metrics,
         main_metric=result.main_metric,
         timings=timings,
@@ -116,6 +121,33 @@ def run_one(spec: RunSpec, results_root: Path, force: bool = False) -> RunOutcom
         run_key=run_key,
     )
     return RunOutcome(RunStatus.DONE, store.save(results_root, record, result.per_query), record)
+
+
+def _precision_info(opts: RunOptions) -> dict:
+    from harness.models.common import precision_info
+
+    return precision_info(opts.device, opts.precision)
+
+
+def encode_cache(opts: RunOptions, meta, model, data, split: str) -> EncodeCache:
+    """The identity that keys this run's cached embeddings: the weights (checkpoint sha256,
+    else a digest of the loaded parameters), precision, device type and dataset. Batch size
+    and the items themselves are added by the encode loops."""
+    from harness.cache import cache_root, module_digest
+
+    if not opts.use_cache:
+        return EncodeCache(root=None)
+    ckpt = getattr(model, "checkpoint", None) or {}
+    weights = ckpt.get("sha256")
+    if not weights:
+        inner = getattr(model, "model", None)
+        if inner is None or not hasattr(inner, "state_dict"):
+            return EncodeCache(root=None)  # nothing identifies the weights: never risk a stale hit
+        weights = "params:" + module_digest(inner)
+    identity = {"model": meta.name, "source": meta.source, "checkpoint": ckpt.get("id"), "weights": weights,
+                "precision": opts.precision.value, "device_type": opts.device.split(":")[0],
+                "dataset": data.name, "split": split, "dataset_fingerprint": data.fingerprint}
+    return EncodeCache(root=str(cache_root(opts.cache_dir)), identity=identity)
 
 
 def _resolve_model(name: str):
