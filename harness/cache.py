@@ -52,8 +52,11 @@ class CacheError(RuntimeError):
 
 
 def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
-    """Where embeddings live: ``cache_dir`` (RunOptions.cache_dir), else ``$VLBENCH_CACHE``,
-    else ``~/.cache/vlbench``; the same rule as the generated datasets."""
+    """Where embeddings live: ``<cache_dir>/embeddings`` (RunOptions.cache_dir), else
+    ``$VLBENCH_EMBEDDINGS`` (embeddings on another disk than generated data), else
+    ``$VLBENCH_CACHE/embeddings``, else ``~/.cache/vlbench/embeddings``."""
+    if not cache_dir and os.environ.get("VLBENCH_EMBEDDINGS"):
+        return Path(os.environ["VLBENCH_EMBEDDINGS"]).expanduser()
     base = cache_dir or os.environ.get("VLBENCH_CACHE") or "~/.cache/vlbench"
     return Path(base).expanduser() / "embeddings"
 
