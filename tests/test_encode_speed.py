@@ -85,6 +85,7 @@ def test_encode_cache_hit_skips_the_model_and_is_not_throughput(tiny, data, tmp_
     opts = EncodeOptions(batch_size=8, cache=cache)
     img, txt, ti, tt = _encode(tiny, data, opts)
     assert not ti.cached and ti.items_per_s > 0 and ti.batches == 5  # chunks 10+10+4: 8+2, 8+2, 4
+    assert not tt.cached and tt.items_per_s > 0 and tt.items == 30
     counting = OomAbove(tiny, limit=10**6)
     img2, txt2, ti2, tt2 = _encode(counting, data, opts)
     assert counting.sizes == []  # nothing encoded
