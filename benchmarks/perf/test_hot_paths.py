@@ -18,7 +18,7 @@ from harness.measure import Stage
 from harness.models import resolve
 from harness.tasks.encode import EncodeOptions, _Pixels, encode_images, encode_texts
 
-ROUNDS = dict(rounds=5, iterations=1, warmup_rounds=1)
+ROUNDS = {"rounds": 5, "iterations": 1, "warmup_rounds": 1}
 
 
 @pytest.fixture(scope="module")
