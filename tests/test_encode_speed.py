@@ -155,3 +155,36 @@ def test_fp16_on_cpu_is_refused_in_one_line(capsys, tmp_path):
     assert code == 2 and err.count("\n") == 1
     assert "vlbench: error: --precision fp16 needs a CUDA device" in err and "bf16" in err
     assert not any(tmp_path.rglob("*.json"))
+
+
+def test_cuda_stage_uses_events_and_syncs_only_at_the_edges(monkeypatch):
+    """No GPU here: torch.cuda is faked to check the CUDA bookkeeping (events per batch,
+    synchronisation at enter, after the warm-up and at exit, peak memory reset per stage)."""
+    calls = []
+
+    class FakeEvent:
+        clock = 0.0
+
+        def __init__(self, enable_timing=False):
+            assert enable_timing
+            self.t = None
+
+        def record(self):
+            FakeEvent.clock += 2.5  # each record: 2.5 ms later on the "device"
+            self.t = FakeEvent.clock
+
+        def elapsed_time(self, end):
+            return end.t - self.t
+
+    monkeypatch.setattr(torch.cuda, "Event", FakeEvent)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda d=None: calls.append("sync"))
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda d=None: calls.append("reset"))
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda d=None: 3 * 2**20)
+    with Stage("image_encode", "cuda:0", warmup=1) as st:
+        for _ in range(4):
+            with st.batch(8):
+                pass
+    t = st.timing()
+    assert calls == ["reset", "sync", "sync", "sync"]  # enter, after warm-up, exit: not per batch
+    assert t.batches == 4 and t.items == 32 and t.peak_device_mem_mb == 3.0
+    assert t.latency_ms == {"p50": 2.5, "p90": 2.5, "p99": 2.5}
