@@ -53,7 +53,7 @@ class ResultRecord:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any], origin: str = "record") -> "ResultRecord":
+    def from_dict(cls, raw: dict[str, Any], origin: str = "record") -> ResultRecord:
         if not isinstance(raw, dict):
             raise RecordError(f"{origin}: a record is a JSON object, not {type(raw).__name__}")
         version = raw.get("schema_version")
