@@ -9,7 +9,7 @@ DATASET ?= synthetic
 SUITE ?= default
 RUN_ARGS ?=
 
-.PHONY: setup bench test leaderboard check baseline clean-results
+.PHONY: setup bench test leaderboard check baseline clean-results perf perf-baseline
 
 # Idempotent: re-installs only when pyproject.toml changed since the last install.
 setup: $(VENV)/.installed
@@ -46,3 +46,17 @@ baseline: setup
 
 clean-results:
 	rm -rf $(RESULTS) leaderboard/index.html
+
+# Hot-path benchmarks (benchmarks/perf, pytest-benchmark; not part of make test).
+# perf compares with the latest saved run of this machine in benchmarks/.benchmarks and fails
+# when a bench's median is 25% slower: the median, because on a shared machine a few rounds
+# stall behind other processes and drag the mean; 25%, because run-to-run spread of these
+# sub-second benches on 2 shared cores is about 10-15%. perf-baseline saves a new reference.
+PERF_ARGS = -p no:cacheprovider --benchmark-only --benchmark-storage=benchmarks/.benchmarks \
+	--benchmark-columns=min,median,mean,stddev,rounds --benchmark-sort=name
+
+perf: setup
+	$(PY) -m pytest benchmarks/perf $(PERF_ARGS) --benchmark-compare --benchmark-compare-fail=median:25%
+
+perf-baseline: setup
+	$(PY) -m pytest benchmarks/perf $(PERF_ARGS) --benchmark-save=baseline

@@ -52,6 +52,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="cross-encoders without a prefilter: score all pairs up to this many (default 1e6)")
     p.add_argument("--strict", action="store_true",
                    help="fail on any skipped data (bad lines, duplicate entries, dropped images) instead of warning")
+    p.add_argument("--no-cache", action="store_true",
+                   help="encode everything again, neither reading nor writing the embedding cache "
+                        "($VLBENCH_CACHE/embeddings)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -73,7 +73,8 @@ def _run_options(args, weights: str | None = None, limit: int | None = None):
     return RunOptions(batch_size=args.batch_size, device=args.device, precision=Precision(args.precision),
                       seed=args.seed, limit=limit, num_workers=args.workers, weights=weights,
                       data_root=args.data_root, rerank_k=args.rerank_k, prefilter=args.prefilter,
-                      pair_budget=args.pair_budget, strict=args.strict)
+                      pair_budget=args.pair_budget, strict=args.strict,
+                      use_cache=not args.no_cache)
 
 
 def _report(outcome) -> str:

@@ -38,9 +38,8 @@ def peak_rss_mb() -> float:
 
 
 def reset_peak_rss() -> None:
-    with contextlib.suppress(OSError):  # not Linux, or not permitted: the peak stays cumulative
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
+    with contextlib.suppress(OSError), open("/proc/self/clear_refs", "w") as f:  # not Linux/not permitted
+        f.write("5")  # the peak stays cumulative then
 
 
 def percentiles(values_ms: list[float]) -> dict[str, float]:
@@ -60,12 +59,20 @@ def percentiles(values_ms: list[float]) -> dict[str, float]:
 
 @dataclass
 class Stage:
-    """Use as ``with Stage("image_encode", device) as st: ... with st.batch(n): model(x)``."""
+    """Use as ``with Stage("image_encode", device) as st: ... with st.batch(n): model(x)``.
+
+    On CPU a batch is timed with two clock reads. On CUDA a batch is timed with a pair of
+    CUDA events and the device is synchronised only at the stage's ends and once after the
+    warm-up: a synchronisation per batch would stall the host while the GPU drains its
+    queue and so slow the very run being measured. Events give the device time of each
+    batch, read after the closing synchronisation.
+    """
 
     name: str
     device: str = "cpu"
     warmup: int = 1
     _latencies: list[float] = field(default_factory=list)
+    _events: list = field(default_factory=list)  # CUDA (start, end) event pairs, read at exit
     _items: int = 0
     _warm_items: int = 0
     _warm_start: float | None = None
@@ -73,9 +80,16 @@ class Stage:
     _end: float = 0.0
     _peak_dev_mb: float | None = None
     _peak_rss_mb: float | None = None
+    _cached_items: int = 0
+    _batch_size: int | None = None
+    _batch_size_final: int | None = None
+    _oom_backoffs: int = 0
 
-    def __enter__(self) -> "Stage":
-        if str(self.device).startswith("cuda"):
+    def __post_init__(self) -> None:
+        self._cuda = str(self.device).startswith("cuda")
+
+    def __enter__(self) -> Stage:  # noqa: PYI034 - typing.Self needs 3.11
+        if self._cuda:
             import torch
 
             torch.cuda.reset_peak_memory_stats(self.device)
@@ -89,26 +103,37 @@ class Stage:
     def __exit__(self, *exc) -> None:
         _sync(self.device)
         self._end = time.perf_counter()
-        if str(self.device).startswith("cuda"):
+        if self._cuda:
             import torch
 
             self._peak_dev_mb = torch.cuda.max_memory_allocated(self.device) / 2**20
+            self._latencies.extend(a.elapsed_time(b) for a, b in self._events)
+            self._events.clear()
         self._peak_rss_mb = peak_rss_mb()
 
     @contextlib.contextmanager
     def batch(self, n_items: int):
-        """Time one batch of ``n_items``; the block should end with the result on the host
-        or call nothing asynchronous past it (we synchronise anyway)."""
-        _sync(self.device)
-        t0 = time.perf_counter()
-        yield
-        _sync(self.device)
-        t1 = time.perf_counter()
-        index = len(self._latencies)
-        self._latencies.append((t1 - t0) * 1000)
+        """Time one batch of ``n_items``. A batch that raises is not counted (its time stays
+        in the stage's wall time): an out-of-memory retry is not a measured batch."""
+        index = len(self._latencies) + len(self._events)
+        if self._cuda:
+            import torch
+
+            pair = (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+            pair[0].record()
+            yield
+            pair[1].record()
+            self._events.append(pair)
+            if index == self.warmup - 1:
+                _sync(self.device)  # once per stage: items/s is counted from the warm-up's end
+        else:
+            t0 = time.perf_counter()
+            yield
+            t1 = time.perf_counter()
+            self._latencies.append((t1 - t0) * 1000)
         self._items += n_items
         if index == self.warmup - 1:
-            self._warm_start = t1
+            self._warm_start = time.perf_counter()
         elif index >= self.warmup:
             self._warm_items += n_items
 
@@ -116,22 +141,36 @@ class Stage:
         """Count items of a stage that has no batches (e.g. one scoring call)."""
         self._items += n_items
 
+    def add_cached(self, n_items: int) -> None:
+        """Items served by the embedding cache: counted in ``items``, never in items/s."""
+        self._cached_items += n_items
+
+    def set_batching(self, requested: int, final: int, oom_backoffs: int) -> None:
+        self._batch_size, self._batch_size_final, self._oom_backoffs = requested, final, oom_backoffs
+
     def timing(self) -> StageTiming:
         seconds = self._end - self._start
         measured = self._latencies[self.warmup:]
-        if measured and self._warm_start is not None:
+        if self._items == 0 and self._cached_items:
+            ips = None  # a cache hit: loading embeddings is not the model's throughput
+        elif measured and self._warm_start is not None:
             span = self._end - self._warm_start
             ips = self._warm_items / span if span > 0 else 0.0
         else:  # too few batches to exclude a warm-up: report the whole stage
             ips = self._items / seconds if seconds > 0 else 0.0
         return StageTiming(
             seconds=seconds,
-            items=self._items,
+            items=self._items + self._cached_items,
             items_per_s=ips,
             batches=len(self._latencies),
             latency_ms=percentiles(measured or self._latencies),
             peak_device_mem_mb=self._peak_dev_mb,
             peak_rss_mb=self._peak_rss_mb,
+            cached=self._items == 0 and self._cached_items > 0,
+            cached_items=self._cached_items,
+            batch_size=self._batch_size,
+            batch_size_final=self._batch_size_final,
+            oom_backoffs=self._oom_backoffs,
         )
 
 

@@ -17,12 +17,18 @@ class StageTiming:
     """One stage of a run (image encode, text encode, scoring, ...)."""
 
     seconds: float                 # wall time of the stage, warm-up included
-    items: int                     # images, texts, queries or pairs processed
-    items_per_s: float             # measured after warm-up when there was one
+    items: int                     # images, texts, queries or pairs processed (cached ones included)
+    items_per_s: float | None      # measured after warm-up when there was one; None when nothing was
+                                   # computed (all items from the embedding cache): not model throughput
     batches: int = 0
     latency_ms: dict[str, float] = field(default_factory=dict)  # p50/p90/p99 per batch, warm-up excluded
     peak_device_mem_mb: float | None = None
     peak_rss_mb: float | None = None
+    cached: bool = False           # every item came from the embedding cache
+    cached_items: int = 0          # items read from the embedding cache (not in items_per_s)
+    batch_size: int | None = None  # batch size asked for (encode stages)
+    batch_size_final: int | None = None  # after CUDA out-of-memory back-off (= batch_size if none)
+    oom_backoffs: int = 0          # times the batch was halved after an out-of-memory error
 
 
 @dataclass
@@ -47,7 +53,7 @@ class ResultRecord:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any], origin: str = "record") -> "ResultRecord":
+    def from_dict(cls, raw: dict[str, Any], origin: str = "record") -> ResultRecord:
         if not isinstance(raw, dict):
             raise RecordError(f"{origin}: a record is a JSON object, not {type(raw).__name__}")
         version = raw.get("schema_version")

@@ -20,7 +20,7 @@ from harness.interfaces import LoadOptions, Precision
 from harness.measure import Stage, default_workers
 from harness.records import RecordError, ResultRecord
 from harness.tasks import TASKS
-from harness.tasks.encode import EncodeOptions
+from harness.tasks.encode import EncodeCache, EncodeOptions
 from harness.tasks.rerank import DEFAULT_PAIR_BUDGET, DEFAULT_RERANK_K
 
 
@@ -34,7 +34,8 @@ class RunOptions:
     num_workers: int | None = None  # None: chosen from the cores available (recorded)
     weights: str | None = None
     data_root: str | None = None
-    cache_dir: str | None = None
+    cache_dir: str | None = None  # generated data and the embedding cache (default $VLBENCH_CACHE)
+    use_cache: bool = True        # embedding cache; --no-cache turns it off (results are the same)
     rerank_k: int | None = None     # cross-encoders: candidates per query (None: 128; 0: BLIP ITC only)
     prefilter: str | None = None    # cross-encoders: the dual encoder to rerank (None: the model's own)
     pair_budget: int = DEFAULT_PAIR_BUDGET  # all pairs scored when images x captions fit, no prefilter
@@ -88,6 +89,7 @@ def run_one(spec: RunSpec, results_root: Path, force: bool = False) -> RunOutcom
     split = spec.split or dmeta.default_split
     opts = rerank_settings(meta, tmeta.name, opts)
     check_device(opts.device)
+    precision = _precision_info(opts)  # refuses fp16 on CPU before any loading
     import torch
 
     started = time.perf_counter()
@@ -108,7 +110,8 @@ def run_one(spec: RunSpec, results_root: Path, force: bool = False) -> RunOutcom
         model = meta.load(LoadOptions(device=opts.device, precision=opts.precision, weights=opts.weights))
         extra = _rerank_plan(meta, model, data, opts)
     workers = default_workers(opts.device) if opts.num_workers is None else opts.num_workers
-    result = tmeta.evaluate(model, data, EncodeOptions(opts.batch_size, opts.device, workers), **extra)
+    cache = encode_cache(opts, meta, model, data, split)
+    result = tmeta.evaluate(model, data, EncodeOptions(opts.batch_size, opts.device, workers, cache=cache), **extra)
     timings = {"data_load": load_stage.timing(), "model_load": model_stage.timing(), **result.timings}
     record = ResultRecord(
         model={"name": meta.name, "family": meta.family, "kind": meta.kind.value, "source": meta.source,
@@ -117,7 +120,9 @@ def run_one(spec: RunSpec, results_root: Path, force: bool = False) -> RunOutcom
         dataset={"name": dmeta.name, "split": split, "fingerprint": data.fingerprint,
                  "images": len(data.images), **_dataset_counts(data), "info": _jsonable(data.info)},
         task=tmeta.name,
-        options={**opts.keyed(), "num_workers": workers,
+        options={**opts.keyed(), "num_workers": workers, **precision,
+                 "pin_memory": opts.device.startswith("cuda"), "embedding_cache": cache.root is not None,
+                 "oom_backoffs": sum(t.oom_backoffs for t in timings.values()),
                  **(extra["plan"].describe() if extra else {})},
         metrics=result.metrics,
         main_metric=result.main_metric,
@@ -154,14 +159,44 @@ def _rerank_plan(meta, model, data, opts: RunOptions) -> dict:
         return {}
     from harness.tasks.rerank import plan_for
 
+    cache = None
     if opts.prefilter:
-        prefilter = _resolve_model(opts.prefilter).load(
-            LoadOptions(device=opts.device, precision=opts.precision))
+        pmeta = _resolve_model(opts.prefilter)
+        prefilter = pmeta.load(LoadOptions(device=opts.device, precision=opts.precision))
+        cache = encode_cache(opts, pmeta, prefilter, data, data.split)  # its own weights key its embeddings
     else:
         prefilter = model if meta.kind.value == "both" else None
-    return {"plan": plan_for(len(data.images), len(data.captions), opts.rerank_k, prefilter,
-                             opts.prefilter or (meta.name if prefilter is not None else None),
-                             opts.pair_budget)}
+    plan = plan_for(len(data.images), len(data.captions), opts.rerank_k, prefilter,
+                    opts.prefilter or (meta.name if prefilter is not None else None), opts.pair_budget)
+    plan.prefilter_cache = cache
+    return {"plan": plan}
+
+
+def _precision_info(opts: RunOptions) -> dict:
+    from harness.models.common import precision_info
+
+    return precision_info(opts.device, opts.precision)
+
+
+def encode_cache(opts: RunOptions, meta, model, data, split: str) -> EncodeCache:
+    """The identity that keys this run's cached embeddings: the weights (checkpoint sha256,
+    else a digest of the loaded parameters), precision, device type and dataset. Batch size
+    and the items themselves are added by the encode loops."""
+    from harness.cache import cache_root, module_digest
+
+    if not opts.use_cache:
+        return EncodeCache(root=None)
+    ckpt = getattr(model, "checkpoint", None) or {}
+    weights = ckpt.get("sha256")
+    if not weights:
+        inner = getattr(model, "model", None)
+        if inner is None or not hasattr(inner, "state_dict"):
+            return EncodeCache(root=None)  # nothing identifies the weights: never risk a stale hit
+        weights = "params:" + module_digest(inner)
+    identity = {"model": meta.name, "source": meta.source, "checkpoint": ckpt.get("id"), "weights": weights,
+                "precision": opts.precision.value, "device_type": opts.device.split(":")[0],
+                "dataset": data.name, "split": split, "dataset_fingerprint": data.fingerprint}
+    return EncodeCache(root=str(cache_root(opts.cache_dir)), identity=identity)
 
 
 def _resolve_model(name: str):

@@ -15,8 +15,10 @@ def vlbench_cache(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
-def offline_env(monkeypatch, vlbench_cache):
-    """Tests never reach a hub, whatever the machine's network."""
+def offline_env(monkeypatch, vlbench_cache, tmp_path):
+    """Tests never reach a hub, whatever the machine's network. Generated data is shared by
+    the session; embeddings are cached per test, so no test sees another's cache hits."""
+    monkeypatch.setenv("VLBENCH_EMBEDDINGS", str(tmp_path / "embeddings"))
     monkeypatch.setenv("VLBENCH_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("VLBENCH_CACHE", str(vlbench_cache))

@@ -142,6 +142,22 @@ def test_throughput_drop_on_other_device_is_skipped(baseline, tmp_path, capsys):
     assert all(f.kind == "throughput" and "device_name" in f.reason for f in skipped)
 
 
+def test_stage_served_from_the_embedding_cache_is_not_a_throughput_regression(baseline, tmp_path, capsys):
+    root = tmp_path / "cur"
+    for model, task in RUNS:
+        rec = record(model, task)
+        if (model, task) == RUNS[0]:
+            for stage in ("image_encode", "text_encode"):
+                rec.timings[stage].cached, rec.timings[stage].items_per_s = True, None
+        store.save(root, rec)
+    code, out, _ = check_against(capsys, baseline, root)
+    assert code == 0, out
+    findings = check.compare(check.load_records(root), check.load_baseline(baseline))
+    cached = [f for f in findings if "embedding cache" in f.reason]
+    assert {f.metric for f in cached} == {"ips_image_encode", "ips_text_encode"}
+    assert all(f.status == "skipped" and f.kind == "throughput" for f in cached)
+
+
 def test_no_throughput_flag_ignores_throughput(baseline, tmp_path, capsys):
     results = populate(tmp_path / "cur", ips=0.5)
     assert check_against(capsys, baseline, results, "--no-throughput")[0] == 0

@@ -30,3 +30,16 @@ def unit_norm(x):
     import torch.nn.functional as F
 
     return F.normalize(x.float(), dim=-1)
+
+
+def precision_info(device: str, precision: Precision) -> dict:
+    """What ``--precision`` means on ``device``, for the record: the weights' dtype and the
+    autocast dtype (None: no autocast). fp16 on a CPU is refused: many CPU kernels have no
+    half-precision path or run it far slower, so its timings and scores would mislead."""
+    cuda = str(device).startswith("cuda")
+    if precision is Precision.FP16 and not cuda:
+        raise ValueError(f"--precision fp16 needs a CUDA device (got --device {device}); "
+                         "on CPU use bf16, or amp (fp32 weights, bfloat16 autocast)")
+    weights = {Precision.FP16: "float16", Precision.BF16: "bfloat16"}.get(precision, "float32")
+    autocast_dtype = ("float16" if cuda else "bfloat16") if precision is Precision.AMP else None
+    return {"weights_dtype": weights, "autocast": autocast_dtype}

@@ -1,12 +1,41 @@
-"""Encoding loops shared by the tasks: batched, measured, data decoded in worker processes."""
+"""Encoding loops shared by the tasks: batched, measured, cached, and backing off on OOM.
+
+Both loops go through an embedding-cache entry (memory-only when the cache is off): the
+chunks already on disk are read back, only the missing ones are encoded, each stored as it
+finishes. Batches never straddle a chunk, so a resumed encode batches items as a fresh one
+does. On CUDA out-of-memory a batch is split in halves and retried, down to one item; the
+smaller size then holds for the rest of the stage and is recorded (never silent).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Sequence
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
+from harness.cache import (
+    DEFAULT_CHUNK_ITEMS,
+    CacheEntry,
+    identity_of,
+    open_entry,
+    texts_digest,
+)
 from harness.datasets.base import ImageSet
 from harness.measure import Stage
+
+EMBEDDING = "embedding"  # tensor name of an embedding chunk
+
+
+@dataclass(frozen=True)
+class EncodeCache:
+    """What the runner tells the encode loops about caching: where entries live (``root``
+    None: memory only) and the identity of the run's numbers (model weights, precision,
+    device type, dataset) that, with the items themselves, keys every entry."""
+
+    root: str | None
+    identity: dict[str, Any] = field(default_factory=dict)
+    chunk_items: int = DEFAULT_CHUNK_ITEMS
 
 
 @dataclass(frozen=True)
@@ -15,6 +44,7 @@ class EncodeOptions:
     device: str = "cpu"
     num_workers: int = 0
     warmup_batches: int = 1
+    cache: EncodeCache | None = None  # None: no cache (benchmarks, direct calls)
 
 
 class _Pixels:
@@ -30,33 +60,133 @@ class _Pixels:
         return self.transform(self.images.load(i))
 
 
+def _oom_error():
+    import torch
+
+    return getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+
+
+class Backoff:
+    """Runs a batch function, halving the batch on CUDA out-of-memory (down to one item).
+    ``size`` is the batch size in force; ``events`` counts the halvings."""
+
+    def __init__(self, batch_size: int, device: str):
+        self.requested = self.size = batch_size
+        self.events = 0
+        self.device = device
+
+    def run(self, fn: Callable[[Any], Any], batch, n: int, stage: Stage) -> list:
+        outs, i = [], 0
+        while i < n:
+            size = min(self.size, n - i)
+            part = batch[i:i + size]
+            failed = False
+            try:
+                with stage.batch(size):
+                    out = fn(part)
+            except _oom_error():
+                if size == 1:
+                    raise
+                failed = True  # handled outside the except: the traceback pins the batch's memory
+            if failed:
+                self._halve(size)
+                continue
+            outs.append(out)
+            i += size
+        return outs
+
+    def _halve(self, size: int) -> None:
+        import warnings
+
+        self.size, self.events = max(1, size // 2), self.events + 1
+        if str(self.device).startswith("cuda"):
+            import torch
+
+            torch.cuda.empty_cache()
+        warnings.warn(f"out of memory at batch {size} on {self.device}; retrying with batch {self.size} "
+                      "(recorded as batch_size_final)", stacklevel=4)
+
+
+def _entry(opts: EncodeOptions, kind: str, item_identity: dict, n: int) -> CacheEntry:
+    cache = opts.cache
+    key = {"kind": kind, **(cache.identity if cache else {}), **item_identity, "batch_size": opts.batch_size}
+    root = cache.root if cache else None
+    return open_entry(root, key, n, cache.chunk_items if cache else max(n, 1))
+
+
+def _batches(ranges: list[tuple[int, int]], batch_size: int) -> list[list[int]]:
+    return [list(range(b, min(b + batch_size, e))) for s, e in ranges for b in range(s, e, batch_size)]
+
+
+def _finish(entry: CacheEntry, stage: Stage, backoff: Backoff, device: str, empty_dim: int):
+    import torch
+
+    stage.add_cached(entry.info.cached_items)
+    stage.set_batching(backoff.requested, backoff.size, backoff.events)
+    if entry.n_items == 0:
+        return torch.empty(0, empty_dim, device=device)
+    return entry.load()[EMBEDDING].to(device, non_blocking=True)
+
+
+def _fill(entry: CacheEntry, batches, fn, backoff: Backoff, stage: Stage, batch_size: int) -> None:
+    """Encode the entry's missing chunks from ``batches`` (an iterator of (batch, n) in the
+    order of ``_batches(entry.missing())``) and store each chunk as soon as it is complete."""
+    import torch
+
+    it = iter(batches)
+    for start, end in entry.missing():
+        outs = []
+        for _ in range(-(-(end - start) // batch_size)):
+            batch, n = next(it)
+            outs.extend(backoff.run(fn, batch, n, stage))
+        entry.put(start, end, {EMBEDDING: torch.cat(outs)})
+
+
+def _image_identity(model, images: ImageSet) -> dict:
+    names = hashlib.sha256("\0".join(str(p) for p in images.paths).encode()).hexdigest()[:32]
+    return {"images": len(images), "image_paths": names, "preprocess": identity_of(model.image_transform())}
+
+
 def encode_images(model, images: ImageSet, opts: EncodeOptions, stage: Stage):
     """(N, D) float32 embeddings on the model's device, in dataset order."""
-    import torch
     from torch.utils.data import DataLoader
 
-    loader = DataLoader(
-        _Pixels(images, model.image_transform()),
-        batch_size=opts.batch_size,
-        shuffle=False,
-        num_workers=opts.num_workers,
-        pin_memory=str(opts.device).startswith("cuda"),
-        persistent_workers=False,
-    )
-    chunks = []
-    for pixels in loader:
-        with stage.batch(len(pixels)):
-            chunks.append(model.encode_images(pixels))
-    return torch.cat(chunks) if chunks else torch.empty(0, model.embed_dim)
+    entry = _entry(opts, "images", _image_identity(model, images), len(images))
+    backoff = Backoff(opts.batch_size, opts.device)
+    plan = _batches(entry.missing(), opts.batch_size)
+    if plan:
+        cuda = str(opts.device).startswith("cuda")
+        loader = DataLoader(
+            _Pixels(images, model.image_transform()),
+            batch_sampler=plan,
+            num_workers=opts.num_workers,
+            pin_memory=cuda,  # page-locked batches let the adapter's .to(non_blocking=True) overlap
+            prefetch_factor=2 if opts.num_workers else None,
+        )
+        _fill(entry, ((px, len(px)) for px in loader), model.encode_images, backoff, stage, opts.batch_size)
+    return _finish(entry, stage, backoff, opts.device, model.embed_dim)
+
+
+def _tokenizer_identity(model) -> str:
+    """What the tokeniser makes of a probe sentence: changes with vocabulary, casing rules and
+    context length, whatever the tokeniser object is."""
+    probe = model.tokenize(["A Probe: two RED squares, left of 3 circles!", ""])
+    parts = probe.items() if isinstance(probe, dict) else [("ids", probe)]
+    blob = repr([(k, v.tolist() if hasattr(v, "tolist") else v) for k, v in parts])
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
 def encode_texts(model, texts: Sequence[str], opts: EncodeOptions, stage: Stage):
     """(M, D) float32 embeddings; tokenisation counts as part of the text stage."""
-    import torch
+    texts = list(texts)
+    ident = {"texts": len(texts), "text_digest": texts_digest(texts), "tokenizer": _tokenizer_identity(model)}
+    entry = _entry(opts, "texts", ident, len(texts))
+    backoff = Backoff(opts.batch_size, opts.device)
+    plan = _batches(entry.missing(), opts.batch_size)
+    if plan:
+        def encode(batch: list[str]):
+            return model.encode_texts(model.tokenize(batch))
 
-    chunks = []
-    for start in range(0, len(texts), opts.batch_size):
-        batch = texts[start:start + opts.batch_size]
-        with stage.batch(len(batch)):
-            chunks.append(model.encode_texts(model.tokenize(batch)))
-    return torch.cat(chunks) if chunks else torch.empty(0, model.embed_dim)
+        batches = (([texts[i] for i in idx], len(idx)) for idx in plan)
+        _fill(entry, batches, encode, backoff, stage, opts.batch_size)
+    return _finish(entry, stage, backoff, opts.device, model.embed_dim)

@@ -30,6 +30,7 @@ class RerankPlan:
     prefilter_name: str | None = None
     pair_budget: int = DEFAULT_PAIR_BUDGET
     pair_batch: int = 256
+    prefilter_cache: Any = None    # EncodeCache keyed by the prefilter's own weights (None: the run's)
 
     @property
     def all_pairs(self) -> bool:

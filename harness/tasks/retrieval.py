@@ -7,6 +7,8 @@ dual encoder (or every pair of a small dataset), see :mod:`harness.tasks.rerank`
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from harness.datasets.base import RetrievalData
 from harness.measure import Stage
 from harness.tasks.base import TaskResult, require_dual
@@ -51,7 +53,8 @@ def _evaluate_reranked(cross, data: RetrievalData, opts: EncodeOptions, plan: Re
     image_emb = text_emb = None
     if plan.prefilter is not None:
         require_dual(plan.prefilter, f"the prefilter {plan.prefilter_name!r}")
-        image_emb, text_emb, stages = _embed(plan.prefilter, data, opts)
+        popts = opts if plan.prefilter_cache is None else replace(opts, cache=plan.prefilter_cache)
+        image_emb, text_emb, stages = _embed(plan.prefilter, data, popts)
     score_stage = Stage("scoring", opts.device, warmup=0)
     rerank_stage = Stage("rerank", opts.device, opts.warmup_batches)
     out = rerank_ranks(cross, data, image_emb, text_emb, plan, opts, score_stage, rerank_stage)

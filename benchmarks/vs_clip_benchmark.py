@@ -1,0 +1,142 @@
+"""vlbench against LAION's CLIP_benchmark: same weights, same images and captions, same
+precision, batch size and loader workers; wall time of each whole command and recall per metric.
+
+CLIP_benchmark runs in its own virtual environment (it pins its own dependencies; it is not
+a vlbench dependency). Set one up once:
+
+    python3 -m venv /work/cbvenv
+    /work/cbvenv/bin/pip install torch==2.14.1 torchvision==0.29.1 clip-benchmark
+
+then, from the vlbench root:
+
+    .venv/bin/python benchmarks/vs_clip_benchmark.py --arch ViT-S-32-alt --limit 300
+
+Steps: (1) a random-init open_clip model (seed 0) saved as a plain state_dict, the one
+checkpoint both tools load; (2) the Flickr8k split through vlbench's loader (with --limit,
+its seeded subset), written in CLIP_benchmark's annotation format (``image,caption`` lines,
+images and captions in vlbench's order) so both see the same items; (3) each tool timed as
+a subprocess from start to exit (imports, model load, data, encode, scoring), alternating,
+best of ``--repeats``; vlbench with ``--no-cache`` (a cold run, like CLIP_benchmark) and,
+reported apart, once more with its embedding cache warm. Recall is the hit rate in both
+(CLIP_benchmark's "image_retrieval" = vlbench t2i, "text_retrieval" = i2t).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+KS = (1, 5, 10)
+
+
+def save_random_checkpoint(arch: str, out: Path) -> Path:
+    import open_clip
+    import torch
+
+    torch.manual_seed(0)
+    model = open_clip.create_model(arch, pretrained=None)
+    path = out / f"{arch}-random-seed0.pt"
+    torch.save(model.state_dict(), path)
+    return path
+
+
+def write_annotations(split: str, limit: int | None, data_root: str | None, out: Path) -> tuple[Path, Path, int, int]:
+    """(image folder, annotation file, images, captions) of the vlbench view of the split."""
+    from harness.datasets import DatasetRequest, TaskKind, flickr8k
+
+    data = flickr8k.load(DatasetRequest(split, TaskKind.RETRIEVAL, data_root=data_root, limit=limit))
+    folders = {p.parent for p in data.images.paths}
+    if len(folders) != 1:
+        raise SystemExit(f"images live in {len(folders)} folders; CLIP_benchmark wants one root")
+    lines = ["image,caption"]
+    for cap, img in zip(data.captions, data.caption_to_image):
+        name = data.images.paths[img].name
+        if ".jpg," in cap or "\n" in cap:
+            raise SystemExit(f"caption of {name} cannot be written in CLIP_benchmark's format: {cap!r}")
+        lines.append(f"{name},{cap.strip()}")
+    ann = out / f"flickr8k_{split}_vlbench.txt"
+    ann.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return folders.pop(), ann, len(data.images), len(data.captions)
+
+
+def timed(cmd: list[str], env: dict) -> float:
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-3000:]}")
+    return wall
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--arch", default="ViT-S-32-alt", help="open_clip architecture (random init)")
+    ap.add_argument("--split", default="dev", help="vlbench's Flickr8k split (the dev copy has train/dev)")
+    ap.add_argument("--limit", type=int, default=300, help="seeded subset of images (default 300)")
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--workers", type=int, default=0, help="data-loader workers for both tools")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--data-root", default=os.environ.get("VLBENCH_DATA"), help="folder holding flickr8k/")
+    ap.add_argument("--cb-python", default="/work/cbvenv/bin/python", help="python of the CLIP_benchmark venv")
+    ap.add_argument("--out", default=None, help="work folder (default: a temporary one)")
+    args = ap.parse_args()
+
+    out = Path(args.out or tempfile.mkdtemp(prefix="vs-cb-"))
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt = save_random_checkpoint(args.arch, out)
+    images_dir, ann, n_img, n_cap = write_annotations(args.split, args.limit, args.data_root, out)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "VLBENCH_CACHE": str(out / "cache"),
+           "HF_HUB_OFFLINE": "1", "VLBENCH_OFFLINE": "1"}
+    cb_json = out / "cb.json"
+    cb_cmd = [args.cb_python, "-m", "clip_benchmark.cli", "eval", "--dataset", "flickr8k",
+              "--dataset_root", str(images_dir), "--annotation_file", str(ann), "--split", "test",
+              "--task", "zeroshot_retrieval", "--model", args.arch, "--pretrained", str(ckpt),
+              "--recall_k", *map(str, KS), "--no_amp", "--batch_size", str(args.batch_size),
+              "--num_workers", str(args.workers), "--output", str(cb_json), "--quiet"]
+    results = out / "results"
+    vl_cmd = [sys.executable, "-m", "harness", "run", "--model", f"open_clip:{args.arch}", "--weights", str(ckpt),
+              "--dataset", "flickr8k", "--split", args.split, "--task", "retrieval", "--limit", str(args.limit),
+              "--batch-size", str(args.batch_size), "--workers", str(args.workers), "--device", args.device,
+              "--precision", "fp32", "--results", str(results), "--force"]
+    if args.data_root:
+        vl_cmd += ["--data-root", args.data_root]
+
+    cb_env = {**env, "CUDA_VISIBLE_DEVICES": ""} if args.device == "cpu" else env  # it picks cuda when it can
+    walls: dict[str, list[float]] = {"clip_benchmark": [], "vlbench": []}
+    for _ in range(args.repeats):  # alternate, so both meet the same drift in machine load
+        walls["clip_benchmark"].append(timed(cb_cmd, cb_env))
+        walls["vlbench"].append(timed(vl_cmd + ["--no-cache"], env))
+    warm = timed(vl_cmd, env)  # fills the cache
+    warm = min(warm, timed(vl_cmd, env))  # reads it
+
+    cb = json.loads(cb_json.read_text())["metrics"]
+    (rec_path,) = [p for p in results.rglob("*.json") if not p.name.endswith(".queries.json")]
+    rec = json.loads(rec_path.read_text())
+    print(f"{args.arch} random init (seed 0), Flickr8k {args.split}, {n_img} images x {n_cap} captions, "
+          f"batch {args.batch_size}, workers {args.workers}, {args.device}, fp32, best of {args.repeats}")
+    equal = True
+    for k in KS:
+        for cb_key, vl_key in ((f"image_retrieval_recall@{k}", f"t2i_R@{k}"), (f"text_retrieval_recall@{k}", f"i2t_R@{k}")):
+            a, b = 100 * cb[cb_key], rec["metrics"][vl_key]
+            same = abs(a - b) < 1e-6  # percent; one query of 100,000 is 1e-3, so this is exact equality
+            equal &= same
+            print(f"  {vl_key:<9} CLIP_benchmark {a:8.4f}   vlbench {b:8.4f}   {'equal' if same else 'DIFFERENT'}")
+    cbt, vlt = min(walls["clip_benchmark"]), min(walls["vlbench"])
+    print(f"wall time  CLIP_benchmark {cbt:.1f}s   vlbench (no cache) {vlt:.1f}s   ratio {cbt / vlt:.2f}x "
+          f"(target 3x)   runs {json.dumps(walls)}")
+    print(f"           vlbench with a warm embedding cache {warm:.1f}s   ratio {cbt / warm:.2f}x (a re-run, not a cold one)")
+    stages = {k: round(v["seconds"], 2) for k, v in rec["timings"].items()}
+    print(f"vlbench stages (last run, s): {stages}")
+    print(f"recall {'equal on every metric' if equal else 'NOT equal'}; work folder {out}")
+
+
+if __name__ == "__main__":
+    main()
