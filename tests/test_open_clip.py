@@ -69,3 +69,28 @@ def test_local_checkpoint_roundtrip(tmp_path):
     px = pixels(m)
     torch.testing.assert_close(m.encode_images(px), again.encode_images(px))
     assert again.checkpoint["id"] == str(path) and len(again.checkpoint["sha256"]) == 64
+
+
+def test_text_trimming_matches_the_full_forward_and_falls_back_when_it_would_not():
+    import harness.models.clip as C
+
+    model = resolve("tiny-clip-synth").load(LoadOptions())
+    tokens = model.tokenize(["a red circle", "two green triangles in a row", "a blue square"])
+    assert (tokens[:, -1] == 0).all()  # padded: there is something to trim
+    with torch.inference_mode():
+        full = model.model.encode_text(tokens)
+        trimmed = C.encode_text_trimmed(model.model, tokens)
+    assert torch.allclose(full, trimmed, atol=1e-5)
+    assert C.can_trim_text(model.model)
+    got = model.encode_texts(tokens)
+    assert model._trim is True and torch.allclose(got, torch.nn.functional.normalize(full, dim=-1), atol=1e-5)
+
+    broken = resolve("tiny-clip-synth").load(LoadOptions())
+    real = C.encode_text_trimmed
+    try:  # if open_clip's internals ever diverge from the trimmed path, the full forward is used
+        C.encode_text_trimmed = lambda m, t: real(m, t) + 1.0
+        out = broken.encode_texts(tokens)
+    finally:
+        C.encode_text_trimmed = real
+    assert broken._trim is False
+    assert torch.allclose(out, torch.nn.functional.normalize(full, dim=-1), atol=1e-5)
