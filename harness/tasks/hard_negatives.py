@@ -29,16 +29,28 @@ def captions_by_image(caption_to_image: list[int], n_images: int) -> list[list[i
 
 def hard_negative_accuracy(image_emb, text_emb, caption_to_image: list[int], pairs) -> dict[str, float]:
     """Percent of pairwise comparisons won, per swap kind, plus ``hn_binding`` over the
-    colour and shape swaps together.
+    colour and shape swaps together (scores = dot products of the embeddings).
 
     >>> import torch
     >>> img = torch.eye(2); txt = torch.tensor([[1., 0.], [0., 1.]])
     >>> hard_negative_accuracy(img, txt, [0, 1], [[0, 1, "colour_swap"]])
     {'hn_colour': 100.0, 'hn_binding': 100.0}
     """
+    return pairwise_accuracy(lambda imgs, caps: image_emb[imgs] @ text_emb[caps].T, len(image_emb),
+                             caption_to_image, pairs)
+
+
+def pairwise_accuracy(score_block, n_images: int, caption_to_image: list[int], pairs) -> dict[str, float]:
+    """:func:`hard_negative_accuracy` for any scorer: ``score_block(images, captions)`` gives the
+    (len(images), len(captions)) match scores (a cross-encoder scores each pair jointly).
+
+    >>> import torch
+    >>> pairwise_accuracy(lambda i, c: -torch.ones(len(i), len(c)), 2, [0, 1], [[0, 1, "relation_swap"]])
+    {'hn_relation': 0.0}
+    """
     import torch
 
-    caps = captions_by_image(caption_to_image, len(image_emb))
+    caps = captions_by_image(caption_to_image, n_images)
     won: dict[str, int] = defaultdict(int)
     total: dict[str, int] = defaultdict(int)
     for i, j, kind in pairs:
@@ -46,8 +58,8 @@ def hard_negative_accuracy(image_emb, text_emb, caption_to_image: list[int], pai
         if k == 0:
             continue
         ci, cj = torch.as_tensor(caps[i][:k]), torch.as_tensor(caps[j][:k])
-        imgs = image_emb[[i, j]]
-        s_i, s_j = imgs @ text_emb[ci].T, imgs @ text_emb[cj].T  # (2, k): rows image i, image j
+        scores = score_block([i, j], torch.cat([ci, cj]))
+        s_i, s_j = scores[:, :k], scores[:, k:]  # (2, k): rows image i, image j
         wins = ((s_i[0] > s_j[0]).sum() + (s_j[1] > s_i[1]).sum()      # images pick their captions
                 + (s_i[0] > s_i[1]).sum() + (s_j[1] > s_j[0]).sum())   # captions pick their images
         for key in (kind, "binding") if kind in BINDING_KINDS else (kind,):
