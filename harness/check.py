@@ -1,5 +1,6 @@
 """Regression gate: the latest result records against a baseline file (one entry per run
-identity: model, dataset, split, task, precision, device kind, limit). Accuracy fails when worse
+identity: model, dataset, split, task, precision, device kind, limit, and for cross-encoders
+rerank_k and prefilter, so BLIP "ITC only" and "ITC->ITM k=128" are separate entries). Accuracy fails when worse
 by more than an absolute tolerance (for the ranks medr/meanr an increase is worse); throughput
 when it drops by more than a relative tolerance, compared only on the baseline's machine (else
 skipped); a baseline run with no current record is a "missing" regression. Improvements pass."""
@@ -26,7 +27,8 @@ RANK_METRICS = frozenset({"t2i_medr", "i2t_medr", "t2i_meanr", "i2t_meanr"})  # 
 DEFAULT_TOLERANCES: dict[str, float] = {**{f"{d}_R@{k}": 0.5 for d in ("t2i", "i2t") for k in (1, 5, 10)},
     "rsum": 1.5, "t2i_medr": 1.0, "i2t_medr": 1.0, "t2i_meanr": 1.0, "i2t_meanr": 1.0, "acc1": 0.5,
     "acc5": 0.5, "macro_f1": 0.5, "balanced_acc": 0.5, "default": 0.5, "throughput": 0.15}
-IDENTITY = ("model", "dataset", "split", "task", "precision", "device", "limit")
+IDENTITY = ("model", "dataset", "split", "task", "precision", "device", "limit", "rerank_k", "prefilter")
+REQUIRED = IDENTITY[:6]  # limit/rerank_k/prefilter may be absent (older baselines): None
 MACHINE_KEYS = ("device", "device_name", "precision", "batch_size")  # must match to compare items/s
 _EPS = 1e-9  # float slack on the tolerance comparisons
 
@@ -57,7 +59,8 @@ def identity(rec: ResultRecord) -> dict:
     opts = rec.options
     return {"model": rec.model.get("name"), "dataset": rec.dataset.get("name"), "split": rec.dataset.get("split"),
             "task": rec.task, "precision": str(opts.get("precision")), "limit": opts.get("limit"),
-            "device": str(opts.get("device", "cpu")).split(":")[0]}  # the kind: cpu, cuda
+            "device": str(opts.get("device", "cpu")).split(":")[0],  # the kind: cpu, cuda
+            "rerank_k": opts.get("rerank_k"), "prefilter": opts.get("prefilter")}
 
 
 def _key(d: dict) -> tuple:
@@ -158,8 +161,8 @@ def load_baseline(path: Path) -> dict:
     if not isinstance(raw.get("entries"), list):
         raise bad("'entries' must be a list")
     for i, e in enumerate(raw["entries"]):
-        if not isinstance(e, dict) or any(k not in e for k in IDENTITY[:-1]):
-            raise bad(f"entries[{i}] must be an object with {', '.join(IDENTITY[:-1])}")
+        if not isinstance(e, dict) or any(k not in e for k in REQUIRED):
+            raise bad(f"entries[{i}] must be an object with {', '.join(REQUIRED)}")
         numbers(e.setdefault("metrics", {}), f"entries[{i}].metrics")
         numbers(e.setdefault("throughput", {}), f"entries[{i}].throughput")
         if not isinstance(e.setdefault("machine", {}), dict):
@@ -182,7 +185,7 @@ def compare(records: list[ResultRecord], baseline: dict, throughput: bool = True
     for e in baseline["entries"]:
         def add(metric, base, cur, tol, kind, status, reason=""):
             delta = cur - base if _finite(base) and _finite(cur) else None
-            findings.append(Finding(e["model"], e["dataset"], e["split"], e["task"], metric, base, cur, delta,
+            findings.append(Finding(_run_name(e), e["dataset"], e["split"], e["task"], metric, base, cur, delta,
                                     tol, kind, status, e["precision"], e["device"], reason))
 
         rec = current.get(_key(e))
@@ -214,6 +217,12 @@ def compare(records: list[ResultRecord], baseline: dict, throughput: bool = True
                 ok = _finite(cur) and cur >= base * (1 - tol) - _EPS
                 add(metric, base, cur, tol, "throughput", "ok" if ok else "regression")
     return findings
+
+
+def _run_name(e: dict) -> str:
+    """The model, plus its reranking setup when it has one (one model, several entries)."""
+    how = [f"{k}={e[k]}" for k in ("rerank_k", "prefilter") if e.get(k) is not None]
+    return f"{e['model']} ({', '.join(how)})" if how else str(e["model"])
 
 
 def _row(f: Finding) -> list[str]:

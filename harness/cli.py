@@ -43,6 +43,15 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="root of local datasets, one folder per dataset (env VLBENCH_DATA)")
     p.add_argument("--results", default=None, help="results folder (env VLBENCH_RESULTS, default results/)")
     p.add_argument("--force", action="store_true", help="re-run even when a record for this run exists")
+    p.add_argument("--rerank-k", type=int, default=None,
+                   help="cross-encoders: rerank each query's top K prefilter candidates (default 128; "
+                        "0 with BLIP: its ITC head alone)")
+    p.add_argument("--prefilter", default=None,
+                   help="cross-encoders: the dual encoder whose top-k is reranked (default: the model's own)")
+    p.add_argument("--pair-budget", type=int, default=1_000_000,
+                   help="cross-encoders without a prefilter: score all pairs up to this many (default 1e6)")
+    p.add_argument("--strict", action="store_true",
+                   help="fail on any skipped data (bad lines, duplicate entries, dropped images) instead of warning")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("list", help="list models, datasets, tasks or suites")
     p.add_argument("what", choices=["models", "datasets", "tasks", "suites"])
+    p.add_argument("--data-root", default=os.environ.get("VLBENCH_DATA"),
+                   help="where local datasets are looked for (env VLBENCH_DATA)")
 
     p = sub.add_parser("run", help="evaluate one model on one dataset")
     p.add_argument("--model", required=True, help="registered name/alias or open_clip:ARCH[/TAG]")
@@ -74,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("dataset")
     d.add_argument("--split", default=None)
     d.add_argument("--data-root", default=os.environ.get("VLBENCH_DATA"))
+    d.add_argument("--strict", action="store_true", help="treat every skipped item as an error")
+    d.add_argument("--decode", action="store_true", help="also decode every image (slow; load only checks file ends)")
 
     p = sub.add_parser("fit", help="train a fusion head over frozen encoders (fixed, seeded recipe)")
     p.add_argument("model", help="a fusion model (vlbench list models, family fusion)")
@@ -94,6 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("leaderboard", help="rebuild the HTML leaderboard from the results store")
     p.add_argument("--results", default=None)
     p.add_argument("--out", default="leaderboard/index.html")
+    p.add_argument("--title", default="vlbench leaderboard")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for intervals and tests")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (fixed: the page is reproducible)")
+    p.add_argument("--no-plots", action="store_true", help="tables only (faster)")
 
     p = sub.add_parser("check", help="compare the latest records with a baseline; exit 1 on a regression")
     p.add_argument("--baseline", required=True, help="baseline JSON file (vlbench baseline update writes one)")
@@ -131,12 +148,22 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the user gets one line, --debug the traceback
         if args.debug or os.environ.get("VLBENCH_DEBUG"):
             traceback.print_exc()
-        if isinstance(exc, _user_errors()) or isinstance(exc, ValueError):
-            print(f"vlbench: error: {exc}", file=sys.stderr)
+        if isinstance(exc, (*_user_errors(), ValueError)):
+            print(f"vlbench: error: {_one_line(exc)}", file=sys.stderr)
             return 2
         print(f"vlbench: internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
               file=sys.stderr)
         return 1
+
+
+def _one_line(exc: BaseException) -> str:
+    """The message of an error re-raised from a DataLoader worker is the worker's whole
+    traceback; its last line holds the message, prefixed with the exception's type."""
+    text = str(exc)
+    if "Original Traceback" in text:
+        last = [ln for ln in text.splitlines() if ln.strip()][-1]
+        return last.split(": ", 1)[1] if ": " in last else last
+    return text
 
 
 def results_arg(args) -> Path:

@@ -15,21 +15,37 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
                       *(fmt.format(*map(str, r)) for r in rows)])
 
 
+def _params(n: int | None) -> str:
+    return f"{n / 1e6:.1f}M" if n else "-"
+
+
+def _reranks(meta) -> str:
+    """Which dual encoder ranks first: a cross-encoder's prefilter, BLIP's own ITC head."""
+    kind = meta.kind.value
+    return {"dual": "-", "both": "itself (ITC)"}.get(kind) or (meta.prefilter or "(--prefilter M)")
+
+
 def cmd_list(args) -> int:
     if args.what == "models":
-        from harness.models import MODELS
+        from harness.models import MODELS, availability
 
-        rows = [[n, m.kind.value, m.family, m.source, "yes" if m.offline else "needs weights",
+        rows = [[n, m.kind.value, m.family, _params(m.params), m.source, availability(m), _reranks(m),
                  ", ".join(m.aliases)] for n, m in MODELS.items()]
-        print(_table(rows, ["model", "kind", "family", "source", "offline", "aliases"]))
-        print("\nAlso: open_clip:ARCH[/TAG] for any open_clip architecture and pretrained tag; "
-              "--weights PATH for local weights.")
+        print(_table(rows, ["model", "kind", "family", "params", "source", "offline", "prefilter", "aliases"]))
+        print("\nAlso: open_clip:ARCH[/TAG] for any open_clip architecture and pretrained tag, "
+              "hf:ORG/NAME for any transformers CLIP/SigLIP/ALIGN hub id; --weights PATH for local weights.")
     elif args.what == "datasets":
         from harness.datasets import DATASETS
 
-        rows = [[n, "/".join(t.value for t in m.tasks), ",".join(m.splits), m.default_split,
-                 "yes" if m.offline else "local files", m.description] for n, m in DATASETS.items()]
-        print(_table(rows, ["dataset", "tasks", "splits", "default", "offline", "description"]))
+        root = args.data_root
+        rows = []
+        for n, m in DATASETS.items():
+            why = m.availability(root)  # cheap: file lookups only, no image decoding
+            rows.append([n, "/".join(t.value for t in m.tasks), ",".join(m.splits), m.default_split, m.source,
+                         "yes" if why is None else f"no: {why}"])
+        print(_table(rows, ["dataset", "tasks", "splits", "default", "source", "available here"]))
+        print(f"\nLocal copies are looked for under --data-root / VLBENCH_DATA ({root or 'unset'}), "
+              "one folder per dataset; see datasets_manifest.yaml.")
     elif args.what == "tasks":
         from harness.tasks import TASKS
 
@@ -56,7 +72,8 @@ def _run_options(args, weights: str | None = None, limit: int | None = None):
         raise UserError(f"--limit must be positive, got {limit}")
     return RunOptions(batch_size=args.batch_size, device=args.device, precision=Precision(args.precision),
                       seed=args.seed, limit=limit, num_workers=args.workers, weights=weights,
-                      data_root=args.data_root)
+                      data_root=args.data_root, rerank_k=args.rerank_k, prefilter=args.prefilter,
+                      pair_budget=args.pair_budget, strict=args.strict)
 
 
 def _report(outcome) -> str:
@@ -64,7 +81,8 @@ def _report(outcome) -> str:
     main = rec.metrics.get(rec.main_metric, float("nan"))
     where = f"{rec.dataset['name']}/{rec.dataset['split']}"
     verb = "skipped, already in the store" if outcome.status.value == "skipped" else f"{rec.runtime_s:.1f}s"
-    return f"{rec.model['name']:<22} {where:<16} {rec.task:<9} {rec.main_metric}={main:7.2f}  ({verb}) {outcome.path}"
+    name = rec.model["name"] + (f" +rerank k={rec.options['rerank_k']}" if rec.options.get("rerank_k") else "")
+    return f"{name:<22} {where:<16} {rec.task:<9} {rec.main_metric}={main:7.2f}  ({verb}) {outcome.path}"
 
 
 def _run_specs(specs, results: Path, force: bool, keep_going: bool) -> int:
@@ -107,7 +125,8 @@ def cmd_data(args) -> int:
     from harness.datasets.describe import describe
 
     meta = DATASETS.get(args.dataset)
-    report = describe(meta, args.split or meta.default_split, args.data_root)
+    report = describe(meta, args.split or meta.default_split, args.data_root, strict=args.strict,
+                      decode=args.decode)
     for key, value in report.items():
         print(f"{key:>24}: {value}")
     return 0 if report.get("usable") else 1
@@ -129,8 +148,12 @@ def cmd_fit(args) -> int:
 def cmd_leaderboard(args) -> int:
     import leaderboard
 
+    if args.n_boot < 1:
+        raise UserError(f"--n-boot must be positive, got {args.n_boot}")
     results = results_arg(args)
-    out = leaderboard.build(results, Path(args.out))
+    options = leaderboard.PageOptions(title=args.title, plots=not args.no_plots,
+                                      uncertainty=leaderboard.UncertaintyOptions(n_boot=args.n_boot, seed=args.seed))
+    out = leaderboard.build(results, Path(args.out), title=args.title, options=options)
     df = leaderboard.load(results)
     print(leaderboard.format_text(df))
     print(f"\nleaderboard: {len(df)} records -> {out}")

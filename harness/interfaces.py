@@ -100,7 +100,7 @@ class ModelMeta:
     license: str = "unknown"
     description: str = ""
     offline: bool = False            # weights ship with vlbench, so it runs with no network
-    prefilter: str | None = None     # cross-encoders: registered dual encoder whose top-k they rerank
+    prefilter: str | None = None     # cross-encoders: the dual encoder whose top-k they rerank
     aliases: tuple[str, ...] = field(default_factory=tuple)
 
     def load(self, options: LoadOptions | None = None) -> Any:

@@ -16,7 +16,8 @@ import torch
 __all__ = [
     "MetricKey", "first_hit_ranks", "retrieval_ranks", "recall_from_ranks", "median_rank",
     "retrieval_metrics", "pessimistic_predictions", "per_sample_correct",
-    "classification_metrics", "classification_metrics_from_preds",
+    "classification_metrics", "classification_metrics_from_preds", "topk_candidates",
+    "reranked_first_hit_ranks",
 ]
 
 
@@ -151,6 +152,66 @@ def retrieval_ranks(image_emb: torch.Tensor, text_emb: torch.Tensor,
     i2t = first_hit_ranks(image_emb[queried.to(image_emb.device)], text_emb, queried, c2i,
                           chunk_size, gallery_chunk)
     return t2i, i2t
+
+
+def topk_candidates(query_emb: torch.Tensor, gallery_emb: torch.Tensor, k: int,
+                    chunk_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``k`` best gallery items per query by dot product: ``(scores, indices)``, (Q, k).
+
+    Streams over query chunks (top-k on the inputs' device), so memory is bounded by one
+    chunk x gallery block. ``k`` larger than the gallery is clipped to the gallery size.
+    Equal scores are ordered by gallery index (a stable, documented order).
+
+    >>> q = torch.tensor([[1., 0.], [0., 1.]])
+    >>> g = torch.tensor([[.5, .5], [1., 0.], [0., 1.]])
+    >>> s, i = topk_candidates(q, g, 2)
+    >>> i.tolist(), s.tolist()
+    ([[1, 0], [2, 0]], [[1.0, 0.5], [1.0, 0.5]])
+    """
+    q, g = query_emb.float(), gallery_emb.to(query_emb.device).float()
+    k = min(k, g.shape[0])
+    chunk_size = chunk_size or auto_chunk(g.shape[0])
+    scores = torch.empty(q.shape[0], k, device=q.device)
+    index = torch.empty(q.shape[0], k, dtype=torch.long, device=q.device)
+    for q0, q1 in _spans(q.shape[0], chunk_size):
+        block = q[q0:q1] @ g.T
+        # a stable descending sort keeps ties in gallery order; topk does not promise that
+        order = block.sort(dim=1, descending=True, stable=True)
+        scores[q0:q1], index[q0:q1] = order.values[:, :k], order.indices[:, :k]
+    return scores, index
+
+
+def reranked_first_hit_ranks(candidates: torch.Tensor, rerank_scores: torch.Tensor,
+                             prefilter_scores: torch.Tensor, query_labels: torch.Tensor,
+                             gallery_labels: torch.Tensor,
+                             fallback_ranks: torch.Tensor) -> torch.Tensor:
+    """1-based first-hit ranks after reranking each query's candidate list, pessimistic.
+
+    Candidates are ordered by rerank score, ties broken by prefilter score (so a constant
+    reranker keeps the prefilter's order); items equal on both keys rank wrong-first. A
+    query whose candidates hold no correct item keeps its ``fallback_ranks`` entry (its
+    prefilter rank, which is beyond the candidate list).
+
+    >>> cand = torch.tensor([[0, 1, 2], [2, 0, 1]])        # gallery ids per query
+    >>> rr = torch.tensor([[.1, .9, .5], [.3, .3, .3]])    # reranker scores
+    >>> pre = torch.tensor([[.9, .8, .7], [.9, .8, .7]])   # prefilter scores (descending)
+    >>> reranked_first_hit_ranks(cand, rr, pre, torch.tensor([1, 0]), torch.arange(3),
+    ...                          torch.tensor([9, 9])).tolist()
+    [1, 2]
+    """
+    dev = candidates.device
+    correct = gallery_labels.to(dev)[candidates] == query_labels.to(dev)[:, None]
+    rr, pre = rerank_scores.float().to(dev), prefilter_scores.float().to(dev)
+    if not (torch.isfinite(rr).all() and torch.isfinite(pre).all()):
+        raise ValueError("rerank or prefilter scores contain NaN or inf")
+    # the best correct candidate under the (rerank, prefilter) lexicographic order
+    neg = torch.tensor(float("-inf"), device=dev)
+    best_rr = torch.where(correct, rr, neg).amax(1, keepdim=True)
+    at_best = correct & (rr == best_rr)
+    best_pre = torch.where(at_best, pre, neg).amax(1, keepdim=True)
+    above = (rr > best_rr) | ((rr == best_rr) & (pre >= best_pre))
+    ranks = (above & ~correct).sum(1) + 1
+    return torch.where(correct.any(1), ranks, fallback_ranks.to(dev).long())
 
 
 def recall_from_ranks(ranks: torch.Tensor, k: int) -> float:

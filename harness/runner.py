@@ -21,6 +21,7 @@ from harness.measure import Stage, default_workers
 from harness.records import RecordError, ResultRecord
 from harness.tasks import TASKS
 from harness.tasks.encode import EncodeOptions
+from harness.tasks.rerank import DEFAULT_PAIR_BUDGET, DEFAULT_RERANK_K
 
 
 @dataclass(frozen=True)
@@ -34,11 +35,19 @@ class RunOptions:
     weights: str | None = None
     data_root: str | None = None
     cache_dir: str | None = None
+    rerank_k: int | None = None     # cross-encoders: candidates per query (None: 128; 0: BLIP ITC only)
+    prefilter: str | None = None    # cross-encoders: the dual encoder to rerank (None: the model's own)
+    pair_budget: int = DEFAULT_PAIR_BUDGET  # all pairs scored when images x captions fit, no prefilter
+    strict: bool = False  # skipped data fails the run (recorded as dataset.info.strict)
 
     def keyed(self) -> dict:
-        """The options that can change a result (paths to data do not; weights do)."""
-        return {"batch_size": self.batch_size, "device": self.device, "precision": self.precision.value,
-                "seed": self.seed, "limit": self.limit, "weights": self.weights}
+        """The options that can change a result (paths to data do not; weights do).
+        Rerank settings appear only when they apply, so dual-encoder keys stay put."""
+        out = {"batch_size": self.batch_size, "device": self.device, "precision": self.precision.value,
+               "seed": self.seed, "limit": self.limit, "weights": self.weights}
+        if self.rerank_k is not None:
+            out.update(rerank_k=self.rerank_k, prefilter=self.prefilter, pair_budget=self.pair_budget)
+        return out
 
 
 @dataclass(frozen=True)
@@ -77,13 +86,15 @@ def run_one(spec: RunSpec, results_root: Path, force: bool = False) -> RunOutcom
     meta = _resolve_model(spec.model)  # names first: a typo fails before torch is imported
     dmeta, tmeta = DATASETS.get(spec.dataset), TASKS.get(spec.task)
     split = spec.split or dmeta.default_split
+    opts = rerank_settings(meta, tmeta.name, opts)
     check_device(opts.device)
     import torch
 
     started = time.perf_counter()
     with Stage("data_load", opts.device, warmup=0) as load_stage:
         data = dmeta.load(DatasetRequest(split=split, task=tmeta.kind, data_root=opts.data_root,
-                                         cache_dir=opts.cache_dir, limit=opts.limit, seed=opts.seed))
+                                         cache_dir=opts.cache_dir, limit=opts.limit, seed=opts.seed,
+                                         strict=opts.strict))
         load_stage.add_items(len(data.images))
     run_key = fingerprint(meta.name, meta.source, dmeta.name, split, data.fingerprint, tmeta.name, opts.keyed())
     path = store.record_path(results_root, meta.name, dmeta.name, split, tmeta.name, run_key)
@@ -95,8 +106,9 @@ def run_one(spec: RunSpec, results_root: Path, force: bool = False) -> RunOutcom
     torch.manual_seed(opts.seed)
     with Stage("model_load", opts.device, warmup=0) as model_stage:
         model = meta.load(LoadOptions(device=opts.device, precision=opts.precision, weights=opts.weights))
+        extra = _rerank_plan(meta, model, data, opts)
     workers = default_workers(opts.device) if opts.num_workers is None else opts.num_workers
-    result = tmeta.evaluate(model, data, EncodeOptions(opts.batch_size, opts.device, workers))
+    result = tmeta.evaluate(model, data, EncodeOptions(opts.batch_size, opts.device, workers), **extra)
     timings = {"data_load": load_stage.timing(), "model_load": model_stage.timing(), **result.timings}
     record = ResultRecord(
         model={"name": meta.name, "family": meta.family, "kind": meta.kind.value, "source": meta.source,
@@ -105,7 +117,8 @@ def run_one(spec: RunSpec, results_root: Path, force: bool = False) -> RunOutcom
         dataset={"name": dmeta.name, "split": split, "fingerprint": data.fingerprint,
                  "images": len(data.images), **_dataset_counts(data), "info": _jsonable(data.info)},
         task=tmeta.name,
-        options={**opts.keyed(), "num_workers": workers},
+        options={**opts.keyed(), "num_workers": workers,
+                 **(extra["plan"].describe() if extra else {})},
         metrics=result.metrics,
         main_metric=result.main_metric,
         timings=timings,
@@ -116,6 +129,39 @@ def run_one(spec: RunSpec, results_root: Path, force: bool = False) -> RunOutcom
         run_key=run_key,
     )
     return RunOutcome(RunStatus.DONE, store.save(results_root, record, result.per_query), record)
+
+
+def rerank_settings(meta, task: str, opts: RunOptions) -> RunOptions:
+    """Effective rerank options: a dual encoder has none; BLIP-like models (kind both) rerank
+    their own ITC top-k unless ``rerank_k == 0``; cross-encoders need a positive k."""
+    from harness.interfaces import ModelKind
+
+    if task != "retrieval" or meta.kind == ModelKind.DUAL:
+        if opts.prefilter and meta.kind == ModelKind.DUAL:
+            raise ValueError(f"--prefilter applies to cross-encoders; {meta.name} is a dual encoder")
+        return replace(opts, rerank_k=None, prefilter=None)
+    k = DEFAULT_RERANK_K if opts.rerank_k is None else opts.rerank_k
+    if k < 0 or (k == 0 and meta.kind == ModelKind.CROSS):
+        raise ValueError(f"--rerank-k {k}: {meta.name} is a cross-encoder and needs k >= 1")
+    if meta.kind == ModelKind.BOTH:
+        return replace(opts, rerank_k=k, prefilter=opts.prefilter if k else None)
+    return replace(opts, rerank_k=k, prefilter=opts.prefilter or meta.prefilter)
+
+
+def _rerank_plan(meta, model, data, opts: RunOptions) -> dict:
+    """``{"plan": RerankPlan}`` for a reranked retrieval run, else ``{}``."""
+    if not opts.rerank_k:
+        return {}
+    from harness.tasks.rerank import plan_for
+
+    if opts.prefilter:
+        prefilter = _resolve_model(opts.prefilter).load(
+            LoadOptions(device=opts.device, precision=opts.precision))
+    else:
+        prefilter = model if meta.kind.value == "both" else None
+    return {"plan": plan_for(len(data.images), len(data.captions), opts.rerank_k, prefilter,
+                             opts.prefilter or (meta.name if prefilter is not None else None),
+                             opts.pair_budget)}
 
 
 def _resolve_model(name: str):
@@ -158,11 +204,16 @@ def expand(model: str, dataset: str, tasks: list[str] | None, split: str | None,
            options: RunOptions) -> list[RunSpec]:
     """One spec per task; with no task given, every task the dataset offers."""
     dmeta = DATASETS.get(dataset)
+    kind = _resolve_model(model).kind.value
     if tasks:
         names = [TASKS.resolve(t) for t in tasks]
-    else:
-        names = [n for n, t in TASKS.items() if t.kind in dmeta.tasks]
-    return [RunSpec(model, dmeta.name, n, split, options) for n in names]
+    else:  # every task the dataset offers that the model can do (cross-encoders: retrieval only)
+        names = [n for n, t in TASKS.items() if t.kind in dmeta.tasks and (kind != "cross" or n == "retrieval")]
+    specs = [RunSpec(model, dmeta.name, n, split, options) for n in names]
+    if "retrieval" in names and options.rerank_k is None and kind == "both":
+        # BLIP-style models report "ITC only" and "ITC -> ITM k" as separate rows (as the BLIP paper does)
+        specs.append(RunSpec(model, dmeta.name, "retrieval", split, replace(options, rerank_k=0)))
+    return specs
 
 
 def suite_specs(suite, options: RunOptions) -> list[RunSpec]:

@@ -27,26 +27,37 @@ METRIC_KEYS = RETRIEVAL_METRICS + RANK_METRICS + ZEROSHOT_METRICS
 # Timing stages from DESIGN.md; a record's other stages get their own ips_* column too.
 STAGES = ["image_encode", "text_encode", "scoring", "rerank"]
 
-_STRING = ["model", "family", "kind", "checkpoint", "dataset", "split", "dataset_fingerprint",
-           "task", "main_metric", "device", "device_name", "precision", "latency_stage",
-           "harness_version", "git_sha", "torch_version", "run_key", "path"]
-_INT = ["params", "n_images", "batch_size"]
+# One-off costs, not part of evaluating a model on the data (excluded from eval throughput).
+SETUP_STAGES = ("data_load", "model_load")
+
+_STRING = ["model", "label", "family", "kind", "checkpoint", "prefilter", "dataset", "split",
+           "dataset_fingerprint", "task", "main_metric", "device", "device_name", "precision",
+           "latency_stage", "harness_version", "git_sha", "torch_version", "python_version",
+           "run_key", "path"]
+_INT = ["params", "n_images", "batch_size", "rerank_k", "limit"]
 
 COLUMNS = [
-    "model", "family", "kind", "checkpoint", "params",
-    "dataset", "split", "dataset_fingerprint", "n_images",
+    "model", "label", "family", "kind", "checkpoint", "params", "rerank_k", "prefilter",
+    "dataset", "split", "dataset_fingerprint", "n_images", "limit",
     "task", "main_metric", "main_value", *METRIC_KEYS,
     "device", "device_name", "precision", "batch_size",
-    *[f"ips_{s}" for s in STAGES], "latency_stage", "latency_p50_ms", "latency_p90_ms",
+    *[f"ips_{s}" for s in STAGES], "ips_eval", "eval_s",
+    "latency_stage", "latency_p50_ms", "latency_p90_ms", "latency_p99_ms",
     "peak_rss_mb", "peak_device_mem_mb",
-    "harness_version", "git_sha", "torch_version",
+    "harness_version", "git_sha", "torch_version", "python_version",
     "created_at", "runtime_s", "run_key", "path",
 ]
+
+# What makes two records the same leaderboard row: the latest record per entry is shown, the
+# others are its history. rerank_k/prefilter keep e.g. BLIP "ITC only" and "ITC->ITM k=128" apart.
+ENTRY_KEY = ["task", "dataset", "split", "model", "rerank_k", "prefilter", "precision", "device",
+             "limit"]
 
 _ENV_KEYS = {
     "harness_version": ("harness_version", "vlbench_version", "vlbench", "version"),
     "git_sha": ("git_sha", "git_commit", "git"),
     "torch_version": ("torch_version", "torch"),
+    "python_version": ("python_version", "python"),
     "device_name": ("device_name", "gpu", "cuda_device"),
 }
 
@@ -55,9 +66,11 @@ def load(results_dir: str | Path, history: bool = False) -> pd.DataFrame:
     """Read every record under ``results_dir`` (recursively) into a DataFrame.
 
     Files and folders whose name starts with '.' and files ending in '.tmp' are skipped
-    (in-flight atomic writes, caches). Any other ``*.json`` must be a valid record: a
-    malformed one raises LeaderboardError naming it. By default only the latest record
-    (by ``created_at``) of each ``run_key`` is kept; ``history=True`` keeps them all.
+    (in-flight atomic writes, caches), and so are the per-query sidecars. Any other
+    ``*.json`` must be a valid record: a malformed one raises LeaderboardError naming it.
+    By default only the latest record (by ``created_at``) of each entry (``ENTRY_KEY``:
+    task, dataset, split, model, rerank_k, prefilter, precision, device, limit) is kept;
+    ``history=True`` keeps every record, oldest first within an entry.
     """
     root = Path(results_dir)
     if not root.exists():
@@ -121,7 +134,7 @@ def records_to_frame(records: Iterable[ResultRecord | tuple[ResultRecord, str]],
     df = _typed(df)
     df = df.sort_values(["created_at", "path"], kind="stable")
     if not history:
-        df = df.drop_duplicates("run_key", keep="last")
+        df = df[~df[ENTRY_KEY].astype("object").fillna("\0").duplicated(keep="last")]
     df = df.sort_values(["task", "dataset", "split", "model", "created_at"], kind="stable")
     return df.reset_index(drop=True)
 
@@ -149,13 +162,19 @@ def _row(rec: ResultRecord, origin: str) -> dict[str, Any]:
     timings = _v.as_mapping(rec.timings, "timings")
     memory = _v.as_mapping(rec.memory, "memory")
     stage, latency = _main_latency(timings)
+    eval_s = sum(float(t.seconds or 0.0) for k, t in timings.items() if k not in SETUP_STAGES)
+    n_images = count(_v.pick(data, "images", "n_images"))
+    rerank_k, prefilter = count(opts.get("rerank_k")), text(opts.get("prefilter"))
     row = {
-        "model": text(model.get("name")), "family": text(model.get("family")),
+        "model": text(model.get("name")),
+        "label": display_label(text(model.get("name")), text(model.get("kind")), rerank_k, prefilter,
+                               all_pairs=opts.get("all_pairs") is True),
+        "family": text(model.get("family")),
         "kind": text(model.get("kind")), "checkpoint": text(model.get("checkpoint")),
-        "params": count(model.get("params")),
+        "params": count(model.get("params")), "rerank_k": rerank_k, "prefilter": prefilter,
         "dataset": text(data.get("name")), "split": text(data.get("split")),
         "dataset_fingerprint": text(_v.pick(data, "fingerprint", "revision")),
-        "n_images": count(_v.pick(data, "images", "n_images")),
+        "n_images": n_images, "limit": count(opts.get("limit")),
         "task": text(rec.task), "main_metric": text(rec.main_metric),
         "main_value": metrics.get(rec.main_metric),
         "device": text(opts.get("device")), "precision": text(opts.get("precision")),
@@ -163,6 +182,9 @@ def _row(rec: ResultRecord, origin: str) -> dict[str, Any]:
         "latency_stage": stage,
         "latency_p50_ms": num(_v.pick(latency, "p50", "p50_ms"), "latency p50"),
         "latency_p90_ms": num(_v.pick(latency, "p90", "p90_ms"), "latency p90"),
+        "latency_p99_ms": num(_v.pick(latency, "p99", "p99_ms"), "latency p99"),
+        "eval_s": eval_s if eval_s > 0 else None,
+        "ips_eval": n_images / eval_s if n_images and eval_s > 0 else None,
         "peak_rss_mb": _peak(memory, timings, "peak_rss_mb"),
         "peak_device_mem_mb": _peak(memory, timings, "peak_device_mem_mb"),
         "created_at": _v.as_timestamp(rec.created_at),
@@ -177,6 +199,33 @@ def _row(rec: ResultRecord, origin: str) -> dict[str, Any]:
     if not row["model"] or not row["run_key"]:
         raise ValueError("model.name and run_key are required")
     return row
+
+
+def display_label(model: str | None, kind: str | None, rerank_k: int | None,
+                  prefilter: str | None, all_pairs: bool = False) -> str | None:
+    """A row's readable name: the model, plus how a cross-encoder retrieved.
+
+    >>> display_label("blip", "both", 0, None), display_label("blip", "both", 128, None)
+    ('blip (ITC only)', 'blip (ITC→ITM k=128)')
+    >>> display_label("vilt", "cross", 64, "clip"), display_label("clip", "dual", None, None)
+    ('vilt (top-64 of clip)', 'clip')
+    >>> display_label("vilt", "cross", None, None, all_pairs=True)
+    'vilt (all pairs)'
+    """
+    if model is not None and all_pairs:
+        return f"{model} (all pairs)"
+    if model is None or (rerank_k is None and prefilter is None):
+        return model
+    own = kind == "both" and prefilter in (None, model)
+    if rerank_k == 0:
+        how = "ITC only" if own else f"{prefilter or 'prefilter'} only"
+    elif own:
+        how = "ITC→ITM" + (f" k={rerank_k}" if rerank_k else "")
+    elif prefilter:
+        how = f"top-{rerank_k} of {prefilter}" if rerank_k else f"reranking {prefilter}"
+    else:
+        how = "all pairs"
+    return f"{model} ({how})"
 
 
 def _main_latency(timings: Mapping[str, Any]) -> tuple[str | None, Mapping[str, Any]]:

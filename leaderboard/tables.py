@@ -19,7 +19,7 @@ TAIL = ["device", "precision", "created_at", "git_sha"]
 LABELS = {
     "model": "model", "ips_image_encode": "img/s", "ips_text_encode": "txt/s",
     "ips_scoring": "scoring/s", "ips_rerank": "rerank/s", "created_at": "created",
-    "git_sha": "git sha",
+    "git_sha": "git sha", "ips_eval": "eval img/s",
 }
 MISSING = "-"
 
@@ -35,7 +35,10 @@ def main_table(df: pd.DataFrame) -> dict[GroupKey, pd.DataFrame]:
     for key, sub in _groups(df):
         sub = sub.assign(_main=sub["main_value"].fillna(-math.inf))
         sub = sub.sort_values(["_main", "model"], ascending=[False, True], kind="stable")
-        tables[key] = sub[table_columns(key[0], sub)].reset_index(drop=True)
+        table = sub[table_columns(key[0], sub)].reset_index(drop=True)
+        if "label" in sub.columns:  # the readable row name: e.g. "blip (ITC only)"
+            table["model"] = sub["label"].fillna(sub["model"]).to_numpy()
+        tables[key] = table
     return tables
 
 

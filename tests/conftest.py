@@ -3,7 +3,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-FLICKR8K = ROOT.parent / "shared" / "data" / "flickr8k"
+# the main checkout sits beside shared/; a helper's worktree (wt/<name>) one level deeper
+FLICKR8K = next((p / "shared" / "data" / "flickr8k" for p in (ROOT.parent, ROOT.parent.parent)
+                 if (p / "shared" / "data" / "flickr8k").is_dir()), ROOT.parent / "shared" / "data" / "flickr8k")
 
 
 @pytest.fixture(scope="session")

@@ -221,3 +221,38 @@ def test_baseline_update_with_a_suite_run_missing_is_an_error(tmp_path, capsys):
                            "--results", str(results), "--out", str(out))
     assert code == 2 and "tiny-clip" in err and "zeroshot" in err and "vlbench sweep --suite gate" in err
     assert not out.exists()
+
+
+def test_rerank_variants_are_separate_runs(tmp_path, capsys):
+    """BLIP "ITC only" and "ITC->ITM k=128" share model/dataset/task: rerank_k keeps them apart,
+    so a drop in one is caught even when the other is the latest record."""
+    root = tmp_path / "base"
+    for k, r1 in ((0, 40.0), (128, 50.0)):
+        raw = make_record("blip", task="retrieval", run_key=f"blip-k{k}")
+        raw["options"].update(rerank_k=k, prefilter=None)
+        raw["metrics"]["t2i_R@1"] = r1
+        store.save(root, ResultRecord.from_dict(raw))
+    records = check.load_records(root)
+    assert sorted(r.options["rerank_k"] for r in records) == [0, 128]
+    out = tmp_path / "b.json"
+    check.write_baseline(records, "gate", out)
+    raw = make_record("blip", task="retrieval", run_key="blip-k128-rerun", created_at="2025-02-01T00:00:00+00:00")
+    raw["options"].update(rerank_k=128, prefilter=None)
+    raw["metrics"]["t2i_R@1"] = 48.0  # 2 points worse than its own baseline, still above ITC-only
+    store.save(root, ResultRecord.from_dict(raw))
+    code, text, _ = check_against(capsys, out, root)
+    assert code == 1
+    rows = [line for line in text.splitlines() if line.startswith("REGRESSION")]
+    assert len(rows) == 1 and "blip (rerank_k=128)" in rows[0] and "t2i_R@1" in rows[0]
+
+
+def test_baseline_without_rerank_keys_still_matches(baseline, tmp_path, capsys):
+    """Baselines written before rerank_k/prefilter were recorded keep working."""
+    raw = json.loads(baseline.read_text(encoding="utf-8"))
+    for e in raw["entries"]:
+        e.pop("rerank_k", None)
+        e.pop("prefilter", None)
+    baseline.write_text(json.dumps(raw), encoding="utf-8")
+    assert check_against(capsys, baseline, populate(tmp_path / "cur"))[0] == 0
+    code, out, _ = check_against(capsys, baseline, populate(tmp_path / "bad", metrics={"rsum": 300.0}))
+    assert code == 1 and "rsum" in out

@@ -9,6 +9,7 @@ import pytest
 
 from harness.datasets import flickr8k
 from harness.datasets.base import DatasetError, DatasetRequest, TaskKind
+from tests.conftest import FLICKR8K
 
 SPLITS = {"train": ["t3.jpg", "t1.jpg", "t2.jpg", "t4.jpg"], "dev": ["d1.jpg", "d2.jpg"], "test": ["s1.jpg", "s2.jpg"]}
 STRAY = "2258277193_586949ec62.jpg.1"
@@ -114,14 +115,13 @@ def test_dev_keeps_undecodable_caption_replaced(data_root: Path) -> None:
     assert load_quiet(req("val", data_root)).captions == d.captions  # alias
 
 
-def test_images_are_not_opened(tmp_path: Path) -> None:
+def test_files_that_are_not_images_fail_an_evaluation_split(tmp_path: Path) -> None:
     make_copy(tmp_path / "flickr8k", junk=True)
-    d = load_quiet(req("test", tmp_path))
-    assert len(d.images) == 2 and len(d.captions) == 10
-    from PIL import UnidentifiedImageError
-
-    with pytest.raises(UnidentifiedImageError):
-        d.images.load(0)
+    with pytest.raises(DatasetError) as e:
+        load_quiet(req("test", tmp_path))
+    msg = str(e.value)
+    assert "2 image file(s) are unreadable" in msg and "s1.jpg: not an image file" in msg
+    assert "test split must be complete" in msg
 
 
 def test_real_jpegs_load_lazily(data_root: Path) -> None:
@@ -227,16 +227,24 @@ def test_bad_split_and_task(data_root: Path) -> None:
         flickr8k.load(DatasetRequest("dev", TaskKind.ZEROSHOT, data_root=str(data_root)))
 
 
-def test_meta_and_describe(data_root: Path) -> None:
-    m = flickr8k.META
-    assert m.name == "flickr8k" and m.splits == ("train", "dev", "test") and m.default_split == "test"
+def test_registered_meta_and_describe(data_root: Path) -> None:
+    from harness.datasets import DATASETS
+    from harness.datasets.describe import describe
+
+    m = DATASETS.get("flickr8k")
+    assert m.splits == ("train", "dev", "test") and m.default_split == "test"
     assert m.tasks == (TaskKind.RETRIEVAL,) and not m.offline and "Hodosh" in m.citation
     assert len(load_quiet_meta(m, req("dev", data_root)).images) == 2
+    assert m.availability(str(data_root)) is None
     (data_root / "flickr8k" / "Flicker8k_Dataset" / "s2.jpg").unlink()
-    info = flickr8k.describe(req("test", data_root))
-    assert info["images_listed"] == 2 and info["images_present"] == 1 and info["images_missing"] == 1
-    assert info["missing_examples"] == ["s2.jpg"] and info["captions"] == 5
-    assert info["dropped_stray_lines"] == 2
+    report = describe(m, "test", str(data_root))
+    assert report["usable"] is False and "1 of 2 images are missing" in report["error"] and "s2.jpg" in report["error"]
+    report = describe(m, "dev", str(data_root))
+    assert report["usable"] is True and report["retrieval.images"] == 2 and report["retrieval.captions"] == 10
+    assert report["retrieval.dropped_stray_lines"] == 2
+    assert report["retrieval.sha256_mismatch"] == ["Flickr8k.token.txt", "Flickr_8k.devImages.txt"]
+    assert any("differs from the release" in str(v) for k, v in report.items() if ".warning[" in k)
+    assert m.availability(str(data_root / "elsewhere")).startswith("no Flickr8k.token.txt under")
 
 
 def load_quiet_meta(meta, request):
@@ -247,7 +255,7 @@ def load_quiet_meta(meta, request):
 
 # --- the real development copy (official text files, 3000 train + 1000 dev images) ---
 
-REAL = (Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "flickr8k").resolve()
+REAL = FLICKR8K
 needs_real = pytest.mark.skipif(
     not (REAL / "text" / "Flickr8k.token.txt").is_file(),
     reason=f"real Flickr8k development copy not found at {REAL} (see DESIGN.md, 'Data for development')",

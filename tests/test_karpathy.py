@@ -10,6 +10,7 @@ import pytest
 
 from harness.datasets import DATASETS, karpathy
 from harness.datasets.base import DatasetError, DatasetRequest, TaskKind
+from tests.imagefiles import write_jpeg
 
 # (filepath, filename, karpathy split, number of sentences)
 COCO_IMAGES = [
@@ -45,8 +46,7 @@ def recording(fn, request):
 
 
 def touch(path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"not an image")  # never opened by the loaders
+    write_jpeg(path)  # a valid tiny JPEG: loads check each file's signature and end marker
 
 
 def karpathy_json(images) -> dict:
@@ -333,6 +333,30 @@ def test_meta_registered_and_describe(coco_root: Path) -> None:
         assert m.tasks == (TaskKind.RETRIEVAL,) and cite in m.citation and "Karpathy" in m.citation
     assert "CC BY 4.0" in DATASETS.get("coco").license
     (coco_root / "coco" / "val2014" / "COCO_val2014_000000000006.jpg").unlink()
-    info = karpathy.describe_source(karpathy.COCO, req("test", coco_root))
-    assert info["images_listed"] == 3 and info["images_missing"] == 1 and info["captions"] == 11
-    assert info["missing_examples"] == ["val2014/COCO_val2014_000000000006.jpg"]
+    from harness.datasets.describe import describe
+
+    report = describe(DATASETS.get("coco"), "test", str(coco_root))
+    assert report["usable"] is False and "1 of 3 images are missing" in report["error"]
+    assert "COCO_val2014_000000000006.jpg" in report["error"]
+    report = describe(DATASETS.get("coco"), "train", str(coco_root))
+    assert report["usable"] is True and report["retrieval.images"] == 3 and report["retrieval.captions"] == 17
+    assert report["retrieval.count_mismatch"] == ["3 images (expected 113287)"]
+
+
+def test_flickr30k_official_token_with_an_id_list(tmp_path: Path) -> None:
+    """The 1k test split from the official token file and a list of Karpathy test ids."""
+    root = make_f30k(tmp_path / "flickr30k", token=True)
+    (root / "dataset_flickr30k.json").unlink()
+    with pytest.raises(DatasetError, match=r"no annotations found for split 'test'"):
+        quiet(karpathy.load_flickr30k, req("test", tmp_path))
+    (root / "flickr30k_karpathy_test.txt").write_text("1003.jpg\n1001.jpg\n1003.jpg\n")
+    d, text = recording(karpathy.load_flickr30k, req("test", tmp_path))
+    assert [p.name for p in d.images.paths] == ["1003.jpg", "1001.jpg"]
+    caps, gt = expected([("1003.jpg", 5), ("1001.jpg", 5)])
+    assert d.captions == caps and d.caption_to_image == gt
+    assert d.info["format"] == "id_list" and d.info["dropped_duplicate_entries"] == 1
+    assert "1 repeated image name(s)" in text and "flickr30k_karpathy_test.txt" in text
+    assert set(d.info["sha256"]) == {"flickr30k_karpathy_test.txt", "results_20130124.token"}
+    (root / "results_20130124.token").unlink()
+    with pytest.raises(DatasetError, match=r"lists image names, so the official results_20130124.token is needed"):
+        quiet(karpathy.load_flickr30k, req("test", tmp_path))

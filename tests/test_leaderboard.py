@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from html.parser import HTMLParser
@@ -219,7 +220,7 @@ def test_html_contains_every_model_and_a_table_per_group(results: Path) -> None:
     df = load(results)
     page = render_html(df, title="My <board>")
     parsed = parse(page)
-    assert parsed.tables == 2
+    assert parsed.tables == 3  # the overview + one per (task, dataset, split)
     text = "".join(parsed.text)
     for model in df["model"]:
         assert model in text
@@ -237,8 +238,11 @@ def test_hostile_strings_are_escaped(tmp_path: Path) -> None:
     page = render_html(load(tmp_path))
     assert evil not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
-    for raw_tag in ["<img", "<b>", "<i>", "<u>"]:
+    for raw_tag in ["<img src=x", "<b>", "<i>", "<u>"]:
         assert raw_tag not in page, raw_tag
+    imgs = re.findall(r"<img [^>]*>", page)  # only the page's own plots, as data URIs
+    assert imgs and all(re.fullmatch(r'<img alt="[^"<>]*" src="data:image/png;base64,[A-Za-z0-9+/=]+">', i)
+                        for i in imgs)
     assert page.count("<script>") == 1  # only the page's own sorting script
     text = "".join(parse(page).text)
     assert evil in text
@@ -249,7 +253,7 @@ def test_build_writes_complete_page_atomically(results: Path, tmp_path: Path) ->
     got = build(results, out)
     assert got == out and out.is_file()
     page = out.read_text(encoding="utf-8")
-    assert parse(page).tables == 2 and page.rstrip().endswith("</html>")
+    assert parse(page).tables == 3 and page.rstrip().endswith("</html>")
     assert [p.name for p in out.parent.iterdir()] == ["index.html"]  # no temp files left
     build(results, out)  # overwriting works too
     assert out.read_text(encoding="utf-8") == page

@@ -10,8 +10,13 @@ from collections import Counter
 import pytest
 
 from harness.datasets import synthetic as S
-from harness.datasets.base import (ClassificationData, DatasetError, DatasetRequest, RetrievalData,
-                                   TaskKind)
+from harness.datasets.base import (
+    ClassificationData,
+    DatasetError,
+    DatasetRequest,
+    RetrievalData,
+    TaskKind,
+)
 
 COLOUR_WORDS = set(S.COLOURS)
 SHAPE_WORDS = set(S.SHAPES)
@@ -227,11 +232,14 @@ def test_classification_limit(cache, test_cls):
 # ---------------------------------------------------------------- API
 
 def test_meta_and_errors(cache):
-    assert S.META.name == "synthetic" and S.META.offline and "synth" in S.META.aliases
-    assert S.META.splits == ("train", "val", "test") and S.META.default_split == "test"
-    assert set(S.META.tasks) == {TaskKind.RETRIEVAL, TaskKind.ZEROSHOT}
+    from harness.datasets import DATASETS
+
+    META = DATASETS.get("synth")
+    assert META.name == "synthetic" and META.offline and "synth" in META.aliases
+    assert META.splits == ("train", "val", "test") and META.default_split == "test"
+    assert set(META.tasks) == {TaskKind.RETRIEVAL, TaskKind.ZEROSHOT}
     with pytest.raises(DatasetError, match="no split"):
-        S.META.load(DatasetRequest(split="dev", task=TaskKind.RETRIEVAL, cache_dir=str(cache)))
+        META.load(DatasetRequest(split="dev", task=TaskKind.RETRIEVAL, cache_dir=str(cache)))
     with pytest.raises(DatasetError, match="no split"):
         S.load(DatasetRequest(split="dev", task=TaskKind.RETRIEVAL, cache_dir=str(cache)))
 

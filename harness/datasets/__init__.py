@@ -1,13 +1,97 @@
-"""Dataset registry. Loader modules are light (PIL/json inside functions)."""
+"""Dataset registry, built from ``datasets_manifest.yaml``: each manifest entry (and each of
+its subsets) becomes one registered dataset, read by the loader module its ``format`` names.
+Adding a dataset is one manifest entry; a new on-disk format is one module listed in FORMATS.
+Loader modules are light (PIL/json/datasets imported inside functions)."""
 
-from harness.datasets import flickr8k, karpathy, synthetic
-from harness.datasets.base import (ClassificationData, DatasetError, DatasetMeta, DatasetRequest,
-                                   RetrievalData, TaskKind)
+from __future__ import annotations
+
+from functools import partial
+
+from harness.datasets import (
+    cifar,
+    coco_captions,
+    csvlabels,
+    flickr8k,
+    folder,
+    hf,
+    karpathy,
+    synthetic,
+)
+from harness.datasets.base import (
+    ClassificationData,
+    DatasetError,
+    DatasetMeta,
+    DatasetRequest,
+    Format,
+    RetrievalData,
+    TaskKind,
+    apply_limit,
+)
+from harness.datasets.manifest import (
+    DatasetSpec,
+    SubsetSpec,
+    load_manifest,
+    manifest_paths,
+)
+from harness.datasets.resources import resource
 from harness.registry import Registry
 
-DATASETS: Registry[DatasetMeta] = Registry("dataset")
-for _meta in (synthetic.META, flickr8k.META, karpathy.COCO_META, karpathy.FLICKR30K_META):
-    DATASETS.register(_meta.name, _meta, aliases=_meta.aliases)
+FORMATS: dict[str, Format] = {m.FORMAT.name: m.FORMAT for m in (
+    synthetic, flickr8k, karpathy, coco_captions, folder, csvlabels, cifar, hf)}
 
-__all__ = ["DATASETS", "ClassificationData", "DatasetError", "DatasetMeta", "DatasetRequest",
-           "RetrievalData", "TaskKind"]
+
+def _source_text(spec: DatasetSpec) -> str:
+    src = spec.source
+    if src["kind"] == "hf":
+        return f"hf: {src['id']}@{src['revision']}"
+    if src["kind"] == "generated":
+        return "generated"
+    return f"local: {spec.folder}/ ({spec.format})"
+
+
+def _load_subset(spec: DatasetSpec, subset: SubsetSpec, request: DatasetRequest):
+    """A manifest subset: the seeded selection of its split, then any --limit within it."""
+    from dataclasses import replace
+
+    data = FORMATS[spec.format].load(spec, replace(request, split=subset.split, limit=None))
+    data = apply_limit(data, subset.limit, subset.seed, name=subset.name)
+    return apply_limit(data, request.limit, request.seed)
+
+
+def metas(spec: DatasetSpec) -> list[tuple[DatasetMeta, tuple[str, ...]]]:
+    """The registered entries of one manifest entry: itself, then one per subset."""
+    fmt = FORMATS[spec.format]
+    common = {"tasks": spec.tasks, "license": spec.license, "citation": spec.citation,
+              "source": _source_text(spec), "offline": spec.source["kind"] == "generated", "spec": spec,
+              "probe": partial(fmt.probe, spec)}
+    out = [(DatasetMeta(name=spec.name, splits=tuple(spec.splits), default_split=spec.default_split,
+                        loader=partial(fmt.load, spec), description=spec.description, aliases=spec.aliases,
+                        **common), spec.aliases)]
+    for sub in spec.subsets:
+        out.append((DatasetMeta(name=sub.name, splits=(sub.split,), default_split=sub.split,
+                                loader=partial(_load_subset, spec, sub),
+                                description=f"{sub.limit} images of {spec.name}/{sub.split}, seed {sub.seed}",
+                                **common), ()))
+    return out
+
+
+def build_registry(specs: list[DatasetSpec]) -> Registry[DatasetMeta]:
+    reg: Registry[DatasetMeta] = Registry("dataset")
+    for spec in specs:
+        for meta, aliases in metas(spec):
+            try:
+                reg.register(meta.name, meta, aliases=aliases)
+            except ValueError as exc:
+                raise DatasetError(f"{spec.origin}: {exc}") from None
+    return reg
+
+
+def load_registry() -> Registry[DatasetMeta]:
+    specs = [s for path in manifest_paths() for s in load_manifest(path, FORMATS, resource)]
+    return build_registry(specs)
+
+
+DATASETS: Registry[DatasetMeta] = load_registry()
+
+__all__ = ["DATASETS", "FORMATS", "ClassificationData", "DatasetError", "DatasetMeta", "DatasetRequest",
+           "RetrievalData", "TaskKind", "build_registry", "load_registry"]

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 
 class TaskKind(str, Enum):
@@ -17,30 +18,6 @@ class TaskKind(str, Enum):
 
 class DatasetError(RuntimeError):
     """A dataset cannot be used as asked; the message names the file/split and says why."""
-
-
-def load_rgb(path: str | Path):
-    """Open an image as RGB (greyscale, CMYK and alpha are converted)."""
-    from PIL import Image
-
-    with Image.open(path) as im:
-        return im.convert("RGB")
-
-
-@dataclass
-class ImageSet:
-    """Lazily loaded images: a list of paths, opened only when an item is asked for."""
-
-    paths: list[Path]
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def load(self, index: int):
-        return load_rgb(self.paths[index])
-
-    def key(self, index: int) -> str:
-        return self.paths[index].name
 
 
 @dataclass
@@ -97,6 +74,7 @@ class DatasetRequest:
     cache_dir: str | None = None  # where generated/derived data may be written
     limit: int | None = None      # deterministic subset of this many images
     seed: int = 0
+    strict: bool = False          # every skipped item (line, caption, image) fails the load instead
 
 
 @dataclass(frozen=True)
@@ -114,6 +92,8 @@ class DatasetMeta:
     source: str = ""
     offline: bool = False  # available on a fresh machine with no network
     aliases: tuple[str, ...] = ()
+    spec: Any = None       # the manifest entry (harness.datasets.manifest.DatasetSpec) it came from
+    probe: Callable[[str | None], str | None] | None = None  # cheap: None if usable here, else why not
 
     def load(self, request: DatasetRequest) -> RetrievalData | ClassificationData:
         if request.split not in self.splits:
@@ -125,7 +105,44 @@ class DatasetMeta:
                 f"dataset {self.name!r} has no {request.task.value} view; it offers: "
                 + ", ".join(t.value for t in self.tasks)
             )
-        return self.loader(request)
+        data = self.loader(request)
+        if request.strict:
+            data.info["strict"] = True
+        if self.spec is not None:
+            from .checks import check_against_manifest
+
+            check_against_manifest(self.spec, data, request)
+        return data
+
+    def availability(self, data_root: str | None) -> str | None:
+        """None when the dataset can be loaded here (files found, cheaply), else the reason."""
+        return None if self.probe is None else self.probe(data_root)
+
+
+@dataclass(frozen=True)
+class Format:
+    """A registered loader module: how to read one on-disk/hub format. ``load(spec, request)``
+    reads a manifest entry's split; ``probe(spec, data_root)`` says cheaply (no image decoding)
+    why it cannot be loaded here, or None. ``options`` are the manifest keys it accepts."""
+
+    name: str
+    tasks: tuple[TaskKind, ...]
+    load: Callable[[Any, DatasetRequest], RetrievalData | ClassificationData]
+    probe: Callable[[Any, str | None], str | None]
+    options: dict[str, type] = field(default_factory=dict)
+    needs_classes: bool = False  # zeroshot views need the manifest's class names and templates
+
+
+def data_roots(folder: str, data_root: str | None) -> list[Path]:
+    """Where a local dataset may sit: ``<root>/<folder>`` then ``<root>`` itself, for the
+    ``--data-root`` given, else ``VLBENCH_DATA``; empty when neither is set."""
+    import os
+
+    base = data_root if data_root is not None else (os.environ.get("VLBENCH_DATA") or None)
+    return [Path(base) / folder, Path(base)] if base is not None else []
+
+
+NO_ROOT = "no --data-root given and VLBENCH_DATA unset"
 
 
 def fingerprint(*parts: Any) -> str:
@@ -135,7 +152,11 @@ def fingerprint(*parts: Any) -> str:
 
 
 def subset_indices(n: int, limit: int | None, seed: int) -> list[int]:
-    """Deterministic sorted subset of ``range(n)`` of size ``limit`` (all when limit is None)."""
+    """Deterministic sorted subset of ``range(n)`` of size ``limit`` (all when limit is None).
+
+    >>> subset_indices(10, 3, seed=0)
+    [0, 6, 9]
+    """
     if limit is None or limit >= n:
         return list(range(n))
     if limit <= 0:
@@ -155,55 +176,34 @@ def restrict_retrieval(data: RetrievalData, keep_images: Sequence[int]) -> Retri
             caps.append(cap)
             gt.append(remap[img])
     return RetrievalData(
-        name=data.name,
-        split=data.split,
-        images=ImageSet([data.images.paths[i] for i in keep_images]),
-        captions=caps,
-        caption_to_image=gt,
-        fingerprint=fingerprint(data.fingerprint, list(keep_images)),
-        info=dict(data.info),
-    )
+        name=data.name, split=data.split, images=data.images.subset(keep_images), captions=caps,
+        caption_to_image=gt, fingerprint=fingerprint(data.fingerprint, list(keep_images)), info=dict(data.info))
 
 
-# Splits that may load with images missing (dropped and counted); evaluation splits must be
-# complete, or scores would silently stop being comparable with published ones.
-PARTIAL_OK_SPLITS = frozenset({"train"})
+def restrict_classification(data: ClassificationData, keep: Sequence[int]) -> ClassificationData:
+    """Keep only the given images (and labels); every class and template stays."""
+    return ClassificationData(
+        name=data.name, split=data.split, images=data.images.subset(keep), labels=[data.labels[i] for i in keep],
+        classnames=data.classnames, templates=data.templates,
+        fingerprint=fingerprint(data.fingerprint, list(keep)), info=dict(data.info))
 
 
-def assemble_retrieval(name: str, split: str, images: list[tuple[str, Path | None, list[str]]], where: str,
-                       hint: str, fingerprint_parts: tuple, info: dict[str, Any],
-                       request: DatasetRequest) -> RetrievalData:
-    """The policy every retrieval loader shares, applied to ``(label, path or None, captions)``
-    per listed image: missing images fail an evaluation split (naming how many and ``where``)
-    and are dropped with a warning from a training split; images without captions are
-    dropped with a warning; both counts go into ``info``; ``--limit`` draws a seeded subset."""
-    import warnings
-
-    missing = [label for label, path, _ in images if path is None]
-    if missing:
-        msg = (f"{name}/{split}: {len(missing)} of {len(images)} images are missing {where} "
-               f"(e.g. {', '.join(missing[:3])})")
-        if split not in PARTIAL_OK_SPLITS:
-            raise DatasetError(f"{msg}; the {split} split must be complete to give comparable scores. "
-                               f"Put the images there, or {hint}")
-        if len(missing) == len(images):
-            raise DatasetError(f"{msg}; nothing left to load. Put the images there, or {hint}")
-        warnings.warn(f"{msg}; they are dropped", stacklevel=3)
-    kept = [(path, caps) for _, path, caps in images if path is not None]
-    no_caps = [path.name for path, caps in kept if not caps]
-    if no_caps:
-        warnings.warn(f"{name}/{split}: {len(no_caps)} image(s) have no caption and are dropped "
-                      f"(e.g. {', '.join(no_caps[:3])})", stacklevel=3)
-        kept = [(path, caps) for path, caps in kept if caps]
-    pairs = [(cap, i) for i, (_, caps) in enumerate(kept) for cap in caps]
-    data = RetrievalData(
-        name=name, split=split, images=ImageSet([path for path, _ in kept]),
-        captions=[c for c, _ in pairs], caption_to_image=[i for _, i in pairs],
-        fingerprint=fingerprint(name, split, *fingerprint_parts, len(kept), len(pairs)),
-        info={**info, "dropped_missing_images": len(missing), "dropped_images_without_captions": len(no_caps)})
-    if request.limit is not None:
-        keep = subset_indices(len(kept), request.limit, request.seed)
-        if len(keep) < len(kept):
-            data = restrict_retrieval(data, keep)
-        data.info["subset"] = {"limit": request.limit, "seed": request.seed}
+def apply_limit(data: RetrievalData | ClassificationData, limit: int | None, seed: int,
+                name: str | None = None) -> RetrievalData | ClassificationData:
+    """A seeded subset of ``limit`` images, recorded in ``info["subset"]`` (and in the
+    fingerprint whenever it drops anything). ``name`` names a manifest subset."""
+    if limit is None:
+        return data
+    keep = subset_indices(len(data.images), limit, seed)
+    if len(keep) < len(data.images):
+        restrict = restrict_retrieval if isinstance(data, RetrievalData) else restrict_classification
+        data = restrict(data, keep)
+    record = {"limit": limit, "seed": seed, **({"name": name} if name else {})}
+    previous = data.info.get("subset")
+    data.info["subset"] = record if previous is None else {**record, "within": previous}
     return data
+
+
+# Re-exported, and imported last: images.py and assemble.py import from this module.
+from .assemble import PARTIAL_OK_SPLITS, assemble_retrieval  # noqa: F401
+from .images import ImageSet

@@ -1,54 +1,68 @@
-"""``vlbench data describe``: what a split holds and whether it can be used."""
+"""``vlbench data describe``: what a split holds, what was dropped and why, and whether the
+split can be used. Loading already applies the cheap image-file check (signature and
+end marker, see :mod:`harness.datasets.images`); ``decode=True`` also decodes every image."""
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
-from harness.datasets.base import DatasetError, DatasetMeta, DatasetRequest, ImageSet
+from harness.datasets.base import (
+    DatasetError,
+    DatasetMeta,
+    DatasetRequest,
+    RetrievalData,
+)
+
+_REPORTED = ("dropped", "bad_", "count_mismatch", "sha256_mismatch", "images_in_no_split", "ignored_files",
+             "n_classes_without_images", "conflicting")
 
 
-def unreadable_images(images: ImageSet, limit: int = 5) -> tuple[int, list[str]]:
-    """Open every image header (cheap) and fully decode none; count the files PIL rejects."""
-    from PIL import Image, UnidentifiedImageError
+def undecodable(images, limit: int = 5) -> tuple[int, list[str]]:
+    """Decode every image; count those that fail (examples name the file and the reason)."""
+    from harness.datasets.images import ImageDecodeError
 
-    bad: list[str] = []
-    count = 0
-    for path in images.paths:
+    count, examples = 0, []
+    for i in range(len(images)):
         try:
-            with Image.open(path) as im:
-                im.verify()
-        except (OSError, UnidentifiedImageError, SyntaxError):
+            images.load(i)
+        except ImageDecodeError as exc:
             count += 1
-            if len(bad) < limit:
-                bad.append(path.name)
-    return count, bad
+            if len(examples) < limit:
+                examples.append(str(exc).split("; check the split")[0])
+    return count, examples
 
 
-def describe(meta: DatasetMeta, split: str, data_root: str | None) -> dict[str, Any]:
-    report: dict[str, Any] = {"dataset": meta.name, "split": split, "source": meta.source,
-                              "license": meta.license}
+def describe(meta: DatasetMeta, split: str, data_root: str | None, strict: bool = False,
+             decode: bool = False) -> dict[str, Any]:
+    report: dict[str, Any] = {"dataset": meta.name, "split": split, "source": meta.source, "license": meta.license}
     for task in meta.tasks:
-        try:
-            data = meta.load(DatasetRequest(split=split, task=task, data_root=data_root))
-        except DatasetError as exc:
-            report.update(usable=False, error=str(exc))
-            return report
         prefix = task.value
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                data = meta.load(DatasetRequest(split=split, task=task, data_root=data_root, strict=strict))
+            except DatasetError as exc:
+                report.update(usable=False, error=str(exc))
+                return report
         report[f"{prefix}.images"] = len(data.images)
-        if hasattr(data, "captions"):
+        if isinstance(data, RetrievalData):
             report[f"{prefix}.captions"] = len(data.captions)
         else:
             report[f"{prefix}.classes"] = len(data.classnames)
             report[f"{prefix}.templates"] = len(data.templates)
-        bad, examples = unreadable_images(data.images)
-        report[f"{prefix}.unreadable_images"] = f"{bad}" + (f" (e.g. {', '.join(examples)})" if examples else "")
+            report[f"{prefix}.labels_used"] = len(set(data.labels))
         for key, value in data.info.items():
-            if key.startswith(("dropped", "bad", "missing")) and value:
+            if key.startswith(_REPORTED) and value:
                 report[f"{prefix}.{key}"] = value
+        for i, w in enumerate(caught):
+            report[f"{prefix}.warning[{i}]"] = str(w.message)
         report[f"{prefix}.fingerprint"] = data.fingerprint
-        if bad:
-            report["usable"] = False
-            report["error"] = f"{bad} image files cannot be read"
-            return report
+        if decode:
+            bad, examples = undecodable(data.images)
+            report[f"{prefix}.undecodable_images"] = f"{bad}" + (f" ({'; '.join(examples)})" if examples else "")
+            if bad:
+                report.update(usable=False, error=f"{bad} image file(s) cannot be decoded")
+                return report
     report["usable"] = True
     return report

@@ -19,11 +19,13 @@ bytes are replaced. Each kind is counted in ``info`` (over the whole token file)
 reported in one warning naming the file and line numbers. Real images that no official
 split uses (91 of the 8091) are normal: counted in ``info["images_in_no_split"]``, no warning.
 
-Missing images: images are not opened here, only looked up in one listing of the image
-folder. For the training split (``PARTIAL_OK_SPLITS``) images absent from the folder are
-dropped with a warning and counted in ``info["dropped_missing_images"]``; the evaluation
-splits (dev, test) must be complete, since scores on a partial standard split are not
-comparable with anyone's, so a missing image there raises :class:`DatasetError`.
+Missing and bad images (the shared policy of :mod:`harness.datasets.assemble`): images are
+looked up in one listing of the image folder and checked cheaply (first bytes, end marker;
+no decoding). For the training split (``PARTIAL_OK_SPLITS``) missing or unreadable files are
+dropped with a warning and counted in ``info``; the evaluation splits (dev, test) must be
+complete, since scores on a partial standard split are not comparable with anyone's, so a
+missing or unreadable image there raises :class:`DatasetError`. ``--strict`` fails on every
+skip above.
 """
 
 from __future__ import annotations
@@ -31,12 +33,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import warnings
 from pathlib import Path
 from typing import Any
 
-from .base import (assemble_retrieval, DatasetError, DatasetMeta, DatasetRequest, RetrievalData,
-                   TaskKind)
+from .assemble import assemble_retrieval, skip
+from .base import NO_ROOT, DatasetError, DatasetRequest, Format, RetrievalData, TaskKind
 
 NAME = "flickr8k"
 SPLITS = ("train", "dev", "test")
@@ -45,7 +46,9 @@ TOKEN_FILE = "Flickr8k.token.txt"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 IMAGE_DIRS = ("Flicker8k_Dataset", "Flickr8k_Dataset")
 TEXT_DIRS = ("text", "Flickr8k_text", ".")
-DEV_COPY = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / NAME
+# the development copy beside the main checkout (or beside a worktree's parent folder)
+DEV_COPY = next((p / "shared" / "data" / NAME for p in Path(__file__).resolve().parents[3:5]
+                 if (p / "shared" / "data" / NAME).is_dir()), Path(__file__).resolve().parents[3] / "shared" / "data" / NAME)
 HINT = ("point at a copy with --data-root PATH (a folder holding flickr8k/) "
         "or the VLBENCH_DATA environment variable")
 
@@ -54,22 +57,22 @@ def _text_places(root: Path, filename: str) -> list[Path]:
     return [(root / d / filename) if d != "." else root / filename for d in TEXT_DIRS]
 
 
-def candidate_roots(data_root: str | os.PathLike | None) -> list[Path]:
+def candidate_roots(data_root: str | os.PathLike | None, folder: str = NAME) -> list[Path]:
     """Ordered places a copy may be; the first holding a token file wins.
 
     An explicit ``data_root`` is searched alone; without one, ``VLBENCH_DATA`` (if set) and
     then the development copy (if it exists)."""
     base = data_root if data_root is not None else (os.environ.get("VLBENCH_DATA") or None)
-    roots = [Path(base) / NAME, Path(base)] if base is not None else []
+    roots = [Path(base) / folder, Path(base)] if base is not None else []
     if data_root is None and DEV_COPY.exists():
         roots.append(DEV_COPY.resolve())
     return roots
 
 
-def find_root(data_root: str | os.PathLike | None) -> tuple[Path, Path]:
+def find_root(data_root: str | os.PathLike | None, folder: str = NAME) -> tuple[Path, Path]:
     """Return (root, token file) or raise naming every place looked at."""
     looked: list[Path] = []
-    for root in candidate_roots(data_root):
+    for root in candidate_roots(data_root, folder):
         for place in _text_places(root, TOKEN_FILE):
             looked.append(place)
             if place.is_file():
@@ -89,17 +92,24 @@ def _find_text(root: Path, filename: str) -> Path:
     return _first(_text_places(root, filename), filename)
 
 
-def _read_split(path: Path) -> list[str]:
+def _read_split(path: Path, strict: bool = False) -> list[str]:
+    """Image names in file order; a repeated name is kept once (a skip, reported)."""
     names = [ln.strip() for ln in path.read_text(encoding="utf-8", errors="replace").splitlines()]
-    return list(dict.fromkeys(n for n in names if n))  # order kept, repeats dropped
+    names = [n for n in names if n]
+    unique = list(dict.fromkeys(names))
+    if len(unique) < len(names):
+        skip(f"{NAME}: {len(names) - len(unique)} repeated image name(s) in {path} skipped, first kept", strict)
+    return unique
 
 
 def _lines(nums: list[int]) -> str:
     return ", ".join(map(str, nums[:8])) + (" ..." if len(nums) > 8 else "")
 
 
-def read_tokens(blob: bytes, path: Path, known: set[str]) -> tuple[dict[str, dict[int, str]], dict[str, Any]]:
-    """Parse token-file bytes: {image: {n: caption}} for images in ``known``, plus counts."""
+def read_tokens(blob: bytes, path: Path, known: set[str], strict: bool = False,
+                name: str = NAME) -> tuple[dict[str, dict[int, str]], dict[str, Any]]:
+    """Parse token-file bytes: {image: {n: caption}} for images in ``known``, plus counts.
+    Each kind of problem is one warning naming the file and lines (an error if ``strict``)."""
     caps: dict[str, dict[int, str]] = {}
     bad: dict[str, list[int]] = {"malformed": [], "encoding": [], "empty": [], "duplicate": [], "stray": []}
     stray_names: dict[str, None] = {}
@@ -139,7 +149,7 @@ def read_tokens(blob: bytes, path: Path, known: set[str]) -> tuple[dict[str, dic
             "stray": "stray line(s) naming no image file skipped (" + ", ".join(stray_names) + ")"}
     for kind, nums in bad.items():
         if nums:
-            warnings.warn(f"{NAME}: {len(nums)} {what[kind]} in {path}, line(s) {_lines(nums)}", stacklevel=3)
+            skip(f"{name}: {len(nums)} {what[kind]} in {path}, line(s) {_lines(nums)}", strict)
     counts = {"dropped_malformed_lines": len(bad["malformed"]), "bad_encoding_lines": len(bad["encoding"]),
               "dropped_empty_captions": len(bad["empty"]), "dropped_duplicate_captions": len(bad["duplicate"]),
               "dropped_stray_lines": len(bad["stray"]), "stray_names": list(stray_names),
@@ -154,12 +164,12 @@ def _canonical(split: str) -> str:
     return s
 
 
-def _scan(request: DatasetRequest) -> dict[str, Any]:
+def _scan(request: DatasetRequest, folder: str = NAME) -> dict[str, Any]:
     """Everything load() and describe() need, without applying the missing-image policy."""
     split = _canonical(request.split)
-    root, token_path = find_root(request.data_root)
+    root, token_path = find_root(request.data_root, folder)
     split_path = _find_text(root, f"Flickr_8k.{split}Images.txt")
-    names = _read_split(split_path)
+    names = _read_split(split_path, request.strict)
     known = set(names)
     for other in set(SPLITS) - {split}:  # names in no split file we can find: unused or stray
         with contextlib.suppress(DatasetError):
@@ -168,58 +178,47 @@ def _scan(request: DatasetRequest) -> dict[str, Any]:
     with os.scandir(image_dir) as it:
         on_disk = {e.name for e in it}
     blob = token_path.read_bytes()
-    caps, counts = read_tokens(blob, token_path, known)
+    caps, counts = read_tokens(blob, token_path, known, request.strict)
     return {"split": split, "root": root, "token_path": token_path, "split_path": split_path,
             "token_sha256": hashlib.sha256(blob).hexdigest(),
             "split_sha256": hashlib.sha256(split_path.read_bytes()).hexdigest(),
             "image_dir": image_dir, "names": names, "on_disk": on_disk, "caps": caps, "counts": counts}
 
 
-def load(request: DatasetRequest) -> RetrievalData:
-    """Load one split as RetrievalData (lazy images); see the module docstring for the rules."""
+def load(request: DatasetRequest, spec=None) -> RetrievalData:
+    """Load one split as RetrievalData (lazy images); see the module docstring for the rules.
+    ``spec`` (the manifest entry) may name another folder and which splits may be partial."""
     if request.task is not TaskKind.RETRIEVAL:
         raise DatasetError(f"{NAME} has only a retrieval view, not {request.task.value}")
-    s = _scan(request)
+    s = _scan(request, spec.folder if spec is not None else NAME)
+    split_spec = spec.splits.get(s["split"]) if spec is not None else None
     split, names, image_dir, on_disk = s["split"], s["names"], s["image_dir"], s["on_disk"]
     images = [(n, image_dir / n if n in on_disk else None,
                [cap for _, cap in sorted(s["caps"].get(n, {}).items())]) for n in names]
     info: dict[str, Any] = {
         "root": str(s["root"]), "token_file": str(s["token_path"]), "token_sha256": s["token_sha256"],
         "split_file": str(s["split_path"]), "split_sha256": s["split_sha256"], **s["counts"],
+        "sha256": {s["token_path"].name: s["token_sha256"], s["split_path"].name: s["split_sha256"]},
     }
     return assemble_retrieval(NAME, split, images, f"from {image_dir}",
-                              f"put the official Flickr8k_Dataset images there, or {HINT}",
-                              (s["token_sha256"], s["split_sha256"]), info, request)
+                              HINT,
+                              (s["token_sha256"], s["split_sha256"]), info, request,
+                              partial_ok=split_spec.partial_ok if split_spec is not None else None)
 
 
-def describe(request: DatasetRequest) -> dict[str, Any]:
-    """Counts for ``vlbench data describe``: images listed/present/missing, captions, bad files."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        s = _scan(request)
-    names, on_disk, caps = s["names"], s["on_disk"], s["caps"]
-    present = [n for n in names if n in on_disk]
-    missing = [n for n in names if n not in on_disk]
-    empty_files = [n for n in present if (s["image_dir"] / n).stat().st_size == 0]
-    return {
-        "dataset": NAME, "split": s["split"], "root": str(s["root"]), "image_dir": str(s["image_dir"]),
-        "images_listed": len(names), "images_present": len(present), "images_missing": len(missing),
-        "missing_examples": missing[:5], "empty_image_files": empty_files[:20],
-        "captions": sum(len(caps.get(n, {})) for n in present),
-        "images_without_captions": sum(1 for n in names if not caps.get(n)),
-        **s["counts"],
-    }
+def probe(spec, data_root: str | None) -> str | None:
+    """Cheap availability: the token file, one split file and the image folder exist."""
+    roots = candidate_roots(data_root, spec.folder)
+    try:
+        root, _ = find_root(data_root, spec.folder)
+    except DatasetError:
+        return f"no {TOKEN_FILE} under {' or '.join(map(str, roots))}" if roots else NO_ROOT
+    try:
+        _find_text(root, f"Flickr_8k.{spec.default_split}Images.txt")
+        _first([root / d for d in IMAGE_DIRS], "image folder")
+    except DatasetError as exc:
+        return str(exc).split("\n")[0].split("; looked in")[0] + f" under {root}"
+    return None
 
 
-META = DatasetMeta(
-    name=NAME,
-    tasks=(TaskKind.RETRIEVAL,),
-    splits=SPLITS,
-    default_split="test",
-    loader=load,
-    description="Flickr8k (Hodosh et al. 2013), official splits, 5 captions per image",
-    license="Flickr terms of use; research only",
-    citation="M. Hodosh, P. Young, J. Hockenmaier. Framing Image Description as a Ranking Task. JAIR 47, 2013.",
-    source="local: official Flickr8k_Dataset + Flickr8k_text layout",
-    offline=False,
-)
+FORMAT = Format(name=NAME, tasks=(TaskKind.RETRIEVAL,), load=lambda spec, request: load(request, spec), probe=probe)

@@ -15,6 +15,10 @@ Annotation formats (told apart by content, not by name):
   defining the splits. When a token file is present, captions come from it (the official
   source) and the JSON's ``sentences`` are ignored; ``info["captions_from"]`` says which.
 
+* **Flickr30k official captions with an image-name list per split** --
+  ``flickr30k_karpathy_{split}.txt`` (or ``flickr30k_{split}.txt``), one image file name a
+  line (e.g. the 1,000 Karpathy test ids), read with ``results_20130124.token``.
+
 The full Karpathy JSON wins over per-split files when both exist.
 
 Layout: the root is ``<data_root>/<name>`` or ``<data_root>`` (``--data-root``, else
@@ -27,11 +31,12 @@ Expected sizes (images / captions; every sentence is kept, some COCO images have
 COCO test 5,000 / 25,010, val 5,000 / 25,010, train (with restval) 113,287 / 566,747;
 Flickr30k test 1,000 / 5,000, val 1,014 / 5,070, train 29,000 / 145,000.
 
-Missing images follow the Flickr8k policy: only directory listings are read (no image is
-opened); train may drop missing images (warning, ``info["dropped_missing_images"]``), val
-and test must be complete or the load fails, saying how many are missing and where it looked.
-Malformed entries and empty captions are skipped, counted in ``info`` and reported in one
-warning naming the file and the entry indices (0-based positions in the JSON list).
+Missing and bad images follow the shared policy (:mod:`harness.datasets.assemble`): folders
+are listed once, files checked cheaply without decoding; train may drop them (warning,
+counted in ``info``), val and test must be complete or the load fails, saying how many are
+missing and where it looked. Malformed entries, repeated images and empty captions are
+skipped, counted in ``info`` and reported in one warning naming the file and the entry
+indices (0-based positions in the JSON list); ``--strict`` fails instead.
 """
 
 from __future__ import annotations
@@ -40,13 +45,20 @@ import hashlib
 import json
 import os
 import re
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .base import (assemble_retrieval, DatasetError, DatasetMeta, DatasetRequest, RetrievalData,
-                   TaskKind)
+from .assemble import assemble_retrieval, skip
+from .base import (
+    NO_ROOT,
+    DatasetError,
+    DatasetRequest,
+    Format,
+    RetrievalData,
+    TaskKind,
+    data_roots,
+)
 from .flickr8k import read_tokens
 
 SPLITS = ("train", "val", "test")
@@ -66,12 +78,14 @@ class Source:
     split_json: tuple[str, ...]       # per-split file name patterns ({split})
     image_dirs: tuple[str, ...]       # folders (relative to root) an image may sit in
     token_file: str | None = None     # official caption file (Flickr30k)
+    id_lists: tuple[str, ...] = ()    # per-split image-name lists ({split}) read with the token file
 
 
 COCO = Source("coco", "dataset_coco.json", ("coco_karpathy_{split}.json", "coco_{split}_karpathy.json"),
               ("val2014", "train2014", "images/val2014", "images/train2014", "images", "."))
 FLICKR30K = Source("flickr30k", "dataset_flickr30k.json", ("flickr30k_{split}.json", "flickr30k_karpathy_{split}.json"),
-                   ("flickr30k-images", "images", "flickr30k_images", "."), token_file="results_20130124.token")
+                   ("flickr30k-images", "images", "flickr30k_images", "."), token_file="results_20130124.token",
+                   id_lists=("flickr30k_karpathy_{split}.txt", "flickr30k_{split}.txt"))
 SOURCES = {s.name: s for s in (COCO, FLICKR30K)}
 
 
@@ -87,20 +101,20 @@ def _canonical(src: Source, split: str) -> str:
     return s
 
 
-def candidate_roots(src: Source, data_root: str | os.PathLike | None) -> list[Path]:
-    base = data_root if data_root is not None else (os.environ.get("VLBENCH_DATA") or None)
-    return [Path(base) / src.name, Path(base)] if base is not None else []
+def candidate_roots(src: Source, data_root: str | os.PathLike | None, folder: str | None = None) -> list[Path]:
+    return data_roots(folder or src.name, None if data_root is None else str(data_root))
 
 
 def _ann_names(src: Source, split: str) -> list[str]:
-    return [src.full_json] + [p.format(split=split) for p in src.split_json]
+    return [src.full_json] + [p.format(split=split) for p in (*src.split_json, *src.id_lists)]
 
 
-def find_annotations(src: Source, split: str, data_root: str | os.PathLike | None) -> tuple[Path, Path]:
+def find_annotations(src: Source, split: str, data_root: str | os.PathLike | None,
+                     folder: str | None = None) -> tuple[Path, Path]:
     """Return (root, annotation file): the first root holding the full Karpathy JSON, else a
     per-split file for ``split``; raise naming every place looked at."""
     looked: list[Path] = []
-    for root in candidate_roots(src, data_root):
+    for root in candidate_roots(src, data_root, folder):
         for fname in _ann_names(src, split):
             for d in ANN_DIRS:
                 place = root / fname if d == "." else root / d / fname
@@ -152,8 +166,9 @@ def _text(value: Any) -> str | None:
 def read_karpathy(obj: dict, path: Path, split: str) -> tuple[list[tuple[str, list[str]]], dict[str, list[int]], dict[str, int]]:
     """Images of ``split`` in file order as (relative path, captions); bad entry indices; split sizes."""
     out: list[tuple[str, list[str]]] = []
-    bad: dict[str, list[int]] = {"malformed": [], "empty": [], "unknown_split": []}
+    bad: dict[str, list[int]] = {"malformed": [], "empty": [], "unknown_split": [], "duplicate": []}
     sizes: dict[str, int] = {}
+    seen: set[str] = set()
     for i, entry in enumerate(obj["images"]):
         if not isinstance(entry, dict) or not _text(entry.get("filename")) or not isinstance(entry.get("split"), str):
             bad["malformed"].append(i)
@@ -166,6 +181,10 @@ def read_karpathy(obj: dict, path: Path, split: str) -> tuple[list[tuple[str, li
         if mapped != split:
             continue
         rel = "/".join(p for p in (_text(entry.get("filepath")) or "", entry["filename"].strip()) if p)
+        if rel in seen:  # the same image listed twice: first entry kept
+            bad["duplicate"].append(i)
+            continue
+        seen.add(rel)
         caps: list[str] = []
         sents = entry.get("sentences") or []
         for s in sents if isinstance(sents, list) else []:
@@ -232,19 +251,21 @@ class _Locator:
         return None
 
 
-def _warn_bad(src: Source, path: Path, bad: dict[str, list[int]]) -> None:
+def _warn_bad(src: Source, path: Path, bad: dict[str, list[int]], strict: bool) -> None:
     what = {"malformed": "malformed entr(ies) skipped (no image name or split)",
-            "empty": "empty caption(s) skipped", "unknown_split": "entr(ies) with an unknown split skipped"}
+            "empty": "empty caption(s) skipped", "unknown_split": "entr(ies) with an unknown split skipped",
+            "duplicate": "repeated image entr(ies) skipped, first kept"}
     for kind, nums in bad.items():
         if nums:
-            warnings.warn(f"{src.name}: {len(nums)} {what.get(kind, kind)} in {path}, entr(ies) {_idx(nums)}",
-                          stacklevel=4)
+            skip(f"{src.name}: {len(nums)} {what.get(kind, kind)} in {path}, entr(ies) {_idx(nums)}", strict)
 
 
-def _scan(src: Source, request: DatasetRequest) -> dict[str, Any]:
+def _scan(src: Source, request: DatasetRequest, folder: str | None = None) -> dict[str, Any]:
     split = _canonical(src, request.split)
-    root, ann_path = find_annotations(src, split, request.data_root)
+    root, ann_path = find_annotations(src, split, request.data_root, folder)
     blob = ann_path.read_bytes()
+    if ann_path.suffix == ".txt":
+        return _scan_id_list(src, request, split, root, ann_path, blob)
     obj = _parse_json(ann_path, blob)
     fmt = detect_format(obj, ann_path)
     shas = {ann_path.name: hashlib.sha256(blob).hexdigest()}
@@ -257,11 +278,7 @@ def _scan(src: Source, request: DatasetRequest) -> dict[str, Any]:
         if token_path is not None:
             tblob = token_path.read_bytes()
             known = {rel.rsplit("/", 1)[-1] for rel, _ in items}
-            with warnings.catch_warnings(record=True) as rec:
-                warnings.simplefilter("always")
-                caps, tcounts = read_tokens(tblob, token_path, known)
-            for w in rec:  # re-issue under our name (read_tokens says "flickr8k")
-                warnings.warn(str(w.message).replace("flickr8k:", f"{src.name}:", 1), stacklevel=3)
+            caps, tcounts = read_tokens(tblob, token_path, known, request.strict, name=src.name)
             tcounts.pop("images_in_no_split", None)  # the token file covers every split
             counts.update(tcounts)
             items = [(rel, [c for _, c in sorted(caps.get(rel.rsplit("/", 1)[-1], {}).items())]) for rel, _ in items]
@@ -270,20 +287,45 @@ def _scan(src: Source, request: DatasetRequest) -> dict[str, Any]:
             bad["empty"] = []  # the JSON's sentences are not used
     else:
         items, bad = read_per_split(obj, ann_path)
-    _warn_bad(src, ann_path, bad)
+    _warn_bad(src, ann_path, bad, request.strict)
     counts.update({"dropped_malformed_entries": len(bad["malformed"]),
                    "dropped_empty_captions_json": len(bad["empty"]),
-                   "dropped_unknown_split_entries": len(bad.get("unknown_split", []))})
+                   "dropped_unknown_split_entries": len(bad.get("unknown_split", [])),
+                   "dropped_duplicate_entries": len(bad.get("duplicate", []))})
     return {"split": split, "root": root, "ann_path": ann_path, "format": fmt, "shas": shas,
             "captions_from": captions_from, "items": items, "counts": counts,
             "locator": _Locator(src, root)}
 
 
-def load_source(src: Source, request: DatasetRequest) -> RetrievalData:
+def _scan_id_list(src: Source, request: DatasetRequest, split: str, root: Path, ann_path: Path,
+                  blob: bytes) -> dict[str, Any]:
+    """A split given as image names, one a line (e.g. the 1,000 Karpathy test ids of Flickr30k),
+    its captions from the official token file, which must be present."""
+    token_path = _find_token(src, root)
+    if token_path is None:
+        raise DatasetError(f"{src.name}: {ann_path} lists image names, so the official {src.token_file} is "
+                           f"needed beside it (in {root} or {root / 'annotations'}); {_hint(src)}")
+    names = [ln.strip() for ln in blob.decode("utf-8", errors="replace").splitlines() if ln.strip()]
+    unique = list(dict.fromkeys(names))
+    if len(unique) < len(names):
+        skip(f"{src.name}: {len(names) - len(unique)} repeated image name(s) in {ann_path} skipped, first kept",
+             request.strict)
+    tblob = token_path.read_bytes()
+    caps, counts = read_tokens(tblob, token_path, set(unique), request.strict, name=src.name)
+    counts.pop("images_in_no_split", None)  # the token file covers every split
+    counts["dropped_duplicate_entries"] = len(names) - len(unique)
+    items = [(n, [c for _, c in sorted(caps.get(n, {}).items())]) for n in unique]
+    shas = {ann_path.name: hashlib.sha256(blob).hexdigest(), token_path.name: hashlib.sha256(tblob).hexdigest()}
+    return {"split": split, "root": root, "ann_path": ann_path, "format": "id_list", "shas": shas,
+            "captions_from": token_path.name, "items": items, "counts": counts, "locator": _Locator(src, root)}
+
+
+def load_source(src: Source, request: DatasetRequest, spec=None) -> RetrievalData:
     """Load one split of ``src`` as RetrievalData (lazy images); see the module docstring."""
     if request.task is not TaskKind.RETRIEVAL:
         raise DatasetError(f"{src.name} has only a retrieval view, not {request.task.value}")
-    s = _scan(src, request)
+    s = _scan(src, request, spec.folder if spec is not None else None)
+    split_spec = spec.splits.get(s["split"]) if spec is not None else None
     split, items, loc = s["split"], s["items"], s["locator"]
     if not items:
         raise DatasetError(f"{src.name}/{split}: {s['ann_path']} lists no images for this split")
@@ -293,23 +335,8 @@ def load_source(src: Source, request: DatasetRequest) -> RetrievalData:
         "captions_from": s["captions_from"], "sha256": s["shas"], **s["counts"],
     }
     return assemble_retrieval(src.name, split, images, f"(looked in {', '.join(map(str, loc.looked))})",
-                              _hint(src), (s["shas"],), info, request)
-
-
-def describe_source(src: Source, request: DatasetRequest) -> dict[str, Any]:
-    """Counts for ``vlbench data describe``: images listed/present/missing, captions."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        s = _scan(src, request)
-    loc = s["locator"]
-    found = [(loc.find(rel), rel, caps) for rel, caps in s["items"]]
-    missing = [rel for p, rel, _ in found if p is None]
-    return {"dataset": src.name, "split": s["split"], "root": str(s["root"]),
-            "annotation_file": str(s["ann_path"]), "format": s["format"], "captions_from": s["captions_from"],
-            "images_listed": len(found), "images_present": len(found) - len(missing),
-            "images_missing": len(missing), "missing_examples": missing[:5], "looked_in": list(map(str, loc.looked)),
-            "captions": sum(len(caps) for p, _, caps in found if p is not None),
-            "images_without_captions": sum(1 for _, _, caps in found if not caps), **s["counts"]}
+                              _hint(src), (s["shas"],), info, request,
+                              partial_ok=split_spec.partial_ok if split_spec is not None else None)
 
 
 def load_coco(request: DatasetRequest) -> RetrievalData:
@@ -320,30 +347,25 @@ def load_flickr30k(request: DatasetRequest) -> RetrievalData:
     return load_source(FLICKR30K, request)
 
 
-COCO_META = DatasetMeta(
-    name="coco",
-    tasks=(TaskKind.RETRIEVAL,),
-    splits=SPLITS,
-    default_split="test",
-    loader=load_coco,
-    description="MS-COCO 2014 captions, Karpathy splits (5k test); restval counted as train",
-    license="annotations CC BY 4.0; images Flickr terms of use",
-    citation=("T.-Y. Lin et al. Microsoft COCO: Common Objects in Context. ECCV 2014. "
-              "A. Karpathy, L. Fei-Fei. Deep Visual-Semantic Alignments for Generating Image Descriptions. CVPR 2015."),
-    source="local: dataset_coco.json or coco_karpathy_{split}.json + {val2014,train2014}/ images",
-    offline=False,
-)
+def _source(spec) -> Source:
+    variant = spec.options.get("variant", spec.name)
+    if variant not in SOURCES:
+        raise DatasetError(f"{spec.origin}: {spec.name}: options.variant must be one of {', '.join(SOURCES)}, "
+                           f"got {variant!r}")
+    return SOURCES[variant]
 
-FLICKR30K_META = DatasetMeta(
-    name="flickr30k",
-    tasks=(TaskKind.RETRIEVAL,),
-    splits=SPLITS,
-    default_split="test",
-    loader=load_flickr30k,
-    description="Flickr30k, Karpathy splits (1k test), 5 captions per image",
-    license="Flickr terms of use; research only",
-    citation=("P. Young, A. Lai, M. Hodosh, J. Hockenmaier. From image descriptions to visual denotations. "
-              "TACL 2, 2014. A. Karpathy, L. Fei-Fei. Deep Visual-Semantic Alignments. CVPR 2015."),
-    source="local: dataset_flickr30k.json (+ results_20130124.token) or flickr30k_{split}.json + flickr30k-images/",
-    offline=False,
-)
+
+def probe(spec, data_root: str | None) -> str | None:
+    """Cheap availability: an annotation file for the default split is found."""
+    try:
+        find_annotations(_source(spec), _canonical(_source(spec), spec.default_split), data_root, spec.folder)
+    except DatasetError:
+        roots = candidate_roots(_source(spec), data_root, spec.folder)
+        return f"no {_source(spec).full_json} or per-split JSON under {' or '.join(map(str, roots))}" if roots \
+            else NO_ROOT
+    return None
+
+
+FORMAT = Format(name="karpathy", tasks=(TaskKind.RETRIEVAL,),
+                load=lambda spec, request: load_source(_source(spec), request, spec), probe=probe,
+                options={"variant": str})

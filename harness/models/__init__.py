@@ -1,8 +1,9 @@
 """Model registry: cheap ModelMeta records; loaders import torch/open_clip only when called.
 
 Besides the registered names, ``open_clip:ARCH[/TAG]`` names any open_clip architecture
-and pretrained tag (``open_clip:ViT-L-14/laion2b_s32b_b82k``); with ``--weights PATH`` the
-weights come from a local file or ``local-dir`` folder instead.
+and pretrained tag (``open_clip:ViT-L-14/laion2b_s32b_b82k``), and ``hf:ORG/NAME`` any
+transformers CLIP / SigLIP / ALIGN hub id; with ``--weights PATH`` the weights come from a
+local file or directory instead.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from harness.registry import Registry
 
 MODELS: Registry[ModelMeta] = Registry("model")
 OPEN_CLIP_PREFIX = "open_clip:"
+HF_PREFIX = "hf:"
 
 
 def _open_clip(name: str, arch: str, tag: str | None, options: LoadOptions):
@@ -66,7 +68,35 @@ def resolve(name: str) -> ModelMeta:
     if name.startswith(OPEN_CLIP_PREFIX):
         arch, _, tag = name[len(OPEN_CLIP_PREFIX):].partition("/")
         return open_clip_meta(arch, tag or None, name=name)
+    if name.startswith(HF_PREFIX):
+        hub_id = name[len(HF_PREFIX):]
+        if hub_id in MODELS:
+            return MODELS.get(hub_id)
+        from harness.models.hf import hf_meta
+
+        return hf_meta(hub_id, name=name)
     return MODELS.get(name)
 
 
+def availability(meta: ModelMeta) -> str:
+    """Whether ``meta`` runs with no network: "yes" (weights ship with vlbench), "cached"
+    (a hub model whose files are in the local Hugging Face cache), else "needs weights"."""
+    if meta.offline:
+        return "yes"
+    if meta.source.startswith(HF_PREFIX):
+        from harness.models.hub import hub_cached
+
+        return "cached" if hub_cached(meta.source[len(HF_PREFIX):]) else "needs weights"
+    return "needs weights"
+
+
+def _register_transformers() -> None:
+    """transformers families; their modules import torch/transformers only inside loaders."""
+    from harness.models import blip, hf, vilt
+
+    for family in (hf, blip, vilt):
+        family.register(MODELS)
+
+
 _register_builtin()
+_register_transformers()

@@ -103,13 +103,14 @@ def rerank_metrics(pre_img, pre_txt, caption_to_image, score: Callable, k: int) 
 
 
 def cross_hard_negatives(score: Callable, n_images: int, caption_to_image, pairs) -> dict:
-    """Hard-negative pair accuracy of a cross head: ``score`` from :func:`pair_scorer`, pairs
-    as the dataset declares them (``tasks.hard_negatives`` owns their definition)."""
-    from harness.tasks.hard_negatives import pairwise_accuracy
+    """Hard-negative pair accuracy of a cross head: ``score`` from :func:`pair_scorer` on every
+    (image, caption) pair the comparisons need, pairs as the dataset declares them
+    (``tasks.hard_negatives`` owns their definition and the comparison rule)."""
+    from harness.tasks.hard_negatives import accuracy_from_scores, needed_pairs
 
-    def block(images, captions):
-        ii = torch.as_tensor(images).repeat_interleave(len(captions))
-        cc = captions.repeat(len(images))
-        return score(ii, cc).view(len(images), len(captions))
-
-    return {k: round(v, 2) for k, v in pairwise_accuracy(block, n_images, caption_to_image, pairs).items()}
+    need = needed_pairs(caption_to_image, n_images, pairs)
+    if not need:
+        return {}
+    idx = torch.as_tensor(need)
+    scores = dict(zip(need, score(idx[:, 0], idx[:, 1]).tolist()))
+    return {k: round(v, 2) for k, v in accuracy_from_scores(caption_to_image, n_images, pairs, scores).items()}

@@ -26,13 +26,14 @@ class TaskMeta:
     evaluator: str  # "module:function", imported only when a run needs it
     description: str = ""
 
-    def evaluate(self, model, data, opts) -> TaskResult:
+    def evaluate(self, model, data, opts, **extra) -> TaskResult:
         module, func = self.evaluator.split(":")
-        return getattr(importlib.import_module(module), func)(model, data, opts)
+        return getattr(importlib.import_module(module), func)(model, data, opts, **extra)
 
 
 def require_dual(model: Any, task: str) -> None:
     from harness.interfaces import DualEncoder
 
     if not isinstance(model, DualEncoder):
-        raise TypeError(f"{task} needs a dual encoder; {getattr(model, 'name', model)!r} is not one")
+        # ValueError: the CLI reports it as one user-error line, not an internal error
+        raise ValueError(f"{task} needs a dual encoder; {getattr(model, 'name', model)!r} is not one")

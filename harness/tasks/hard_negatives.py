@@ -27,42 +27,69 @@ def captions_by_image(caption_to_image: list[int], n_images: int) -> list[list[i
     return out
 
 
-def hard_negative_accuracy(image_emb, text_emb, caption_to_image: list[int], pairs) -> dict[str, float]:
+def _comparisons(caption_to_image: list[int], n_images: int, pairs):
+    """(kind, image i, image j, i's captions, j's captions) per pair, equal-length caption lists."""
+    caps = captions_by_image(caption_to_image, n_images)
+    for i, j, kind in pairs:
+        k = min(len(caps[i]), len(caps[j]))
+        if k:
+            yield kind, i, j, caps[i][:k], caps[j][:k]
+
+
+def needed_pairs(caption_to_image: list[int], n_images: int, pairs) -> list[tuple[int, int]]:
+    """Every (image, caption) pair whose score the comparisons need, each once, sorted."""
+    out = set()
+    for _, i, j, ci, cj in _comparisons(caption_to_image, n_images, pairs):
+        out.update((img, c) for img in (i, j) for c in ci + cj)
+    return sorted(out)
+
+
+def accuracy_from_scores(caption_to_image: list[int], n_images: int, pairs,
+                         score: dict[tuple[int, int], float]) -> dict[str, float]:
     """Percent of pairwise comparisons won, per swap kind, plus ``hn_binding`` over the
-    colour and shape swaps together (scores = dot products of the embeddings).
+    colour and shape swaps together; ``score[(image, caption)]`` covers :func:`needed_pairs`.
+
+    >>> s = {(0, 0): .9, (0, 1): .2, (1, 0): .5, (1, 1): .5}
+    >>> accuracy_from_scores([0, 1], 2, [[0, 1, "relation_swap"]], s)
+    {'hn_relation': 75.0}
+    """
+    won: dict[str, int] = defaultdict(int)
+    total: dict[str, int] = defaultdict(int)
+    for kind, i, j, ci, cj in _comparisons(caption_to_image, n_images, pairs):
+        wins = 0
+        for a, b in zip(ci, cj):
+            wins += (score[i, a] > score[i, b]) + (score[j, b] > score[j, a])  # images pick their captions
+            wins += (score[i, a] > score[j, a]) + (score[j, b] > score[i, b])  # captions pick their images
+        for key in (kind, "binding") if kind in BINDING_KINDS else (kind,):
+            won[key] += int(wins)
+            total[key] += 4 * len(ci)
+    return {metric_key(kind): 100.0 * won[kind] / total[kind] for kind in total}
+
+
+def hard_negative_accuracy(image_emb, text_emb, caption_to_image: list[int], pairs) -> dict[str, float]:
+    """:func:`accuracy_from_scores` with dot-product scores of a dual encoder's embeddings.
 
     >>> import torch
     >>> img = torch.eye(2); txt = torch.tensor([[1., 0.], [0., 1.]])
     >>> hard_negative_accuracy(img, txt, [0, 1], [[0, 1, "colour_swap"]])
     {'hn_colour': 100.0, 'hn_binding': 100.0}
     """
-    return pairwise_accuracy(lambda imgs, caps: image_emb[imgs] @ text_emb[caps].T, len(image_emb),
-                             caption_to_image, pairs)
+    import torch
+
+    need = needed_pairs(caption_to_image, len(image_emb), pairs)
+    if not need:
+        return {}
+    idx = torch.as_tensor(need, device=image_emb.device)
+    scores = (image_emb[idx[:, 0]].float() * text_emb[idx[:, 1]].float()).sum(1).tolist()
+    return accuracy_from_scores(caption_to_image, len(image_emb), pairs, dict(zip(need, scores)))
 
 
 def pairwise_accuracy(score_block, n_images: int, caption_to_image: list[int], pairs) -> dict[str, float]:
-    """:func:`hard_negative_accuracy` for any scorer: ``score_block(images, captions)`` gives the
-    (len(images), len(captions)) match scores (a cross-encoder scores each pair jointly).
-
-    >>> import torch
-    >>> pairwise_accuracy(lambda i, c: -torch.ones(len(i), len(c)), 2, [0, 1], [[0, 1, "relation_swap"]])
-    {'hn_relation': 0.0}
-    """
+    """Transitional: :func:`accuracy_from_scores` for a ``score_block(images, captions)`` scorer."""
     import torch
 
-    caps = captions_by_image(caption_to_image, n_images)
-    won: dict[str, int] = defaultdict(int)
-    total: dict[str, int] = defaultdict(int)
-    for i, j, kind in pairs:
-        k = min(len(caps[i]), len(caps[j]))
-        if k == 0:
-            continue
-        ci, cj = torch.as_tensor(caps[i][:k]), torch.as_tensor(caps[j][:k])
-        scores = score_block([i, j], torch.cat([ci, cj]))
-        s_i, s_j = scores[:, :k], scores[:, k:]  # (2, k): rows image i, image j
-        wins = ((s_i[0] > s_j[0]).sum() + (s_j[1] > s_i[1]).sum()      # images pick their captions
-                + (s_i[0] > s_i[1]).sum() + (s_j[1] > s_j[0]).sum())   # captions pick their images
-        for key in (kind, "binding") if kind in BINDING_KINDS else (kind,):
-            won[key] += int(wins)
-            total[key] += 4 * k
-    return {metric_key(kind): 100.0 * won[kind] / total[kind] for kind in total}
+    need = needed_pairs(caption_to_image, n_images, pairs)
+    scores = {}
+    for img, cap in need:
+        scores[img, cap] = float(score_block([img], torch.as_tensor([cap]))[0, 0])
+    return accuracy_from_scores(caption_to_image, n_images, pairs, scores)

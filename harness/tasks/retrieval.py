@@ -1,24 +1,29 @@
-"""Image-text retrieval with a dual encoder: both directions, recall@k as hit rate."""
+"""Image-text retrieval: both directions, recall@k as hit rate.
+
+A dual encoder ranks by embedding dot product. A cross-encoder (or BLIP's ITM head) is
+given a :class:`~harness.tasks.rerank.RerankPlan`: it rescores the top-k of a prefilter
+dual encoder (or every pair of a small dataset), see :mod:`harness.tasks.rerank`.
+"""
 
 from __future__ import annotations
 
 from harness.datasets.base import RetrievalData
 from harness.measure import Stage
 from harness.tasks.base import TaskResult, require_dual
-from harness.tasks.hard_negatives import hard_negative_accuracy
 from harness.tasks.encode import EncodeOptions, encode_images, encode_texts
+from harness.tasks.hard_negatives import accuracy_from_scores, hard_negative_accuracy, needed_pairs
+from harness.tasks.rerank import RerankPlan
 
 
-def evaluate(model, data: RetrievalData, opts: EncodeOptions) -> TaskResult:
+def evaluate(model, data: RetrievalData, opts: EncodeOptions, plan: RerankPlan | None = None) -> TaskResult:
+    if plan is not None:
+        return _evaluate_reranked(model, data, opts, plan)
     import torch
 
     from harness import metrics as M
 
     require_dual(model, "retrieval")
-    with Stage("image_encode", opts.device, opts.warmup_batches) as img_stage:
-        image_emb = encode_images(model, data.images, opts, img_stage)
-    with Stage("text_encode", opts.device, opts.warmup_batches) as txt_stage:
-        text_emb = encode_texts(model, data.captions, opts, txt_stage)
+    image_emb, text_emb, stages = _embed(model, data, opts)
     gt = torch.as_tensor(data.caption_to_image, dtype=torch.long, device=image_emb.device)
     with Stage("scoring", opts.device, warmup=0) as score_stage:
         t2i, i2t = M.retrieval_ranks(image_emb, text_emb, gt)
@@ -27,9 +32,58 @@ def evaluate(model, data: RetrievalData, opts: EncodeOptions) -> TaskResult:
     if data.info.get("hard_negative_pairs"):
         metrics.update(hard_negative_accuracy(image_emb, text_emb, data.caption_to_image,
                                               data.info["hard_negative_pairs"]))
+    return _result(metrics, (*stages, score_stage), t2i, i2t)
+
+
+def _embed(model, data: RetrievalData, opts: EncodeOptions):
+    with Stage("image_encode", opts.device, opts.warmup_batches) as img_stage:
+        image_emb = encode_images(model, data.images, opts, img_stage)
+    with Stage("text_encode", opts.device, opts.warmup_batches) as txt_stage:
+        text_emb = encode_texts(model, data.captions, opts, txt_stage)
+    return image_emb, text_emb, (img_stage, txt_stage)
+
+
+def _evaluate_reranked(cross, data: RetrievalData, opts: EncodeOptions, plan: RerankPlan) -> TaskResult:
+    from harness import metrics as M
+    from harness.tasks.rerank import rerank_ranks
+
+    stages: tuple = ()
+    image_emb = text_emb = None
+    if plan.prefilter is not None:
+        require_dual(plan.prefilter, f"the prefilter {plan.prefilter_name!r}")
+        image_emb, text_emb, stages = _embed(plan.prefilter, data, opts)
+    score_stage = Stage("scoring", opts.device, warmup=0)
+    rerank_stage = Stage("rerank", opts.device, opts.warmup_batches)
+    out = rerank_ranks(cross, data, image_emb, text_emb, plan, opts, score_stage, rerank_stage)
+    metrics = {k.value: float(v) for k, v in M.metrics_from_ranks(out.t2i, out.i2t).items()}
+    stages = (*stages, score_stage, rerank_stage)
+    if data.info.get("hard_negative_pairs"):
+        hn_stage = Stage("hard_negatives", opts.device, warmup=0)
+        metrics.update(cross_hard_negatives(cross, data, opts, hn_stage))
+        stages = (*stages, hn_stage)
+    return _result(metrics, stages, out.t2i, out.i2t)
+
+
+def cross_hard_negatives(cross, data: RetrievalData, opts: EncodeOptions, stage: Stage) -> dict[str, float]:
+    """Hard-negative accuracy from a cross-encoder's scores of exactly the pairs needed."""
+    from harness.tasks.pairs import score_pair_index
+
+    pairs = data.info["hard_negative_pairs"]
+    need = needed_pairs(data.caption_to_image, len(data.images), pairs)
+    if not need:
+        return {}
+    with stage:
+        scores = score_pair_index(cross, data.images, data.captions, need, opts, stage)
+    return accuracy_from_scores(data.caption_to_image, len(data.images), pairs,
+                                dict(zip(need, scores.tolist())))
+
+
+def _result(metrics: dict, stages, t2i, i2t) -> TaskResult:
+    from harness import metrics as M
+
     return TaskResult(
         metrics=metrics,
         main_metric=M.MetricKey.RSUM.value,
-        timings={s.name: s.timing() for s in (img_stage, txt_stage, score_stage)},
+        timings={s.name: s.timing() for s in stages},
         per_query={"t2i_rank": t2i.tolist(), "i2t_rank": i2t.tolist()},
     )

@@ -1,0 +1,157 @@
+"""Images of a split: lazily opened files, in-memory arrays (CIFAR), Hugging Face rows.
+
+Where bad image files are caught (the policy every loader shares):
+
+* **At load** (cheap, no decoding): :func:`file_problem` reads each file's first bytes and
+  last 4 KiB. It catches empty files, files that are not images and truncated JPEG/PNG
+  (no end-of-image marker / no IEND chunk). :func:`harness.datasets.assemble` then treats
+  such a file like a missing one (fails an evaluation split, dropped and counted otherwise).
+* **At encoding**: a file that passes that check but cannot be decoded raises
+  :class:`ImageDecodeError` naming the file; the run fails, nothing is dropped silently.
+* **Modes**: greyscale, palette, CMYK and 16-bit images are converted to RGB; transparent
+  images (RGBA, LA, palette with transparency) are composited on white, not on black.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .base import DatasetError
+
+TAIL_BYTES = 4096
+_SIGNATURES = {b"\xff\xd8\xff": "jpeg", b"\x89PNG\r\n\x1a\n": "png", b"GIF8": "gif", b"BM": "bmp",
+               b"II*\x00": "tiff", b"MM\x00*": "tiff"}
+
+
+class ImageDecodeError(DatasetError):
+    """An image file cannot be decoded; the message names the file."""
+
+
+def file_problem(path: str | os.PathLike) -> str | None:
+    """Why ``path`` is not a usable image file (cheap: two small reads), or None."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+            if not head:
+                return "empty file"
+            kind = next((k for sig, k in _SIGNATURES.items() if head.startswith(sig)), None)
+            if kind is None and head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+                kind = "webp"
+            if kind is None:
+                return "not an image file (unknown format signature)"
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - TAIL_BYTES))
+            tail = f.read()
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    # entropy-coded JPEG data never holds FF D9 (0xFF is stuffed), so it marks the real end;
+    # some cameras append bytes after it, hence a tail window rather than the last 2 bytes
+    if kind == "jpeg" and b"\xff\xd9" not in tail:
+        return "truncated JPEG (no end-of-image marker)"
+    if kind == "png" and b"IEND" not in tail:
+        return "truncated PNG (no IEND chunk)"
+    return None
+
+
+def to_rgb(im):
+    """RGB copy of a PIL image: transparency composited on white, 16-bit scaled to 8."""
+    from PIL import Image
+
+    if im.mode in ("I;16", "I;16L", "I;16B", "I;16N"):
+        im = im.point(lambda v: v / 256).convert("L")
+    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (im.mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return im.convert("RGB")
+
+
+def load_rgb(path: str | os.PathLike):
+    """Decode ``path`` fully as RGB; any failure is an :class:`ImageDecodeError` naming it."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return to_rgb(im)
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
+        raise ImageDecodeError(f"{path}: cannot decode image ({exc}); check the split with "
+                               "`vlbench data describe`, or replace the file") from None
+
+
+@dataclass
+class ImageSet:
+    """Image files, opened only when an item is asked for."""
+
+    paths: list[Path]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def load(self, index: int):
+        return load_rgb(self.paths[index])
+
+    def key(self, index: int) -> str:
+        return self.paths[index].name
+
+    def subset(self, keep: Sequence[int]) -> ImageSet:
+        return ImageSet([self.paths[i] for i in keep])
+
+
+@dataclass
+class ArrayImages:
+    """Images held in memory as a (N, H, W, 3) uint8 array (CIFAR); keys name the source."""
+
+    pixels: Any           # numpy array
+    keys: list[str]
+
+    @property
+    def paths(self) -> list[Path]:  # no files: callers that need paths must use key()
+        return [Path(k) for k in self.keys]
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def load(self, index: int):
+        from PIL import Image
+
+        return Image.fromarray(self.pixels[index])  # (H, W, 3) uint8 -> RGB
+
+    def key(self, index: int) -> str:
+        return self.keys[index]
+
+    def subset(self, keep: Sequence[int]) -> ArrayImages:
+        return ArrayImages(self.pixels[list(keep)], [self.keys[i] for i in keep])
+
+
+@dataclass
+class HFImages:
+    """Rows of a Hugging Face ``datasets.Dataset`` whose ``column`` holds a PIL image."""
+
+    table: Any            # datasets.Dataset (memory-mapped Arrow; pickles cheaply to workers)
+    column: str
+    rows: list[int]
+    origin: str           # "hf://<id>@<revision>/<split>" for keys and error messages
+
+    @property
+    def paths(self) -> list[Path]:
+        return [Path(self.key(i)) for i in range(len(self))]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def load(self, index: int):
+        try:
+            return to_rgb(self.table[self.rows[index]][self.column])
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise ImageDecodeError(f"{self.key(index)}: cannot decode image ({exc})") from None
+
+    def key(self, index: int) -> str:
+        return f"{self.origin}#{self.rows[index]}"
+
+    def subset(self, keep: Sequence[int]) -> HFImages:
+        return HFImages(self.table, self.column, [self.rows[i] for i in keep], self.origin)

@@ -1,0 +1,71 @@
+"""open_clip adapters beyond the shared contract (tests/test_models_contract.py): precision,
+the compact tokenizer of the embedded tiny CLIPs, the trained weights, local checkpoints."""
+
+import pytest
+import torch
+from PIL import Image
+
+from harness.interfaces import LoadOptions, Precision, WeightsUnavailableError
+from harness.models import resolve
+
+
+def images(n, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [Image.fromarray((torch.rand(64, 64, 3, generator=g) * 255).byte().numpy()) for _ in range(n)]
+
+
+@pytest.fixture(scope="module", params=["tiny-clip-random", "tiny-clip-synth"])
+def model(request):
+    return resolve(request.param).load(LoadOptions())
+
+
+def pixels(model, n=6):
+    tf = model.image_transform()
+    return torch.stack([tf(im) for im in images(n)])
+
+
+def test_amp_precision_stays_close():
+    ref = resolve("tiny-clip-synth").load(LoadOptions())
+    amp = resolve("tiny-clip-synth").load(LoadOptions(precision=Precision.AMP))
+    px = pixels(ref)
+    cos = (ref.encode_images(px) * amp.encode_images(px)).sum(-1)
+    assert cos.min() > 0.98
+
+
+def test_compact_tokenizer_keeps_eot_as_argmax(model):
+    tok = model.tokenize(["a red circle", ""])
+    eot = model._tokenizer.vocab_size - 1
+    assert (tok.argmax(dim=-1) == (tok == eot).int().argmax(dim=-1)).all()
+    assert tok[0, 0] == 1 and (tok == 2).sum() == 0  # start token; no unknowns in known words
+
+
+def test_trained_model_prefers_matching_caption():
+    m = resolve("tiny-clip-synth").load(LoadOptions())
+    from harness.datasets import DatasetRequest, TaskKind, synthetic
+
+    data = synthetic.load(DatasetRequest("test", TaskKind.RETRIEVAL, limit=20, seed=3))
+    tf = m.image_transform()
+    img = m.encode_images(torch.stack([tf(data.images.load(i)) for i in range(len(data.images))]))
+    txt = m.encode_texts(m.tokenize(data.captions))
+    hits = (img[torch.tensor(data.caption_to_image)] * txt).sum(-1) > (img.roll(1, 0)[torch.tensor(data.caption_to_image)] * txt).sum(-1)
+    assert hits.float().mean() > 0.8  # far above the 0.5 of a coin flip
+
+
+def test_offline_hub_weights_raise_clear_error():
+    with pytest.raises(WeightsUnavailableError, match="weights not available offline.*--weights PATH"):
+        resolve("clip").load(LoadOptions())
+    with pytest.raises(WeightsUnavailableError, match="no pretrained tag 'nope'"):
+        resolve("open_clip:ViT-B-32/nope").load(LoadOptions())
+
+
+def test_local_checkpoint_roundtrip(tmp_path):
+    """--weights PATH: a checkpoint file saved from a model loads back to the same outputs."""
+    from safetensors.torch import save_file
+
+    m = resolve("tiny-clip-synth").load(LoadOptions())
+    path = tmp_path / "copy.safetensors"
+    save_file({k: v.contiguous() for k, v in m.model.state_dict().items()}, str(path))
+    again = resolve("tiny-clip-synth").load(LoadOptions(weights=str(path)))
+    px = pixels(m)
+    torch.testing.assert_close(m.encode_images(px), again.encode_images(px))
+    assert again.checkpoint["id"] == str(path) and len(again.checkpoint["sha256"]) == 64
