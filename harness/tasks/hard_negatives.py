@@ -83,13 +83,3 @@ def hard_negative_accuracy(image_emb, text_emb, caption_to_image: list[int], pai
     scores = (image_emb[idx[:, 0]].float() * text_emb[idx[:, 1]].float()).sum(1).tolist()
     return accuracy_from_scores(caption_to_image, len(image_emb), pairs, dict(zip(need, scores)))
 
-
-def pairwise_accuracy(score_block, n_images: int, caption_to_image: list[int], pairs) -> dict[str, float]:
-    """Transitional: :func:`accuracy_from_scores` for a ``score_block(images, captions)`` scorer."""
-    import torch
-
-    need = needed_pairs(caption_to_image, n_images, pairs)
-    scores = {}
-    for img, cap in need:
-        scores[img, cap] = float(score_block([img], torch.as_tensor([cap]))[0, 0])
-    return accuracy_from_scores(caption_to_image, n_images, pairs, scores)
