@@ -91,6 +91,22 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--strict", action="store_true", help="treat every skipped item as an error")
     d.add_argument("--decode", action="store_true", help="also decode every image (slow; load only checks file ends)")
 
+    p = sub.add_parser("fit", help="train a fusion head over frozen encoders (fixed, seeded recipe)")
+    p.add_argument("model", help="a fusion model (vlbench list models, family fusion)")
+    p.add_argument("--dataset", default=None, help="default: the data the model's shipped checkpoint used")
+    p.add_argument("--split", default="train")
+    p.add_argument("--select-split", default=None, help="split the best epoch is chosen on (default val/dev)")
+    p.add_argument("--out", default=None, help="folder for <model>.safetensors + card (default results/fits)")
+    p.add_argument("--epochs", type=int, default=None, help="default: the model's recipe")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--max-train-images", type=int, default=None,
+                   help="train on a seeded subset of whole hard-negative families (default: the recipe's)")
+    p.add_argument("--prefilter-weights", default=None,
+                   help="cross heads: late-fusion checkpoint that mines negatives and prefilters (default: shipped)")
+    p.add_argument("--data-root", default=os.environ.get("VLBENCH_DATA"))
+
     p = sub.add_parser("leaderboard", help="rebuild the HTML leaderboard from the results store")
     p.add_argument("--results", default=None)
     p.add_argument("--out", default="leaderboard/index.html")

@@ -133,6 +133,19 @@ def cmd_data(args) -> int:
     return 0 if report.get("usable") else 1
 
 
+def cmd_fit(args) -> int:
+    from harness.models import MODELS
+    from harness.models.fusion import SPECS
+
+    meta = MODELS.get(args.model)
+    if meta.name not in SPECS:
+        raise UserError(f"fit trains fusion heads; {meta.name!r} is not one (fusion models: {', '.join(SPECS)})")
+    from harness.models.fusion_fit import fit_command
+
+    fit_command(SPECS[meta.name], args)
+    return 0
+
+
 def cmd_leaderboard(args) -> int:
     import leaderboard
 

@@ -29,7 +29,8 @@ def pixels(n, seed=0, size=224):
 
 
 def test_registry():
-    assert ENCODERS.names() == ["efficientnet-lite0", "minilm-l6-v2"]
+    assert ENCODERS.names() == ["efficientnet-lite0", "minilm-l6-v2", "tiny-clip-random.image",
+                                "tiny-clip-random.text", "tiny-clip-synth.image", "tiny-clip-synth.text"]
     img, txt = ENCODERS.get("effnet-lite0"), ENCODERS.get("all-MiniLM-L6-v2")
     assert (img.modality, img.dim, txt.modality, txt.dim) == ("image", 1280, "text", 384)
 

@@ -51,6 +51,27 @@ def _hf(family: str, name: str):
     return lambda dirs: resolve(name).load(LoadOptions(weights=str(dirs[family])))
 
 
+def _fusion(kind: str):
+    """A registered fusion model loaded through ``--weights``: a random head (seed 0) over the
+    tiny random open_clip towers, saved as a fusion checkpoint in a temporary folder."""
+    def build(dirs):
+        import tempfile
+        from pathlib import Path
+
+        from harness.models.fusion import save_checkpoint
+        from harness.models.fusion_heads import HeadConfig, build_head
+        from harness.models.fusion_towers import TowerSpec
+
+        towers = TowerSpec("tiny-clip-random.image", "tiny-clip-random.text", image_size=64, crop=False,
+                           text_max_tokens=16)
+        torch.manual_seed(0)
+        head = build_head(HeadConfig(kind, 128, 128, grid_tokens=64, text_tokens=16, dim=32, hidden=64))
+        path = Path(tempfile.mkdtemp()) / f"fusion-{kind}.safetensors"
+        save_checkpoint(path, head, towers)
+        return resolve(f"fusion-{kind}-synth").load(LoadOptions(weights=str(path)))
+    return build
+
+
 ADAPTERS = [
     AdapterCase("open_clip-tiny", "dual", lambda dirs: resolve("tiny-clip-random").load(LoadOptions()), "clip"),
     AdapterCase("hf-clip", "dual", _hf("clip", "openai/clip-vit-base-patch32"), "openai/clip-vit-base-patch32"),
@@ -59,6 +80,9 @@ ADAPTERS = [
     AdapterCase("blip-itc", "dual", _hf("blip", "blip"), "Salesforce/blip-itm-base-coco"),
     AdapterCase("blip-itm", "cross", _hf("blip", "blip"), "Salesforce/blip-itm-large-flickr"),
     AdapterCase("vilt", "cross", _hf("vilt", "vilt"), "dandelin/vilt-b32-finetuned-coco"),
+    AdapterCase("fusion-late", "dual", _fusion("late")),
+    AdapterCase("fusion-early", "cross", _fusion("early")),
+    AdapterCase("fusion-xattn", "cross", _fusion("xattn")),
 ]
 DUALS = [c for c in ADAPTERS if c.kind == "dual"]
 CROSSES = [c for c in ADAPTERS if c.kind == "cross"]

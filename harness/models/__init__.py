@@ -58,6 +58,9 @@ def _register_builtin() -> None:
             source="vlbench:harness/weights/tiny-clip-synth" + ("" if not random_init else " (random init)"),
             loader=partial(_tiny, name, "tiny-clip-synth", random_init), license="Apache-2.0 (vlbench)",
             description=desc, offline=True))
+    from harness.models import fusion  # torch-free import: specs and metas only
+
+    fusion.register(MODELS)
 
 
 def resolve(name: str) -> ModelMeta:

