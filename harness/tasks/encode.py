@@ -151,7 +151,8 @@ def encode_images(model, images: ImageSet, opts: EncodeOptions, stage: Stage):
     """(N, D) float32 embeddings on the model's device, in dataset order."""
     from torch.utils.data import DataLoader
 
-    entry = _entry(opts, "images", _image_identity(model, images), len(images))
+    stored = opts.cache is not None and opts.cache.root is not None
+    entry = _entry(opts, "images", _image_identity(model, images) if stored else {}, len(images))
     backoff = Backoff(opts.batch_size, opts.device)
     plan = _batches(entry.missing(), opts.batch_size)
     if plan:
@@ -179,7 +180,9 @@ def _tokenizer_identity(model) -> str:
 def encode_texts(model, texts: Sequence[str], opts: EncodeOptions, stage: Stage):
     """(M, D) float32 embeddings; tokenisation counts as part of the text stage."""
     texts = list(texts)
-    ident = {"texts": len(texts), "text_digest": texts_digest(texts), "tokenizer": _tokenizer_identity(model)}
+    ident = {"texts": len(texts), "text_digest": texts_digest(texts)}
+    if opts.cache is not None and opts.cache.root is not None:  # only a stored entry needs the probe
+        ident["tokenizer"] = _tokenizer_identity(model)
     entry = _entry(opts, "texts", ident, len(texts))
     backoff = Backoff(opts.batch_size, opts.device)
     plan = _batches(entry.missing(), opts.batch_size)
