@@ -47,6 +47,7 @@ class RerankOutcome:
     i2t: Any                # (N',) first-hit ranks of images with captions
     pairs_scored: int
     k_used: int
+    extra_scores: Any = None  # (P,) scores of the extra pairs, in the order given
 
 
 def plan_for(n_images: int, n_captions: int, k: int | None, prefilter: Any, prefilter_name: str | None,
@@ -77,10 +78,13 @@ def _candidates(query_emb, gallery_emb, n_query: int, n_gallery: int, k: int):
 
 
 def rerank_ranks(cross, data: RetrievalData, image_emb, text_emb, plan: RerankPlan,
-                 opts: EncodeOptions, score_stage: Stage, rerank_stage: Stage) -> RerankOutcome:
+                 opts: EncodeOptions, score_stage: Stage, rerank_stage: Stage,
+                 extra_pairs=None) -> RerankOutcome:
     """Reranked first-hit ranks in both directions; ``image_emb``/``text_emb`` are the
     prefilter's embeddings (None for all-pairs scoring). ``score_stage`` times the
-    prefilter's ranking and top-k, ``rerank_stage`` the pair scoring (items = pairs)."""
+    prefilter's ranking and top-k, ``rerank_stage`` the pair scoring (items = pairs).
+    ``extra_pairs`` ((P, 2) image, caption ids, e.g. hard negatives) are scored in the same
+    pass, so no image goes through the towers twice; their scores come back in order."""
     import torch
 
     from harness import metrics as M
@@ -96,17 +100,21 @@ def rerank_ranks(cross, data: RetrievalData, image_emb, text_emb, plan: RerankPl
     # one pass over the union of (image, caption) pairs of both directions
     t2i_pairs = torch.stack([t2i_idx.reshape(-1), torch.arange(m).repeat_interleave(t2i_idx.shape[1])], 1)
     i2t_pairs = torch.stack([queried.repeat_interleave(i2t_idx.shape[1]), i2t_idx.reshape(-1)], 1)
-    keys = torch.cat([t2i_pairs[:, 0] * m + t2i_pairs[:, 1], i2t_pairs[:, 0] * m + i2t_pairs[:, 1]])
+    extra = torch.as_tensor(extra_pairs if extra_pairs is not None else [], dtype=torch.long).reshape(-1, 2)
+    keys = torch.cat([t2i_pairs[:, 0] * m + t2i_pairs[:, 1], i2t_pairs[:, 0] * m + i2t_pairs[:, 1],
+                      extra[:, 0] * m + extra[:, 1]])
     unique, inverse = torch.unique(keys, return_inverse=True)
     pairs = torch.stack([unique // m, unique % m], 1)
     with rerank_stage:
         scores = score_pair_index(cross, data.images, data.captions, pairs, opts, rerank_stage, plan.pair_batch)
     scored = scores[inverse]
     t2i_rr = scored[:t2i_pairs.shape[0]].reshape(t2i_idx.shape)
-    i2t_rr = scored[t2i_pairs.shape[0]:].reshape(i2t_idx.shape)
+    n_t2i, n_i2t = t2i_pairs.shape[0], i2t_pairs.shape[0]
+    i2t_rr = scored[n_t2i:n_t2i + n_i2t].reshape(i2t_idx.shape)
     t2i = M.reranked_first_hit_ranks(t2i_idx, t2i_rr, t2i_pre, c2i, torch.arange(n), fb_t2i)
     i2t = M.reranked_first_hit_ranks(i2t_idx, i2t_rr, i2t_pre, queried, c2i, fb_i2t)
-    return RerankOutcome(t2i, i2t, pairs_scored=len(pairs), k_used=int(t2i_idx.shape[1]))
+    return RerankOutcome(t2i, i2t, pairs_scored=len(pairs), k_used=int(t2i_idx.shape[1]),
+                         extra_scores=scored[n_t2i + n_i2t:])
 
 
 def _prefilter(image_emb, text_emb, c2i, queried, n: int, m: int, k: int):

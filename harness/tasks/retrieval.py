@@ -57,28 +57,15 @@ def _evaluate_reranked(cross, data: RetrievalData, opts: EncodeOptions, plan: Re
         image_emb, text_emb, stages = _embed(plan.prefilter, data, popts)
     score_stage = Stage("scoring", opts.device, warmup=0)
     rerank_stage = Stage("rerank", opts.device, opts.warmup_batches)
-    out = rerank_ranks(cross, data, image_emb, text_emb, plan, opts, score_stage, rerank_stage)
+    hn_pairs = data.info.get("hard_negative_pairs") or []
+    need = needed_pairs(data.caption_to_image, len(data.images), hn_pairs) if hn_pairs else []
+    # the hard negatives' pairs ride along in the rerank pass: each image through the towers once
+    out = rerank_ranks(cross, data, image_emb, text_emb, plan, opts, score_stage, rerank_stage, need)
     metrics = {k.value: float(v) for k, v in M.metrics_from_ranks(out.t2i, out.i2t).items()}
-    stages = (*stages, score_stage, rerank_stage)
-    if data.info.get("hard_negative_pairs"):
-        hn_stage = Stage("hard_negatives", opts.device, warmup=0)
-        metrics.update(cross_hard_negatives(cross, data, opts, hn_stage))
-        stages = (*stages, hn_stage)
-    return _result(metrics, stages, out.t2i, out.i2t)
-
-
-def cross_hard_negatives(cross, data: RetrievalData, opts: EncodeOptions, stage: Stage) -> dict[str, float]:
-    """Hard-negative accuracy from a cross-encoder's scores of exactly the pairs needed."""
-    from harness.tasks.pairs import score_pair_index
-
-    pairs = data.info["hard_negative_pairs"]
-    need = needed_pairs(data.caption_to_image, len(data.images), pairs)
-    if not need:
-        return {}
-    with stage:
-        scores = score_pair_index(cross, data.images, data.captions, need, opts, stage)
-    return accuracy_from_scores(data.caption_to_image, len(data.images), pairs,
-                                dict(zip(need, scores.tolist())))
+    if need:
+        metrics.update(accuracy_from_scores(data.caption_to_image, len(data.images), hn_pairs,
+                                            dict(zip(need, out.extra_scores.tolist()))))
+    return _result(metrics, (*stages, score_stage, rerank_stage), out.t2i, out.i2t)
 
 
 def _result(metrics: dict, stages, t2i, i2t) -> TaskResult:
