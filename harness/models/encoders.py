@@ -284,12 +284,14 @@ def load_minilm(options: LoadOptions | None = None) -> MiniLMText:
     from transformers import AutoModel, AutoTokenizer
 
     from harness.models.common import torch_dtype
+    from harness.models.hub import quiet_transformers
 
     options = options or LoadOptions()
     local = W.local_weights(options.weights, "minilm-l6-v2") if options.weights else minilm_dir()
-    tokenizer = AutoTokenizer.from_pretrained(str(local), local_files_only=True)
-    model = AutoModel.from_pretrained(str(local), local_files_only=True, use_safetensors=True,
-                                      trust_remote_code=False)  # BertModel; its pooler is unused
+    with quiet_transformers():  # no progress bars in the middle of a sweep's output
+        tokenizer = AutoTokenizer.from_pretrained(str(local), local_files_only=True)
+        model = AutoModel.from_pretrained(str(local), local_files_only=True, use_safetensors=True,
+                                          trust_remote_code=False)  # BertModel; its pooler is unused
     if options.precision in (Precision.FP16, Precision.BF16):
         model = model.to(dtype=torch_dtype(options.precision))
     weights = local / "model.safetensors"
