@@ -99,7 +99,8 @@ def _machine(rec: ResultRecord) -> dict:
 
 def make_baseline(records: list[ResultRecord], suite_name: str) -> dict:
     entries = [{**identity(r), "metrics": dict(r.metrics),
-                "throughput": {s: r.timings[s].items_per_s for s in THROUGHPUT_STAGES if s in r.timings},
+                "throughput": {s: r.timings[s].items_per_s for s in THROUGHPUT_STAGES  # cached stages have none
+                               if s in r.timings and r.timings[s].items_per_s is not None},
                 "machine": _machine(r), "run_key": r.run_key, "recorded_at": r.created_at} for r in records]
     return {"schema_version": BASELINE_SCHEMA_VERSION, "suite": suite_name,
             "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

@@ -272,3 +272,11 @@ def test_baseline_without_rerank_keys_still_matches(baseline, tmp_path, capsys):
     assert check_against(capsys, baseline, populate(tmp_path / "cur"))[0] == 0
     code, out, _ = check_against(capsys, baseline, populate(tmp_path / "bad", metrics={"rsum": 300.0}))
     assert code == 1 and "rsum" in out
+
+
+def test_baseline_leaves_out_cached_stages_without_throughput():
+    rec = record("m", "retrieval")
+    stage = next(s for s in rec.timings if s in check.THROUGHPUT_STAGES)
+    rec.timings[stage].items_per_s = None  # served from the embedding cache: no throughput to keep
+    entry = check.make_baseline([rec, record("n", "retrieval")], "s")["entries"][0]
+    assert stage not in entry["throughput"] and entry["throughput"]
