@@ -35,12 +35,13 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from harness.store import write_bytes_atomic
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
@@ -96,19 +97,6 @@ class CacheInfo:
 
 def _chunk_name(index: int) -> str:
     return f"chunk-{index:06d}.safetensors"
-
-
-def _write_bytes_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @contextlib.contextmanager
@@ -243,14 +231,14 @@ class CacheEntry:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             blob = st_save(tensors)
-            _write_bytes_atomic(self.folder / _chunk_name(index), blob)
+            write_bytes_atomic(self.folder / _chunk_name(index), blob)
             start, end = self.range_of(index)
             meta = {"file": _chunk_name(index), "start": start, "end": end,
                     "sha256": hashlib.sha256(blob).hexdigest(), "tensors": _describe(tensors)}
             with _locked(self.folder):
                 manifest = self._current_manifest()
                 manifest["chunks"][str(index)] = meta
-                _write_bytes_atomic(self.folder / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
+                write_bytes_atomic(self.folder / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
         except OSError as exc:  # a full or read-only disk costs speed later, never the result
             warnings.warn(f"embedding cache {self.folder} is not writable ({exc}); continuing without it",
                           stacklevel=4)

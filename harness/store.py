@@ -26,15 +26,14 @@ def record_path(root: Path, model: str, dataset: str, split: str, task: str, run
     return root / _safe(dataset) / task / f"{_safe(model)}__{_safe(split)}__{run_key[:12]}.json"
 
 
-def write_json_atomic(path: Path, payload: dict) -> Path:
+def write_bytes_atomic(path: Path, data: bytes) -> Path:
     """Write to a temp file in the same folder, fsync, then rename: a reader never sees half
     a file, and a crash leaves the previous version (or nothing) in place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(payload, f, indent=2, sort_keys=True, allow_nan=True)
-            f.write("\n")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -42,6 +41,12 @@ def write_json_atomic(path: Path, payload: dict) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_json_atomic(path: Path, payload: dict) -> Path:
+    """``payload`` as indented JSON, written atomically (:func:`write_bytes_atomic`)."""
+    text = json.dumps(payload, indent=2, sort_keys=True, allow_nan=True) + "\n"
+    return write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def read_record(path: Path) -> ResultRecord:

@@ -143,6 +143,24 @@ def data_roots(folder: str, data_root: str | None) -> list[Path]:
 
 
 NO_ROOT = "no --data-root given and VLBENCH_DATA unset"
+LOCAL_COPY_HINT = ("point at a copy with --data-root PATH (a folder holding {folder}/) "
+                   "or the VLBENCH_DATA environment variable")
+
+
+def find_in_roots(spec, data_root: str | None, names: Sequence[str], want_dir: bool, label: str,
+                  what: str | None = None) -> tuple[Path, Path]:
+    """(root, place) for the first data root holding one of ``names`` (relative paths, tried
+    in order; a folder when ``want_dir``, else a file), or a DatasetError naming every place."""
+    looked = []
+    for root in data_roots(spec.folder, data_root):
+        for name in names:
+            place = root / name
+            looked.append(place)
+            if place.is_dir() if want_dir else place.is_file():
+                return root, place
+    where = ", ".join(map(str, looked)) or NO_ROOT
+    what = what or names[0] + ("/" if want_dir else "")
+    raise DatasetError(f"{label}: {what} not found ({where}); {LOCAL_COPY_HINT.format(folder=spec.folder)}")
 
 
 def fingerprint(*parts: Any) -> str:

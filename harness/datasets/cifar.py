@@ -23,14 +23,14 @@ import pickle
 from pathlib import Path
 
 from .base import (
-    NO_ROOT,
+    LOCAL_COPY_HINT,
     ClassificationData,
     DatasetError,
     DatasetRequest,
     Format,
     TaskKind,
     apply_limit,
-    data_roots,
+    find_in_roots,
     fingerprint,
 )
 from .images import ArrayImages
@@ -42,7 +42,7 @@ LAYOUTS = {
     100: {"dir": "cifar-100-python", "meta": "meta", "names": b"fine_label_names", "labels": b"fine_labels",
           "splits": {"train": ["train"], "test": ["test"]}},
 }
-HINT = "point at a copy with --data-root PATH (a folder holding {folder}/) or the VLBENCH_DATA environment variable"
+HINT = LOCAL_COPY_HINT
 _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
             ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
             ("numpy._core.multiarray", "scalar"), ("_codecs", "encode")}
@@ -75,13 +75,7 @@ def _variant(spec) -> int:
 
 
 def find_dir(spec, data_root: str | None) -> Path:
-    layout = LAYOUTS[_variant(spec)]
-    roots = data_roots(spec.folder, data_root)
-    for root in roots:
-        if (root / layout["dir"]).is_dir():
-            return root / layout["dir"]
-    where = ", ".join(str(r / layout["dir"]) for r in roots) or NO_ROOT
-    raise DatasetError(f"{spec.name}: {layout['dir']}/ not found ({where}); {HINT.format(folder=spec.folder)}")
+    return find_in_roots(spec, data_root, [LAYOUTS[_variant(spec)]["dir"]], True, spec.name)[1]
 
 
 def _batch(path: Path, labels_key: bytes, n_classes: int):

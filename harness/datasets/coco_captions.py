@@ -23,17 +23,17 @@ from typing import Any
 
 from .assemble import assemble_retrieval, skip
 from .base import (
-    NO_ROOT,
+    LOCAL_COPY_HINT,
     DatasetError,
     DatasetRequest,
     Format,
     RetrievalData,
     TaskKind,
-    data_roots,
+    find_in_roots,
 )
 
 ANN_DIRS = ("annotations", ".")
-HINT = "point at a copy with --data-root PATH (a folder holding {folder}/) or the VLBENCH_DATA environment variable"
+HINT = LOCAL_COPY_HINT
 
 
 def _release_split(spec, split: str) -> str:
@@ -43,15 +43,8 @@ def _release_split(spec, split: str) -> str:
 
 def find_annotation(spec, split: str, data_root: str | None) -> tuple[Path, Path]:
     fname = f"captions_{_release_split(spec, split)}.json"
-    looked = []
-    for root in data_roots(spec.folder, data_root):
-        for d in ANN_DIRS:
-            place = root / d / fname if d != "." else root / fname
-            looked.append(place)
-            if place.is_file():
-                return root, place
-    where = f"looked in {', '.join(map(str, looked))}" if looked else NO_ROOT
-    raise DatasetError(f"{spec.name}: {fname} not found ({where}); {HINT.format(folder=spec.folder)}")
+    return find_in_roots(spec, data_root, [fname if d == "." else f"{d}/{fname}" for d in ANN_DIRS], False,
+                         spec.name)
 
 
 def _idx(nums: list[int]) -> str:

@@ -23,17 +23,17 @@ from typing import Any
 
 from .assemble import assemble_classification, skip
 from .base import (
-    NO_ROOT,
+    LOCAL_COPY_HINT,
     ClassificationData,
     DatasetError,
     DatasetRequest,
     Format,
     TaskKind,
-    data_roots,
+    find_in_roots,
 )
 from .resources import resolve_classnames, templates
 
-HINT = "point at a copy with --data-root PATH (a folder holding {folder}/) or the VLBENCH_DATA environment variable"
+HINT = LOCAL_COPY_HINT
 _FILE_HEADERS = {"file", "filename", "image", "path", "filepath"}
 _LABEL_HEADERS = {"label", "class", "target", "classname"}
 
@@ -44,13 +44,7 @@ def csv_name(spec, split: str) -> str:
 
 
 def find_csv(spec, split: str, data_root: str | None) -> tuple[Path, Path]:
-    name = csv_name(spec, split)
-    roots = data_roots(spec.folder, data_root)
-    for root in roots:
-        if (root / name).is_file():
-            return root, root / name
-    where = ", ".join(str(r / name) for r in roots) or NO_ROOT
-    raise DatasetError(f"{spec.name}/{split}: {name} not found ({where}); {HINT.format(folder=spec.folder)}")
+    return find_in_roots(spec, data_root, [csv_name(spec, split)], False, f"{spec.name}/{split}")
 
 
 def _lines(nums: list[int]) -> str:

@@ -14,18 +14,18 @@ from pathlib import Path
 
 from .assemble import assemble_classification
 from .base import (
-    NO_ROOT,
+    LOCAL_COPY_HINT,
     ClassificationData,
     DatasetError,
     DatasetRequest,
     Format,
     TaskKind,
-    data_roots,
+    find_in_roots,
 )
 from .resources import resolve_classnames, templates
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
-HINT = "point at a copy with --data-root PATH (a folder holding {folder}/) or the VLBENCH_DATA environment variable"
+HINT = LOCAL_COPY_HINT
 
 
 def split_dir_name(spec, split: str) -> str:
@@ -35,13 +35,8 @@ def split_dir_name(spec, split: str) -> str:
 
 def find_split_dir(spec, split: str, data_root: str | None) -> tuple[Path, Path]:
     """(dataset root, split folder) or raise naming the places looked at."""
-    name = split_dir_name(spec, split)
-    roots = data_roots(spec.folder, data_root)
-    for root in roots:
-        if (root / name).is_dir():
-            return root, root / name
-    where = ", ".join(str(r / name) for r in roots) or NO_ROOT
-    raise DatasetError(f"{spec.name}/{split}: split folder not found ({where}); {HINT.format(folder=spec.folder)}")
+    return find_in_roots(spec, data_root, [split_dir_name(spec, split)], True, f"{spec.name}/{split}",
+                         "split folder")
 
 
 def load(spec, request: DatasetRequest) -> ClassificationData:

@@ -112,12 +112,8 @@ class BlipRetrieval:
 def load_blip(name: str, hub_id: str | None, options: LoadOptions) -> BlipRetrieval:
     from transformers import BlipForImageTextRetrieval
 
-    source = hub.pretrained_source(name, hub_id, options)
-    config = hub.load_config(name, source, ("blip",))
-    tokenizer = hub.load_tokenizer(name, source, config)
-    processor = hub.load_image_processor(name, source)
-    model = hub.load_model(name, source, BlipForImageTextRetrieval, config, options)
-    return BlipRetrieval(name, model, tokenizer, processor, options, source.checkpoint())
+    parts = hub.load_parts(name, hub_id, options, ("blip",), lambda config: BlipForImageTextRetrieval)
+    return BlipRetrieval(name, parts.model, parts.tokenizer, parts.processor, options, parts.checkpoint)
 
 
 # ------------------------------------------------------------------------------ registry

@@ -96,13 +96,11 @@ class HFDualEncoder:
 def load_hf_dual(name: str, hub_id: str | None, options: LoadOptions) -> HFDualEncoder:
     import transformers
 
-    source = hub.pretrained_source(name, hub_id, options)
-    config = hub.load_config(name, source, FAMILIES)
-    family = FAMILIES[config.model_type]
-    tokenizer = hub.load_tokenizer(name, source, config)
-    processor = hub.load_image_processor(name, source)
-    model = hub.load_model(name, source, getattr(transformers, family.model_class), config, options)
-    return HFDualEncoder(name, model, tokenizer, processor, family.text, options, source.checkpoint())
+    parts = hub.load_parts(name, hub_id, options, FAMILIES,
+                           lambda config: getattr(transformers, FAMILIES[config.model_type].model_class))
+    family = FAMILIES[parts.config.model_type]
+    return HFDualEncoder(name, parts.model, parts.tokenizer, parts.processor, family.text, options,
+                         parts.checkpoint)
 
 
 # ------------------------------------------------------------------------------ registry

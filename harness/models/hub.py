@@ -11,9 +11,10 @@ Importing this module imports neither torch nor transformers.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from harness.interfaces import LoadOptions, Precision, WeightsUnavailableError
 from harness.models import weights as W
@@ -199,6 +200,30 @@ class ProcessorTransform:
 
     def __repr__(self) -> str:
         return f"ProcessorTransform({type(self.processor).__name__}, {self.kwargs})"
+
+
+@dataclass
+class LoadedParts:
+    """Everything a transformers adapter is built from, loaded the one way (local dir, HF
+    cache, or the hub when it answers)."""
+
+    config: Any
+    model: Any
+    tokenizer: Any
+    processor: Any
+    checkpoint: dict
+
+
+def load_parts(name: str, hub_id: str | None, options: LoadOptions, model_types: Iterable[str],
+               model_class: Callable[[Any], Any]) -> LoadedParts:
+    """Config (checked to be one of ``model_types``), tokenizer, image processor and model;
+    ``model_class(config)`` names the transformers class to instantiate."""
+    source = pretrained_source(name, hub_id, options)
+    config = load_config(name, source, model_types)
+    tokenizer = load_tokenizer(name, source, config)
+    processor = load_image_processor(name, source)
+    model = load_model(name, source, model_class(config), config, options)
+    return LoadedParts(config, model, tokenizer, processor, source.checkpoint())
 
 
 def to_device(batch: dict, device: str) -> dict:

@@ -112,12 +112,8 @@ class ViltRetrieval:
 def load_vilt(name: str, hub_id: str | None, options: LoadOptions) -> ViltRetrieval:
     from transformers import ViltForImageAndTextRetrieval
 
-    source = hub.pretrained_source(name, hub_id, options)
-    config = hub.load_config(name, source, ("vilt",))
-    tokenizer = hub.load_tokenizer(name, source, config)
-    processor = hub.load_image_processor(name, source)
-    model = hub.load_model(name, source, ViltForImageAndTextRetrieval, config, options)
-    return ViltRetrieval(name, model, tokenizer, processor, options, source.checkpoint())
+    parts = hub.load_parts(name, hub_id, options, ("vilt",), lambda config: ViltForImageAndTextRetrieval)
+    return ViltRetrieval(name, parts.model, parts.tokenizer, parts.processor, options, parts.checkpoint)
 
 
 # ------------------------------------------------------------------------------ registry
