@@ -29,21 +29,15 @@ MAX_TOKENS = 35        # BLIP retrieval evaluation: max_length=35, padding="max_
 ENC_TOKEN = "[ENC]"    # BLIP's image-grounded encoder token (tokenizer.enc_token_id)
 
 
-class BlipRetrieval:
+class BlipRetrieval(hub.HubAdapter):
     """DualEncoder (ITC) and FactoredCrossEncoder (ITM) over one ``BlipForImageTextRetrieval``."""
 
     def __init__(self, name: str, model, tokenizer, image_processor, options: LoadOptions, checkpoint: dict):
-        self.name = name
-        self.model = model
-        self.tokenizer = tokenizer
-        self.options = options
-        self.device = options.device
-        self.checkpoint = checkpoint
+        super().__init__(name, model, tokenizer, options, checkpoint)
         self.embed_dim = int(model.config.image_text_hidden_size)
         vocab = tokenizer.get_vocab()
         self.itm_first_token_id = vocab.get(ENC_TOKEN)  # None: keep the tokenizer's [CLS]
         self._transform = hub.ProcessorTransform(image_processor)
-        self._dtype = next(model.parameters()).dtype
 
     def image_transform(self):
         return self._transform

@@ -52,22 +52,16 @@ def embed_dim(config) -> int:
     return int(config.projection_dim)
 
 
-class HFDualEncoder:
+class HFDualEncoder(hub.HubAdapter):
     """DualEncoder over a transformers CLIP / SigLIP / ALIGN model."""
 
     def __init__(self, name: str, model, tokenizer, image_processor, recipe: TextRecipe,
                  options: LoadOptions, checkpoint: dict):
-        self.name = name
-        self.model = model
-        self.tokenizer = tokenizer
+        super().__init__(name, model, tokenizer, options, checkpoint)
         self.recipe = recipe
-        self.options = options
-        self.device = options.device
-        self.checkpoint = checkpoint
         self.model_type = model.config.model_type
         self.embed_dim = embed_dim(model.config)
         self._transform = hub.ProcessorTransform(image_processor)
-        self._dtype = next(model.parameters()).dtype
 
     def image_transform(self):
         return self._transform

@@ -202,6 +202,19 @@ class ProcessorTransform:
         return f"ProcessorTransform({type(self.processor).__name__}, {self.kwargs})"
 
 
+class HubAdapter:
+    """The fields every transformers adapter keeps (the runner records name, model, checkpoint)."""
+
+    def __init__(self, name: str, model, tokenizer, options: LoadOptions, checkpoint: dict):
+        self.name = name
+        self.model = model
+        self.tokenizer = tokenizer
+        self.options = options
+        self.device = options.device
+        self.checkpoint = checkpoint
+        self._dtype = next(model.parameters()).dtype
+
+
 @dataclass
 class LoadedParts:
     """Everything a transformers adapter is built from, loaded the one way (local dir, HF

@@ -72,19 +72,13 @@ def split_canvas(pixels):
     return pixels[:, :3, :h, :w], mask[:, :h, :w].long()
 
 
-class ViltRetrieval:
+class ViltRetrieval(hub.HubAdapter):
     """CrossEncoder: ``score_pairs`` -> (B,) ITM logits of ViLT's retrieval head."""
 
     def __init__(self, name: str, model, tokenizer, image_processor, options: LoadOptions, checkpoint: dict):
-        self.name = name
-        self.model = model
-        self.tokenizer = tokenizer
-        self.options = options
-        self.device = options.device
-        self.checkpoint = checkpoint
+        super().__init__(name, model, tokenizer, options, checkpoint)
         self.max_tokens = int(model.config.max_position_embeddings)  # 40: ViLT's text positions
         self._transform = ViltCanvasTransform(image_processor)
-        self._dtype = next(model.parameters()).dtype
 
     def image_transform(self):
         return self._transform
