@@ -166,10 +166,9 @@ def _rerank_plan(meta, model, data, opts: RunOptions) -> dict:
         cache = encode_cache(opts, pmeta, prefilter, data, data.split)  # its own weights key its embeddings
     else:
         prefilter = model if meta.kind.value == "both" else None
-    plan = plan_for(len(data.images), len(data.captions), opts.rerank_k, prefilter,
-                    opts.prefilter or (meta.name if prefilter is not None else None), opts.pair_budget)
-    plan.prefilter_cache = cache
-    return {"plan": plan}
+    return {"plan": plan_for(len(data.images), len(data.captions), opts.rerank_k, prefilter,
+                             opts.prefilter or (meta.name if prefilter is not None else None),
+                             opts.pair_budget, cache)}
 
 
 def _precision_info(opts: RunOptions) -> dict:

@@ -51,7 +51,7 @@ class RerankOutcome:
 
 
 def plan_for(n_images: int, n_captions: int, k: int | None, prefilter: Any, prefilter_name: str | None,
-             pair_budget: int = DEFAULT_PAIR_BUDGET) -> RerankPlan:
+             pair_budget: int = DEFAULT_PAIR_BUDGET, prefilter_cache: Any = None) -> RerankPlan:
     """Rerank with the prefilter, or all pairs when there is none and the data is small."""
     if prefilter is None:
         if n_images * n_captions > pair_budget:
@@ -62,7 +62,7 @@ def plan_for(n_images: int, n_captions: int, k: int | None, prefilter: Any, pref
         return RerankPlan(k=max(n_images, n_captions), prefilter=None, prefilter_name=None,
                           pair_budget=pair_budget)
     return RerankPlan(k=k or DEFAULT_RERANK_K, prefilter=prefilter, prefilter_name=prefilter_name,
-                      pair_budget=pair_budget)
+                      pair_budget=pair_budget, prefilter_cache=prefilter_cache)
 
 
 def _candidates(query_emb, gallery_emb, n_query: int, n_gallery: int, k: int):
