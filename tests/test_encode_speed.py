@@ -188,3 +188,38 @@ def test_cuda_stage_uses_events_and_syncs_only_at_the_edges(monkeypatch):
     assert calls == ["reset", "sync", "sync", "sync"]  # enter, after warm-up, exit: not per batch
     assert t.batches == 4 and t.items == 32 and t.peak_device_mem_mb == 3.0
     assert t.latency_ms == {"p50": 2.5, "p90": 2.5, "p99": 2.5}
+
+
+class Recording:
+    """Wraps a dual encoder; records the texts of every batch it encodes."""
+
+    def __init__(self, model):
+        self.model, self.batches = model, []
+        self.name, self.embed_dim = model.name, model.embed_dim
+
+    def tokenize(self, texts):
+        self.batches.append(list(texts))
+        return self.model.tokenize(texts)
+
+    def encode_texts(self, tokens):
+        return self.model.encode_texts(tokens)
+
+
+def test_texts_are_batched_longest_first_and_returned_in_their_order(tiny, tmp_path):
+    """Within each cache chunk, batches hold texts of similar length (longest first), and the
+    embeddings come back in the caller's order, equal to encoding each text alone."""
+    texts = ["a red circle", "two green triangles left of a big blue square", "a square",
+             "three small yellow circles above two red squares", "a blue triangle", "red", "a green circle"]
+    rec = Recording(tiny)
+    opts = EncodeOptions(batch_size=2, cache=EncodeCache(str(tmp_path), {"model": "t"}, chunk_items=4))
+    with Stage("text_encode") as st:
+        got = encode_texts(rec, texts, opts, st)
+    encoded = [b for b in rec.batches if set(b) <= set(texts)]  # not the tokenizer's identity probe
+    assert encoded == [[texts[3], texts[1]], [texts[0], texts[2]],  # chunk 0-3, longest first
+                       [texts[4], texts[6]], [texts[5]]]            # chunk 4-6
+    alone = torch.cat([tiny.encode_texts(tiny.tokenize([t])) for t in texts])
+    torch.testing.assert_close(got, alone, rtol=0, atol=1e-5)
+    rec.batches.clear()
+    with Stage("text_encode") as st:  # the stored entry is read back in the same order
+        again = encode_texts(rec, texts, opts, st)
+    assert not [b for b in rec.batches if set(b) <= set(texts)] and torch.equal(again, got)

@@ -94,3 +94,37 @@ def test_text_trimming_matches_the_full_forward_and_falls_back_when_it_would_not
         C.encode_text_trimmed = real
     assert broken._trim is False
     assert torch.allclose(out, torch.nn.functional.normalize(full, dim=-1), atol=1e-5)
+
+
+def test_checkpoint_load_skips_the_random_init_and_keeps_every_weight(tmp_path, monkeypatch):
+    """With a checkpoint, open_clip's random init is skipped (it loads strictly, so every
+    weight is overwritten): no init call runs, the weights are the checkpoint's, and
+    ``torch.nn.init`` is itself again afterwards, also when the load fails."""
+    from torch.nn import init
+
+    import harness.models.clip as C
+
+    ref = resolve("tiny-clip-synth").load(LoadOptions())  # registers the tiny config with open_clip
+    path = tmp_path / "tiny.pt"
+    torch.save(ref.model.state_dict(), path)
+    calls = []
+    counting = {name: (lambda t, *a, _n=name, **k: calls.append(_n) or t) for name in ("normal_", "uniform_",
+                                                                                      "kaiming_uniform_")}
+    for name, fn in counting.items():
+        monkeypatch.setattr(init, name, fn)
+
+    got = C.load_open_clip("x", C.OpenClipSource("tiny-clip-synth"), LoadOptions(weights=str(path)))
+    assert calls == []
+    want = ref.model.state_dict()
+    assert all(torch.equal(v, want[k]) for k, v in got.model.state_dict().items())
+    px = pixels(ref)
+    torch.testing.assert_close(got.encode_images(px), ref.encode_images(px), rtol=0, atol=0)
+    assert {name: getattr(init, name) for name in counting} == counting
+
+    bad = tmp_path / "bad.pt"
+    torch.save({"visual.proj": torch.zeros(1)}, bad)
+    with pytest.raises(WeightsUnavailableError, match="does not fit"):
+        C.load_open_clip("x", C.OpenClipSource("tiny-clip-synth"), LoadOptions(weights=str(bad)))
+    assert {name: getattr(init, name) for name in counting} == counting
+    C.load_open_clip("x", C.OpenClipSource("tiny-clip-synth"), LoadOptions())  # no checkpoint: a real init
+    assert set(calls) == set(counting)

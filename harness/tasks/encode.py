@@ -114,8 +114,18 @@ def _entry(opts: EncodeOptions, kind: str, item_identity: dict, n: int) -> Cache
     return open_entry(root, key, n, cache.chunk_items if cache else max(n, 1))
 
 
-def _batches(ranges: list[tuple[int, int]], batch_size: int) -> list[list[int]]:
-    return [list(range(b, min(b + batch_size, e))) for s, e in ranges for b in range(s, e, batch_size)]
+def _plan(ranges: list[tuple[int, int]], batch_size: int, longest_first: Callable[[int], int] | None = None):
+    """Per missing chunk, its batches of item indices. With ``longest_first`` (item -> length),
+    a chunk's items are batched longest first, so each batch holds items of similar length
+    and a model that pads to the batch's longest item pads little (sentence-transformers
+    sorts by length for the same reason); a stable sort, so equal lengths keep their order."""
+    plan = []
+    for start, end in ranges:
+        idx = list(range(start, end))
+        if longest_first is not None:
+            idx.sort(key=longest_first, reverse=True)
+        plan.append([idx[b:b + batch_size] for b in range(0, len(idx), batch_size)])
+    return plan
 
 
 def _finish(entry: CacheEntry, stage: Stage, backoff: Backoff, device: str, empty_dim: int):
@@ -128,18 +138,23 @@ def _finish(entry: CacheEntry, stage: Stage, backoff: Backoff, device: str, empt
     return entry.load()[EMBEDDING].to(device, non_blocking=True)
 
 
-def _fill(entry: CacheEntry, batches, fn, backoff: Backoff, stage: Stage, batch_size: int) -> None:
-    """Encode the entry's missing chunks from ``batches`` (an iterator of (batch, n) in the
-    order of ``_batches(entry.missing())``) and store each chunk as soon as it is complete."""
+def _fill(entry: CacheEntry, plan, batches, fn, backoff: Backoff, stage: Stage) -> None:
+    """Encode the entry's missing chunks and store each as soon as it is complete. ``plan`` is
+    :func:`_plan` of ``entry.missing()``; ``batches`` yields (batch, n) in the plan's order.
+    Embeddings are put back in item order before they are stored."""
     import torch
 
     it = iter(batches)
-    for start, end in entry.missing():
+    for (start, end), chunk in zip(entry.missing(), plan):
         outs = []
-        for _ in range(-(-(end - start) // batch_size)):
+        for _ in chunk:
             batch, n = next(it)
             outs.extend(backoff.run(fn, batch, n, stage))
-        entry.put(start, end, {EMBEDDING: torch.cat(outs)})
+        emb = torch.cat(outs)
+        order = torch.as_tensor([i for b in chunk for i in b]) - start
+        if not torch.equal(order, torch.arange(end - start)):
+            emb = emb[torch.argsort(order)]
+        entry.put(start, end, {EMBEDDING: emb})
 
 
 def _image_identity(model, images: ImageSet) -> dict:
@@ -154,17 +169,17 @@ def encode_images(model, images: ImageSet, opts: EncodeOptions, stage: Stage):
     stored = opts.cache is not None and opts.cache.root is not None
     entry = _entry(opts, "images", _image_identity(model, images) if stored else {}, len(images))
     backoff = Backoff(opts.batch_size, opts.device)
-    plan = _batches(entry.missing(), opts.batch_size)
+    plan = _plan(entry.missing(), opts.batch_size)
     if plan:
         cuda = str(opts.device).startswith("cuda")
         loader = DataLoader(
             _Pixels(images, model.image_transform()),
-            batch_sampler=plan,
+            batch_sampler=[b for chunk in plan for b in chunk],
             num_workers=opts.num_workers,
             pin_memory=cuda,  # page-locked batches let the adapter's .to(non_blocking=True) overlap
             prefetch_factor=2 if opts.num_workers else None,
         )
-        _fill(entry, ((px, len(px)) for px in loader), model.encode_images, backoff, stage, opts.batch_size)
+        _fill(entry, plan, ((px, len(px)) for px in loader), model.encode_images, backoff, stage)
     return _finish(entry, stage, backoff, opts.device, model.embed_dim)
 
 
@@ -178,18 +193,21 @@ def _tokenizer_identity(model) -> str:
 
 
 def encode_texts(model, texts: Sequence[str], opts: EncodeOptions, stage: Stage):
-    """(M, D) float32 embeddings; tokenisation counts as part of the text stage."""
+    """(M, D) float32 embeddings in ``texts`` order; tokenisation counts as part of the text
+    stage. Texts are batched longest first within each cache chunk (by characters, a cheap
+    stand-in for tokens): open_clip's text towers here and tokenisers that pad to the longest
+    in a batch then compute little padding; the order is undone before storing."""
     texts = list(texts)
-    ident = {"texts": len(texts), "text_digest": texts_digest(texts)}
+    ident = {"texts": len(texts), "text_digest": texts_digest(texts), "batching": "longest_first"}
     if opts.cache is not None and opts.cache.root is not None:  # only a stored entry needs the probe
         ident["tokenizer"] = _tokenizer_identity(model)
     entry = _entry(opts, "texts", ident, len(texts))
     backoff = Backoff(opts.batch_size, opts.device)
-    plan = _batches(entry.missing(), opts.batch_size)
+    plan = _plan(entry.missing(), opts.batch_size, longest_first=lambda i: len(texts[i]))
     if plan:
         def encode(batch: list[str]):
             return model.encode_texts(model.tokenize(batch))
 
-        batches = (([texts[i] for i in idx], len(idx)) for idx in plan)
-        _fill(entry, batches, encode, backoff, stage, opts.batch_size)
+        batches = (([texts[i] for i in idx], len(idx)) for chunk in plan for idx in chunk)
+        _fill(entry, plan, batches, encode, backoff, stage)
     return _finish(entry, stage, backoff, opts.device, model.embed_dim)
