@@ -37,7 +37,8 @@ def has_interval(metric: str) -> bool:
 
 def interval_metrics(columns) -> list[str]:
     """The metrics of a frame's columns that get ``_lo`` / ``_hi`` columns, in order."""
-    return [*CI_METRICS, *(c for c in columns if is_hard_negative_key(c) and c not in CI_METRICS)]
+    return [*CI_METRICS, *(c for c in columns if is_hard_negative_key(c) and c not in CI_METRICS
+                           and not str(c).endswith(("_lo", "_hi")))]
 
 
 @dataclass(frozen=True)
