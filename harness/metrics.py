@@ -9,9 +9,10 @@ queries x gallery matrix is ever held. Everything runs in float32 on the inputs'
 
 from __future__ import annotations
 
-from enum import Enum
-
 import torch
+
+from harness import confusion
+from harness.keys import MetricKey  # re-exported: its home is torch-free (the leaderboard uses it)
 
 __all__ = [
     "MetricKey", "first_hit_ranks", "retrieval_ranks", "recall_from_ranks", "median_rank",
@@ -19,33 +20,6 @@ __all__ = [
     "classification_metrics", "classification_metrics_from_preds", "topk_candidates",
     "reranked_first_hit_ranks",
 ]
-
-
-class MetricKey(str, Enum):
-    """Metric keys of result records; the value is the exact string stored.
-
-    >>> MetricKey.T2I_R1.value, str(MetricKey.RSUM), MetricKey("acc5") is MetricKey.ACC5
-    ('t2i_R@1', 'rsum', True)
-    """
-
-    T2I_R1 = "t2i_R@1"
-    T2I_R5 = "t2i_R@5"
-    T2I_R10 = "t2i_R@10"
-    I2T_R1 = "i2t_R@1"
-    I2T_R5 = "i2t_R@5"
-    I2T_R10 = "i2t_R@10"
-    RSUM = "rsum"
-    T2I_MEDR = "t2i_medr"
-    I2T_MEDR = "i2t_medr"
-    T2I_MEANR = "t2i_meanr"
-    I2T_MEANR = "i2t_meanr"
-    ACC1 = "acc1"
-    ACC5 = "acc5"
-    MACRO_F1 = "macro_f1"
-    BALANCED_ACC = "balanced_acc"
-
-    def __str__(self) -> str:  # Python 3.11 changed str() of mixin enums; keep the value
-        return self.value
 
 
 # ----------------------------------------------------------------------------- retrieval
@@ -345,13 +319,10 @@ def classification_metrics_from_preds(preds: torch.Tensor, labels: torch.Tensor,
     labels = labels.long()
     preds = preds.to(labels.device).long()
     c = num_classes or int(max(labels.max(), preds.max())) + 1
-    conf = torch.bincount(labels * c + preds, minlength=c * c).reshape(c, c).double()
-    tp, support, predicted = conf.diagonal(), conf.sum(1), conf.sum(0)
-    present = (support + predicted) > 0
-    f1 = 2 * tp[present] / (support + predicted)[present]
-    recall = tp[support > 0] / support[support > 0]
-    return {MetricKey.MACRO_F1: 100.0 * f1.mean().item(),
-            MetricKey.BALANCED_ACC: 100.0 * recall.mean().item()}
+    # the formulas live in harness.confusion (numpy): the leaderboard's bootstrap reuses them
+    conf = confusion.confusion_matrices(labels.cpu().numpy(), preds.cpu().numpy(), c)
+    return {MetricKey.MACRO_F1: float(confusion.macro_f1(conf)),
+            MetricKey.BALANCED_ACC: float(confusion.balanced_accuracy(conf))}
 
 
 def classification_metrics(logits: torch.Tensor, labels: torch.Tensor,

@@ -63,8 +63,26 @@ def save(root: Path, record: ResultRecord, per_query: dict | None = None) -> Pat
     path = record_path(root, record.model["name"], record.dataset["name"], record.dataset["split"],
                        record.task, record.run_key)
     if per_query:
-        write_json_atomic(queries_path(path), {"run_key": record.run_key, **per_query})
+        sidecar = sidecar_text({"run_key": record.run_key, **per_query})
+        write_bytes_atomic(queries_path(path), sidecar.encode("utf-8"))
     return write_json_atomic(path, record.to_dict())
+
+
+def sidecar_text(payload: dict) -> str:
+    """A JSON object with one key per line and each value compact: per-query lists run to
+    thousands of numbers, which indented JSON puts one per line (about twice the bytes).
+
+    >>> print(sidecar_text({"run_key": "k", "pred": [3, 1], "label": [3, 2]}))
+    {
+    "label":[3,2],
+    "pred":[3,1],
+    "run_key":"k"
+    }
+    <BLANKLINE>
+    """
+    lines = [f"{json.dumps(str(k))}:{json.dumps(v, separators=(',', ':'), allow_nan=True)}"
+             for k, v in sorted(payload.items())]
+    return "{\n" + ",\n".join(lines) + "\n}\n"
 
 
 QUERIES_SUFFIX = ".queries.json"

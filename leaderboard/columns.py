@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from .frame import RETRIEVAL_METRICS, ZEROSHOT_METRICS
-from .uncertainty import CI_METRICS
+from .uncertainty import has_interval
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ class Col:
 
     @property
     def has_ci(self) -> bool:
-        return self.key in CI_METRICS
+        return has_interval(self.key)
 
 
 _HEADERS = {"rsum": "RSUM", "acc1": "acc@1", "acc5": "acc@5", "macro_f1": "macro F1",

@@ -113,8 +113,9 @@ def _filters(df: pd.DataFrame) -> str:
 def _legend(opts: UncertaintyOptions) -> str:
     level = round(100 * (1 - opts.alpha))
     return (f'<p class="legend"><span>\u2605 best in column</span>'
-            f'<span>small grey numbers: {level}% bootstrap interval over queries '
-            f'({opts.n_boot} resamples, seed {opts.seed})</span>'
+            f'<span>small grey numbers: {level}% bootstrap interval over queries (hard negatives: '
+            f'over groups of comparisons that share an image), '
+            f'{opts.n_boot} resamples, seed {opts.seed}</span>'
             f'<span><span class="ns">\u2248</span> lead over the next row not significant '
             f'(paired bootstrap, p \u2265 {opts.alpha:g})</span>'
             f'<span>click a header to sort</span></p>')

@@ -2,8 +2,13 @@
 
 Everything works on per-query outcomes (the ``<record>.queries.json`` sidecar written by
 ``harness.store.save``): retrieval keeps ``t2i_rank`` / ``i2t_rank`` (1-based first-hit
-ranks), zero-shot keeps ``correct`` (bools) and ``pred``. Resampling is over queries, so
-an interval says how much a number would move on another draw of the same size.
+ranks) and, per hard-negative key, ``[wins, checks]`` per independent group of comparisons;
+zero-shot keeps ``correct`` (bools), ``pred`` and ``label`` (class ids). Resampling is over
+queries (groups, for hard negatives), so an interval says how much a number would move on
+another draw of the same size. Means of per-query outcomes go through the 1-D functions;
+any other statistic of resampled rows (macro-F1 and balanced accuracy of (label, pred)
+rows, a pooled rate of (wins, checks) rows) through :func:`units_ci` /
+:func:`paired_units_pvalue`, which draw the same indices for the same seed and size.
 
 Numbers are in the records' units: recall and accuracy are percentages (0-100 points).
 numpy only; nothing here imports torch.
@@ -21,11 +26,15 @@ from pathlib import Path
 
 import numpy as np
 
+from harness import confusion
+from harness.keys import MetricKey
 from harness.store import QUERIES_SUFFIX, queries_path, read_record
 
 __all__ = [
-    "accuracy_ci", "bootstrap_ci", "load_queries", "paired_bootstrap_pvalue", "paired_sum_pvalue",
-    "recall_at_k_ci", "recall_cis", "rsum_parts", "sidecar_path", "significant", "sum_of_means_ci",
+    "accuracy_ci", "bootstrap_ci", "classification_cis", "classification_rows", "classification_statistic",
+    "group_rows", "load_queries",
+    "paired_bootstrap_pvalue", "paired_sum_pvalue", "paired_units_pvalue", "pooled_rate", "pooled_rate_ci",
+    "recall_at_k_ci", "recall_cis", "rsum_parts", "sidecar_path", "significant", "sum_of_means_ci", "units_ci",
 ]
 
 Statistic = Callable[[np.ndarray], np.ndarray]
@@ -148,9 +157,14 @@ def paired_bootstrap_pvalue(a, b, n_boot: int = 1000, seed: int = 0) -> float:
     observed = diff.mean()
     if observed == 0:
         return 1.0
-    boots = _resampled_stats(diff, _mean, n_boot, seed)
+    return _two_sided_p(observed, _resampled_stats(diff, _mean, n_boot, seed))
+
+
+def _two_sided_p(observed: float, boots: np.ndarray) -> float:
+    """Share of bootstrap differences on the other side of zero from ``observed`` (ties with
+    zero count against significance), +1 corrected, doubled, capped at 1."""
     other_side = np.count_nonzero(boots <= 0) if observed > 0 else np.count_nonzero(boots >= 0)
-    return float(min(1.0, 2.0 * (other_side + 1) / (n_boot + 1)))
+    return float(min(1.0, 2.0 * (other_side + 1) / (boots.shape[0] + 1)))
 
 
 def significant(a, b, alpha: float = 0.05, n_boot: int = 1000, seed: int = 0) -> bool:
@@ -207,9 +221,133 @@ def paired_sum_pvalue(a_parts, b_parts, n_boot: int = 1000, seed: int = 0) -> fl
     observed = sum(d.mean() for d in diffs)
     if observed == 0:
         return 1.0
-    boots = _sum_of_means(diffs, n_boot, seed)
-    other_side = np.count_nonzero(boots <= 0) if observed > 0 else np.count_nonzero(boots >= 0)
-    return float(min(1.0, 2.0 * (other_side + 1) / (n_boot + 1)))
+    return _two_sided_p(observed, _sum_of_means(diffs, n_boot, seed))
+
+
+def _as_units(values, name: str) -> np.ndarray:
+    arr = np.asarray(values)
+    if arr.ndim == 0 or arr.shape[0] == 0:
+        raise ValueError(f"{name}: no units to resample (empty array)")
+    return arr
+
+
+def units_ci(units, statistic: Statistic, n_boot: int = 1000, seed: int = 0,
+             alpha: float = 0.05) -> tuple[float, float]:
+    """Percentile bootstrap interval for ``statistic`` of resampled rows of ``units`` (axis 0).
+
+    ``statistic`` gets a ``(b, n, ...)`` array of resamples and returns ``(b,)``. For 1-D
+    outcomes and the mean it gives :func:`bootstrap_ci`'s numbers (the same index draws).
+
+    >>> units_ci(np.array([[3, 4], [1, 4]]), pooled_rate, n_boot=200, seed=0)
+    (25.0, 75.0)
+    """
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    boots = _resampled_stats(_as_units(units, "units"), statistic, n_boot, seed)
+    low, high = np.quantile(boots, [alpha / 2, 1 - alpha / 2])
+    return float(low), float(high)
+
+
+def paired_units_pvalue(a_units, b_units, statistic: Statistic, n_boot: int = 1000, seed: int = 0) -> float:
+    """Two-sided paired bootstrap p-value for ``statistic(a) == statistic(b)`` where ``a`` and
+    ``b`` are two models' rows on the same units in the same order: the row indices are
+    resampled jointly and the p-value is read off ``statistic(a*) - statistic(b*)`` as in
+    :func:`paired_bootstrap_pvalue` (whose numbers it gives for the mean of 0/100 outcomes)."""
+    a, b = _as_units(a_units, "a"), _as_units(b_units, "b")
+    if a.shape != b.shape:
+        raise ValueError(f"paired test needs outcomes on the same units: a has shape {a.shape}, b has {b.shape}")
+    observed = float(statistic(a[None])[0] - statistic(b[None])[0])
+    if observed == 0:
+        return 1.0
+
+    def difference(idx: np.ndarray) -> np.ndarray:  # (block, n) indices -> (block,)
+        return statistic(a[idx]) - statistic(b[idx])
+
+    return _two_sided_p(observed, _resampled_stats(np.arange(a.shape[0]), difference, n_boot, seed))
+
+
+def pooled_rate(samples: np.ndarray) -> np.ndarray:
+    """``100 * sum(wins) / sum(checks)`` of ``(..., n, 2)`` rows of ``[wins, checks]``
+    (the hard negatives' groups): ``(...)``.
+
+    >>> pooled_rate(np.array([[3, 4], [4, 4]])).item()
+    87.5
+    """
+    samples = np.asarray(samples, dtype=np.float64)
+    return 100.0 * samples[..., 0].sum(-1) / samples[..., 1].sum(-1)
+
+
+def pooled_rate_ci(groups, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05,
+                   name: str = "groups") -> tuple[float, float]:
+    """Interval for a pooled success rate in points from ``(n, 2)`` rows ``[wins, checks]``,
+    resampling rows (groups of comparisons that share images; see
+    ``harness.tasks.hard_negatives.comparison_groups``).
+
+    >>> pooled_rate_ci([[4, 8]] * 30)
+    (50.0, 50.0)
+    """
+    rows = group_rows(groups, name)
+    return units_ci(rows, pooled_rate, n_boot=n_boot, seed=seed, alpha=alpha)
+
+
+def group_rows(groups, name: str) -> np.ndarray:
+    rows = _as_units(groups, name)
+    if rows.ndim != 2 or rows.shape[1] != 2 or not np.issubdtype(rows.dtype, np.integer):
+        raise ValueError(f"{name}: expected integer [wins, checks] rows, got shape {rows.shape} ({rows.dtype})")
+    if (rows[:, 1] <= 0).any() or (rows[:, 0] < 0).any() or (rows[:, 0] > rows[:, 1]).any():
+        raise ValueError(f"{name}: every row needs 0 <= wins <= checks and checks > 0")
+    return rows
+
+
+# what a (label, pred) resample is turned into, in this order
+CLASSIFICATION_METRICS = {MetricKey.MACRO_F1.value: confusion.macro_f1,
+                          MetricKey.BALANCED_ACC.value: confusion.balanced_accuracy}
+
+
+def classification_statistic(samples: np.ndarray) -> np.ndarray:
+    """Macro-F1 and balanced accuracy (``harness.confusion``, the functions the run's numbers
+    come from) of ``(b, n, 2)`` resampled ``[label, pred]`` rows: ``(b, 2)``.
+
+    Classes absent from a resample drop out exactly as they do from the metric (a class
+    neither true nor predicted in it is not averaged), so the class count only sizes the
+    confusion matrices; they are built a block at a time to bound memory at many classes.
+    """
+    n_classes = int(samples.max()) + 1
+    out = np.empty((samples.shape[0], len(CLASSIFICATION_METRICS)), dtype=np.float64)
+    step = max(1, BLOCK_ELEMENTS // (n_classes * n_classes))
+    for start in range(0, samples.shape[0], step):
+        chunk = samples[start:start + step]
+        conf = confusion.confusion_matrices(chunk[..., 0], chunk[..., 1], n_classes)
+        for i, metric in enumerate(CLASSIFICATION_METRICS.values()):
+            out[start:start + step, i] = metric(conf)
+    return out
+
+
+def classification_rows(labels, preds) -> np.ndarray:
+    """``(n, 2)`` rows ``[label, pred]`` from two per-sample lists of class ids (checked)."""
+    lab, pred = _as_1d(labels, "labels"), _as_1d(preds, "preds")
+    if lab.shape != pred.shape:
+        raise ValueError(f"labels and preds must have one entry per sample: {lab.shape[0]} vs {pred.shape[0]}")
+    for name, arr in (("labels", lab), ("preds", pred)):
+        if not np.issubdtype(arr.dtype, np.integer) or arr.min() < 0:
+            raise ValueError(f"{name}: expected non-negative integer class ids, got {arr.dtype}")
+    return np.stack([lab, pred], axis=1)
+
+
+def classification_cis(labels, preds, n_boot: int = 1000, seed: int = 0,
+                       alpha: float = 0.05) -> dict[str, tuple[float, float]]:
+    """Intervals for macro-F1 and balanced accuracy in points, resampling samples; both
+    from one set of resamples (the numbers of separate :func:`units_ci` calls).
+
+    >>> classification_cis([0, 1, 2] * 10, [0, 1, 2] * 10)
+    {'macro_f1': (100.0, 100.0), 'balanced_acc': (100.0, 100.0)}
+    """
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    rows = classification_rows(labels, preds)
+    boots = _resampled_stats(rows, classification_statistic, n_boot, seed, width=len(CLASSIFICATION_METRICS))
+    bounds = np.quantile(boots, [alpha / 2, 1 - alpha / 2], axis=0)
+    return {key: (float(bounds[0, i]), float(bounds[1, i])) for i, key in enumerate(CLASSIFICATION_METRICS)}
 
 
 def rsum_parts(t2i_rank, i2t_rank, ks=(1, 5, 10)) -> list[np.ndarray]:

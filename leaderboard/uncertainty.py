@@ -1,10 +1,12 @@
 """Uncertainty columns for the leaderboard frame, from the per-query sidecars (no model re-run).
 
 ``annotate(df)`` adds, per row, bootstrap intervals (``<metric>_lo`` / ``<metric>_hi``) for the
-recalls, RSUM and acc1, and, per (task, dataset, split) table ordered by the main metric, a
-paired bootstrap test of each row's lead over the next row (``lead_p``, ``lead_over``,
-``lead_significant``). Rows without a readable sidecar get missing values and a
-``queries_note`` saying why; a pair on different data (fingerprint or query count) is not tested.
+recalls, RSUM, acc1, macro-F1, balanced accuracy and the hard-negative accuracies (``hn_*``),
+and, per (task, dataset, split) table ordered by the main metric, a paired bootstrap test of
+each row's lead over the next row (``lead_p``, ``lead_over``, ``lead_significant``). Rows
+without a readable sidecar get missing values and a ``queries_note`` saying why; a sidecar
+from before a metric's outcomes were kept (zero-shot ``label``, ``hn_*`` groups) simply
+gives that metric no interval. A pair on different data (fingerprint or query count) is not tested.
 """
 
 from __future__ import annotations
@@ -17,11 +19,26 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from harness.keys import MetricKey, QueryKey, is_hard_negative_key
+
 from . import stats
 
-RECALL_METRICS = [f"{d}_R@{k}" for d in ("t2i", "i2t") for k in (1, 5, 10)]
-CI_METRICS = [*RECALL_METRICS, "rsum", "acc1"]
+RECALL_METRICS = [k.value for k in (MetricKey.T2I_R1, MetricKey.T2I_R5, MetricKey.T2I_R10,
+                                    MetricKey.I2T_R1, MetricKey.I2T_R5, MetricKey.I2T_R10)]
+CLASSIFICATION_METRICS = list(stats.CLASSIFICATION_METRICS)  # macro_f1, balanced_acc
+CI_METRICS = [*RECALL_METRICS, MetricKey.RSUM.value, MetricKey.ACC1.value, *CLASSIFICATION_METRICS]
 GROUP = ["task", "dataset", "split"]
+
+
+def has_interval(metric: str) -> bool:
+    """Whether ``annotate`` can give ``metric`` an interval: the fixed ones and every ``hn_*``."""
+    return metric in CI_METRICS or is_hard_negative_key(metric)
+
+
+def interval_metrics(columns) -> list[str]:
+    """The metrics of a frame's columns that get ``_lo`` / ``_hi`` columns, in order."""
+    return [*CI_METRICS, *(c for c in columns if is_hard_negative_key(c) and c not in CI_METRICS
+                           and not str(c).endswith(("_lo", "_hi")))]
 
 
 @dataclass(frozen=True)
@@ -66,14 +83,49 @@ def metric_parts(queries: dict[str, np.ndarray] | None, metric: str) -> list[np.
         direction, k = metric.split("_R@")
         ranks = queries.get(f"{direction}_rank")
         return None if ranks is None or ranks.size == 0 else [100.0 * (ranks <= int(k))]
-    if metric == "rsum":
-        t2i, i2t = queries.get("t2i_rank"), queries.get("i2t_rank")
+    if metric == MetricKey.RSUM:
+        t2i, i2t = queries.get(QueryKey.T2I_RANK.value), queries.get(QueryKey.I2T_RANK.value)
         if t2i is None or i2t is None or not t2i.size or not i2t.size:
             return None
         return stats.rsum_parts(t2i, i2t)
-    if metric == "acc1":
-        correct = queries.get("correct")
+    if metric == MetricKey.ACC1:
+        correct = queries.get(QueryKey.CORRECT.value)
         return None if correct is None or correct.size == 0 else [100.0 * correct.astype(np.float64)]
+    return None
+
+
+@dataclass(frozen=True)
+class Units:
+    """Resampling units of a metric that is not a mean of per-query outcomes: ``rows`` along
+    axis 0, ``statistic`` turns ``(b, n, ...)`` resampled rows into ``(b,)`` values."""
+
+    rows: np.ndarray
+    statistic: stats.Statistic
+
+
+def metric_units(queries: dict[str, np.ndarray] | None, metric: str) -> Units | None:
+    """Rows and statistic for macro-F1 / balanced accuracy (``[label, pred]`` per sample) and
+    hard negatives (``[wins, checks]`` per group); None when the sidecar does not have them
+    (one written before they were kept) or ``metric`` is another one.
+
+    >>> u = metric_units({"label": np.array([0, 1, 1]), "pred": np.array([0, 0, 1])}, "balanced_acc")
+    >>> u.rows.tolist(), u.statistic(u.rows[None]).tolist()
+    ([[0, 0], [1, 0], [1, 1]], [75.0])
+    """
+    if not queries:
+        return None
+    if metric in CLASSIFICATION_METRICS:
+        labels, preds = queries.get(QueryKey.LABEL.value), queries.get(QueryKey.PRED.value)
+        if labels is None or preds is None or labels.size == 0:
+            return None
+        column = CLASSIFICATION_METRICS.index(metric)
+        return Units(stats.classification_rows(labels, preds),
+                     lambda samples: stats.classification_statistic(samples)[:, column])
+    if is_hard_negative_key(metric):
+        groups = queries.get(metric)
+        if groups is None or groups.size == 0:
+            return None
+        return Units(stats.group_rows(groups, metric), stats.pooled_rate)
     return None
 
 
@@ -82,7 +134,7 @@ def annotate(df: pd.DataFrame, opts: UncertaintyOptions = UncertaintyOptions(),
     """``df`` plus interval, lead-test and note columns (index and row order kept)."""
     cache = cache or QueryCache()
     out = df.copy()
-    for metric in CI_METRICS:
+    for metric in interval_metrics(df.columns):
         out[f"{metric}_lo"] = np.nan
         out[f"{metric}_hi"] = np.nan
     out["lead_p"] = np.nan
@@ -94,7 +146,12 @@ def annotate(df: pd.DataFrame, opts: UncertaintyOptions = UncertaintyOptions(),
         if queries is None:
             out.at[idx, "queries_note"] = cache.reasons.get(row["path"], "no per-query file")
             continue
-        for metric, (lo, hi) in _intervals(queries, row, opts).items():
+        try:
+            intervals = _intervals(queries, row, opts)
+        except ValueError as exc:  # outcomes that do not fit the metric: say so, render the rest
+            out.at[idx, "queries_note"] = f"per-query file unusable: {exc}"
+            continue
+        for metric, (lo, hi) in intervals.items():
             out.at[idx, f"{metric}_lo"], out.at[idx, f"{metric}_hi"] = lo, hi
     for _, group in df.groupby(GROUP, dropna=False, sort=False):
         _lead_tests(group, out, opts, cache)
@@ -104,19 +161,29 @@ def annotate(df: pd.DataFrame, opts: UncertaintyOptions = UncertaintyOptions(),
 def _intervals(queries: dict[str, np.ndarray], row: pd.Series,
                opts: UncertaintyOptions) -> dict[str, tuple[float, float]]:
     """Intervals for the metrics the row reports; the recalls of one direction share their
-    resamples (``stats.recall_cis``: the numbers of separate calls, at a third of the cost)."""
-    wanted = [m for m in CI_METRICS if m in row.index and not pd.isna(row[m])]
+    resamples (``stats.recall_cis``: the numbers of separate calls, at a third of the cost),
+    and so do macro-F1 and balanced accuracy (``stats.classification_cis``)."""
+    wanted = [m for m in interval_metrics(row.index) if m in row.index and not pd.isna(row[m])]
+    boot = {"n_boot": opts.n_boot, "seed": opts.seed, "alpha": opts.alpha}
     out: dict[str, tuple[float, float]] = {}
     for direction in ("t2i", "i2t"):
         ranks = queries.get(f"{direction}_rank")
         ks = [int(m.split("@")[1]) for m in wanted if m.startswith(f"{direction}_R@")]
         if ks and ranks is not None and ranks.size:
-            cis = stats.recall_cis(ranks, ks, n_boot=opts.n_boot, seed=opts.seed, alpha=opts.alpha)
+            cis = stats.recall_cis(ranks, ks, **boot)
             out.update({f"{direction}_R@{k}": ci for k, ci in cis.items()})
-    for metric in ("rsum", "acc1"):
+    for metric in (MetricKey.RSUM.value, MetricKey.ACC1.value):
         parts = metric_parts(queries, metric) if metric in wanted else None
         if parts is not None:
-            out[metric] = stats.sum_of_means_ci(parts, n_boot=opts.n_boot, seed=opts.seed, alpha=opts.alpha)
+            out[metric] = stats.sum_of_means_ci(parts, **boot)
+    labels, preds = queries.get(QueryKey.LABEL.value), queries.get(QueryKey.PRED.value)
+    if labels is not None and preds is not None and labels.size and set(CLASSIFICATION_METRICS) & set(wanted):
+        cis = stats.classification_cis(labels, preds, **boot)
+        out.update({m: ci for m, ci in cis.items() if m in wanted})
+    for metric in wanted:
+        groups = queries.get(metric) if is_hard_negative_key(metric) else None
+        if groups is not None and groups.size:
+            out[metric] = stats.pooled_rate_ci(groups, **boot, name=metric)
     return out
 
 
@@ -129,14 +196,33 @@ def _lead_tests(group: pd.DataFrame, out: pd.DataFrame, opts: UncertaintyOptions
             continue
         if not _same_data(row, nxt):
             continue
-        a = metric_parts(cache.get(row["path"]), str(row["main_metric"]))
-        b = metric_parts(cache.get(nxt["path"]), str(nxt["main_metric"]))
-        if a is None or b is None or [p.shape for p in a] != [p.shape for p in b]:
+        p = _lead_pvalue(cache.get(row["path"]), cache.get(nxt["path"]), str(row["main_metric"]), opts)
+        if p is None:
             continue
-        p = stats.paired_sum_pvalue(a, b, n_boot=opts.n_boot, seed=opts.seed)
         out.at[idx, "lead_p"] = p
         out.at[idx, "lead_over"] = nxt["label"]
         out.at[idx, "lead_significant"] = p < opts.alpha
+
+
+def _lead_pvalue(a_queries, b_queries, metric: str, opts: UncertaintyOptions) -> float | None:
+    """Paired bootstrap p-value of ``a``'s lead on ``metric`` over ``b``; None when the two
+    sidecars lack the outcomes or hold them on different queries (shapes, group sizes)."""
+    a, b = metric_parts(a_queries, metric), metric_parts(b_queries, metric)
+    if a is not None and b is not None:
+        if [p.shape for p in a] != [p.shape for p in b]:
+            return None
+        return stats.paired_sum_pvalue(a, b, n_boot=opts.n_boot, seed=opts.seed)
+    try:
+        ua, ub = metric_units(a_queries, metric), metric_units(b_queries, metric)
+    except ValueError:
+        return None
+    if ua is None or ub is None or ua.rows.shape != ub.rows.shape:
+        return None
+    if is_hard_negative_key(metric) and not np.array_equal(ua.rows[:, 1], ub.rows[:, 1]):
+        return None  # other comparison groups: not the same pairs
+    if metric in CLASSIFICATION_METRICS and not np.array_equal(ua.rows[:, 0], ub.rows[:, 0]):
+        return None  # other true labels: not the same samples
+    return stats.paired_units_pvalue(ua.rows, ub.rows, ua.statistic, n_boot=opts.n_boot, seed=opts.seed)
 
 
 def _same_data(a: pd.Series, b: pd.Series) -> bool:

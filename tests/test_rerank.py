@@ -240,6 +240,11 @@ def test_cross_hard_negatives_equal_dual_ones_for_a_dot_scorer():
     img = dual.encode_images(torch.arange(len(data.images)).float()[:, None])
     want = hard_negative_accuracy(img, dual.txt, data.caption_to_image, data.info["hard_negative_pairs"])
     assert got == want and set(got) == {"hn_colour", "hn_relation", "hn_shape", "hn_binding"}
+    # the sidecar keeps the same comparison groups on both paths (for the leaderboard's intervals)
+    ref = retrieval.evaluate(dual, data, OPTS)
+    groups = {k: v for k, v in res.per_query.items() if k.startswith("hn_")}
+    assert groups == {k: v for k, v in ref.per_query.items() if k.startswith("hn_")}
+    assert set(groups) == set(got) and groups["hn_binding"] == [groups["hn_colour"][0], groups["hn_shape"][0]]
 
 
 # ------------------------------------------------------------------------ through the runner

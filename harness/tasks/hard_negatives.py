@@ -13,11 +13,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from harness.keys import hard_negative_key
+
 BINDING_KINDS = ("colour_swap", "shape_swap")
+CHECKS_PER_CAPTION = 4  # per caption position: i and j each pick their caption, each caption its image
 
 
 def metric_key(kind: str) -> str:
-    return f"hn_{kind.removesuffix('_swap')}"
+    return hard_negative_key(kind)
 
 
 def captions_by_image(caption_to_image: list[int], n_images: int) -> list[list[int]]:
@@ -53,17 +56,71 @@ def accuracy_from_scores(caption_to_image: list[int], n_images: int, pairs,
     >>> accuracy_from_scores([0, 1], 2, [[0, 1, "relation_swap"]], s)
     {'hn_relation': 75.0}
     """
-    won: dict[str, int] = defaultdict(int)
-    total: dict[str, int] = defaultdict(int)
+    return accuracy_from_groups(comparison_groups(caption_to_image, n_images, pairs, score))
+
+
+def comparison_groups(caption_to_image: list[int], n_images: int, pairs,
+                      score: dict[tuple[int, int], float]) -> dict[str, list[list[int]]]:
+    """Per ``hn_*`` key, ``[wins, checks]`` of each group of comparisons linked by a shared
+    image (the connected components of that key's pairs), in order of their first pair.
+
+    These are what the per-query sidecar keeps and the leaderboard resamples: the four checks
+    of a caption position, the caption positions of a pair, and the pairs of a scene family
+    share images and captions, so they succeed or fail together; groups sharing no image are
+    the independent units. The accuracy is ``100 * sum(wins) / sum(checks)``
+    (:func:`accuracy_from_groups`), the number :func:`accuracy_from_scores` reports.
+
+    >>> s = {(i, c): float(i == c) for i in range(5) for c in range(5)}
+    >>> s[3, 4] = s[4, 3] = 1.0  # images 3 and 4 cannot tell their captions apart
+    >>> comparison_groups([0, 1, 2, 3, 4], 5, [[0, 1, "colour_swap"], [1, 2, "relation_swap"],
+    ...                                        [1, 2, "colour_swap"], [3, 4, "colour_swap"]], s)
+    {'hn_colour': [[8, 8], [0, 4]], 'hn_binding': [[8, 8], [0, 4]], 'hn_relation': [[4, 4]]}
+    """
+    members: dict[str, list[tuple[int, int, int, int]]] = defaultdict(list)  # (i, j, wins, checks)
     for kind, i, j, ci, cj in _comparisons(caption_to_image, n_images, pairs):
         wins = 0
         for a, b in zip(ci, cj):
             wins += (score[i, a] > score[i, b]) + (score[j, b] > score[j, a])  # images pick their captions
             wins += (score[i, a] > score[j, a]) + (score[j, b] > score[i, b])  # captions pick their images
         for key in (kind, "binding") if kind in BINDING_KINDS else (kind,):
-            won[key] += int(wins)
-            total[key] += 4 * len(ci)
-    return {metric_key(kind): 100.0 * won[kind] / total[kind] for kind in total}
+            members[metric_key(key)].append((i, j, int(wins), CHECKS_PER_CAPTION * len(ci)))
+    out: dict[str, list[list[int]]] = {}
+    for key, rows in members.items():
+        root = _components([(i, j) for i, j, _, _ in rows])
+        groups: dict[int, list[int]] = {}  # component root -> [wins, checks], in first-pair order
+        for i, _, w, c in rows:
+            group = groups.setdefault(root(i), [0, 0])
+            group[0] += w
+            group[1] += c
+        out[key] = list(groups.values())
+    return out
+
+
+def _components(edges: list[tuple[int, int]]):
+    """Union-find over images; returns ``root(image)`` (one id per connected component)."""
+    parent: dict[int, int] = {}
+
+    def root(x: int) -> int:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for i, j in edges:
+        ri, rj = root(i), root(j)
+        if ri != rj:
+            parent[max(ri, rj)] = min(ri, rj)
+    return root
+
+
+def accuracy_from_groups(groups: dict[str, list[list[int]]]) -> dict[str, float]:
+    """``100 * sum(wins) / sum(checks)`` per key, from :func:`comparison_groups`.
+
+    >>> accuracy_from_groups({"hn_relation": [[3, 4], [4, 4]]})
+    {'hn_relation': 87.5}
+    """
+    return {key: 100.0 * sum(w for w, _ in rows) / sum(c for _, c in rows) for key, rows in groups.items()}
 
 
 def hard_negative_accuracy(image_emb, text_emb, caption_to_image: list[int], pairs) -> dict[str, float]:
@@ -74,12 +131,21 @@ def hard_negative_accuracy(image_emb, text_emb, caption_to_image: list[int], pai
     >>> hard_negative_accuracy(img, txt, [0, 1], [[0, 1, "colour_swap"]])
     {'hn_colour': 100.0, 'hn_binding': 100.0}
     """
+    return accuracy_from_groups(hard_negative_groups(image_emb, text_emb, caption_to_image, pairs))
+
+
+def hard_negative_groups(image_emb, text_emb, caption_to_image: list[int], pairs) -> dict[str, list[list[int]]]:
+    """:func:`comparison_groups` with dot-product scores of a dual encoder's embeddings."""
+    return comparison_groups(caption_to_image, len(image_emb), pairs,
+                             dot_scores(image_emb, text_emb, needed_pairs(caption_to_image, len(image_emb), pairs)))
+
+
+def dot_scores(image_emb, text_emb, need: list[tuple[int, int]]) -> dict[tuple[int, int], float]:
+    """``{(image, caption): image_emb[image] . text_emb[caption]}`` for the listed pairs."""
     import torch
 
-    need = needed_pairs(caption_to_image, len(image_emb), pairs)
     if not need:
         return {}
     idx = torch.as_tensor(need, device=image_emb.device)
     scores = (image_emb[idx[:, 0]].float() * text_emb[idx[:, 1]].float()).sum(1).tolist()
-    return accuracy_from_scores(caption_to_image, len(image_emb), pairs, dict(zip(need, scores)))
-
+    return dict(zip(need, scores))

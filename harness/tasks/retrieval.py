@@ -10,10 +10,11 @@ from __future__ import annotations
 from dataclasses import replace
 
 from harness.datasets.base import RetrievalData
+from harness.keys import QueryKey
 from harness.measure import Stage
 from harness.tasks.base import TaskResult, require_dual
 from harness.tasks.encode import EncodeOptions, encode_images, encode_texts
-from harness.tasks.hard_negatives import accuracy_from_scores, hard_negative_accuracy, needed_pairs
+from harness.tasks.hard_negatives import accuracy_from_groups, comparison_groups, hard_negative_groups, needed_pairs
 from harness.tasks.rerank import RerankPlan
 
 
@@ -31,10 +32,10 @@ def evaluate(model, data: RetrievalData, opts: EncodeOptions, plan: RerankPlan |
         t2i, i2t = M.retrieval_ranks(image_emb, text_emb, gt)
         score_stage.add_items(len(t2i) + len(i2t))
     metrics = {k.value: float(v) for k, v in M.metrics_from_ranks(t2i, i2t).items()}
+    groups = {}
     if data.info.get("hard_negative_pairs"):
-        metrics.update(hard_negative_accuracy(image_emb, text_emb, data.caption_to_image,
-                                              data.info["hard_negative_pairs"]))
-    return _result(metrics, (*stages, score_stage), t2i, i2t)
+        groups = hard_negative_groups(image_emb, text_emb, data.caption_to_image, data.info["hard_negative_pairs"])
+    return _result(metrics, (*stages, score_stage), t2i, i2t, groups)
 
 
 def _embed(model, data: RetrievalData, opts: EncodeOptions):
@@ -62,18 +63,21 @@ def _evaluate_reranked(cross, data: RetrievalData, opts: EncodeOptions, plan: Re
     # the hard negatives' pairs ride along in the rerank pass: each image through the towers once
     out = rerank_ranks(cross, data, image_emb, text_emb, plan, opts, score_stage, rerank_stage, need)
     metrics = {k.value: float(v) for k, v in M.metrics_from_ranks(out.t2i, out.i2t).items()}
+    groups = {}
     if need:
-        metrics.update(accuracy_from_scores(data.caption_to_image, len(data.images), hn_pairs,
-                                            dict(zip(need, out.extra_scores.tolist()))))
-    return _result(metrics, (*stages, score_stage, rerank_stage), out.t2i, out.i2t)
+        groups = comparison_groups(data.caption_to_image, len(data.images), hn_pairs,
+                                   dict(zip(need, out.extra_scores.tolist())))
+    return _result(metrics, (*stages, score_stage, rerank_stage), out.t2i, out.i2t, groups)
 
 
-def _result(metrics: dict, stages, t2i, i2t) -> TaskResult:
+def _result(metrics: dict, stages, t2i, i2t, hn_groups: dict[str, list[list[int]]]) -> TaskResult:
+    """The record's numbers and the sidecar's per-query outcomes; the hard negatives' accuracies
+    come from the very groups the sidecar keeps (for their bootstrap intervals)."""
     from harness import metrics as M
 
     return TaskResult(
-        metrics=metrics,
+        metrics={**metrics, **accuracy_from_groups(hn_groups)},
         main_metric=M.MetricKey.RSUM.value,
         timings={s.name: s.timing() for s in stages},
-        per_query={"t2i_rank": t2i.tolist(), "i2t_rank": i2t.tolist()},
+        per_query={QueryKey.T2I_RANK.value: t2i.tolist(), QueryKey.I2T_RANK.value: i2t.tolist(), **hn_groups},
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from harness.datasets.base import ClassificationData
+from harness.keys import QueryKey
 from harness.measure import Stage
 from harness.tasks.base import TaskResult, require_dual
 from harness.tasks.encode import EncodeOptions, encode_images, encode_texts
@@ -38,5 +39,8 @@ def evaluate(model, data: ClassificationData, opts: EncodeOptions) -> TaskResult
         metrics={k.value: float(v) for k, v in metrics.items()},
         main_metric=M.MetricKey.ACC1.value,
         timings={s.name: s.timing() for s in (img_stage, txt_stage, score_stage)},
-        per_query={"correct": correct.tolist(), "pred": M.pessimistic_predictions(logits, labels).tolist()},
+        # true and predicted class per image: macro-F1 / balanced accuracy can be resampled
+        per_query={QueryKey.CORRECT.value: correct.tolist(),
+                   QueryKey.PRED.value: M.pessimistic_predictions(logits, labels).tolist(),
+                   QueryKey.LABEL.value: labels.tolist()},
     )

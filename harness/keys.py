@@ -1,0 +1,86 @@
+"""The names shared by runs, records, per-query sidecars and the leaderboard (no torch here).
+
+``MetricKey`` names the numbers in ``record.metrics``; ``QueryKey`` names the per-query
+outcomes in a record's ``.queries.json`` sidecar (``harness.store.save``), from which the
+leaderboard bootstraps intervals without re-running a model. Hard-negative accuracies are a
+family of keys (``hn_colour``, ``hn_binding``, ...): their record key and their sidecar key
+are the same string, see :func:`hard_negative_key`.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+__all__ = ["MetricKey", "QueryKey", "HARD_NEGATIVE_PREFIX", "hard_negative_key", "is_hard_negative_key"]
+
+
+class MetricKey(str, Enum):
+    """Metric keys of result records; the value is the exact string stored.
+
+    >>> MetricKey.T2I_R1.value, str(MetricKey.RSUM), MetricKey("acc5") is MetricKey.ACC5
+    ('t2i_R@1', 'rsum', True)
+    """
+
+    T2I_R1 = "t2i_R@1"
+    T2I_R5 = "t2i_R@5"
+    T2I_R10 = "t2i_R@10"
+    I2T_R1 = "i2t_R@1"
+    I2T_R5 = "i2t_R@5"
+    I2T_R10 = "i2t_R@10"
+    RSUM = "rsum"
+    T2I_MEDR = "t2i_medr"
+    I2T_MEDR = "i2t_medr"
+    T2I_MEANR = "t2i_meanr"
+    I2T_MEANR = "i2t_meanr"
+    ACC1 = "acc1"
+    ACC5 = "acc5"
+    MACRO_F1 = "macro_f1"
+    BALANCED_ACC = "balanced_acc"
+
+    def __str__(self) -> str:  # Python 3.11 changed str() of mixin enums; keep the value
+        return self.value
+
+
+class QueryKey(str, Enum):
+    """Keys of the per-query sidecar (beside ``run_key``); values are JSON lists, one entry per
+    query. Retrieval: 1-based first-hit ranks per caption (t2i) and per captioned image (i2t);
+    zero-shot: top-1 hit, top-1 predicted class and true class per image (``label`` since the
+    sidecars of macro-F1 intervals; older sidecars lack it). Hard negatives: see
+    :func:`hard_negative_key`.
+
+    >>> QueryKey.LABEL.value, str(QueryKey.T2I_RANK)
+    ('label', 't2i_rank')
+    """
+
+    T2I_RANK = "t2i_rank"
+    I2T_RANK = "i2t_rank"
+    CORRECT = "correct"
+    PRED = "pred"
+    LABEL = "label"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+HARD_NEGATIVE_PREFIX = "hn_"
+
+
+def hard_negative_key(kind: str) -> str:
+    """Record and sidecar key of a swap kind's pairwise accuracy (``binding``: colour + shape).
+
+    In the sidecar, the key holds ``[wins, checks]`` per independent group of comparisons
+    (``harness.tasks.hard_negatives.comparison_groups``).
+
+    >>> hard_negative_key("colour_swap"), hard_negative_key("binding")
+    ('hn_colour', 'hn_binding')
+    """
+    return f"{HARD_NEGATIVE_PREFIX}{kind.removesuffix('_swap')}"
+
+
+def is_hard_negative_key(key: str) -> bool:
+    """True for a hard-negative accuracy key.
+
+    >>> is_hard_negative_key("hn_relation"), is_hard_negative_key("rsum")
+    (True, False)
+    """
+    return str(key).startswith(HARD_NEGATIVE_PREFIX) and len(str(key)) > len(HARD_NEGATIVE_PREFIX)
