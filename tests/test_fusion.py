@@ -141,6 +141,30 @@ def test_dual_adapter_contract(towers):
 
 # ------------------------------------------------------------------------ checkpoints
 
+@pytest.mark.parametrize("kind", ["late", "xattn"])
+def test_param_count_without_building_matches_the_built_model(tmp_path, towers, kind):
+    """``FU.param_count`` (header + declared tower counts) = what a run records: the built
+    model's parameters (head + the towers' modules, each parameter once)."""
+    torch.manual_seed(0)
+    h = build_head(HeadConfig(kind, towers.image_dim, towers.text_dim, grid_tokens=64, text_tokens=16, **SMALL))
+    path = tmp_path / "tiny.safetensors"
+    FU.save_checkpoint(path, h, TINY_TOWERS)
+    m = FU.wrap("tiny", h, towers, {"id": str(path), "sha256": None})
+    built = sum(p.numel() for p in m.model.parameters())
+    assert FU.param_count(path) == built > sum(p.numel() for p in h.parameters())
+    path.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{broken}")  # unreadable: unknown, not an error
+    assert FU.param_count(path) is None and FU.param_count(tmp_path / "missing.safetensors") is None
+
+
+@pytest.mark.parametrize("name", list(FU.SPECS))
+def test_listed_params_of_shipped_models(name):
+    from harness.models.encoders import ENCODERS
+
+    card = json.loads(FU.card_path(FU.checkpoint_path(name)).read_text())
+    towers = FU.SPECS[name].towers
+    want = card["head_params"] + ENCODERS.get(towers.image_encoder).params + ENCODERS.get(towers.text_encoder).params
+    assert MODELS.get(name).params == FU.param_count(FU.checkpoint_path(name)) == want
+
 @pytest.mark.parametrize("kind", ["late", "early", "xattn"])
 def test_checkpoint_round_trip(tmp_path, kind):
     h = head(kind)

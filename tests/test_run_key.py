@@ -33,6 +33,7 @@ def test_changed_weights_file_is_rerun_and_same_file_skipped(tmp_path):
 
     first = runner.run_one(spec, results)
     assert first.status == runner.RunStatus.DONE
+    assert first.record.model["params"] == MODELS.get("tiny-clip-synth").params  # what list models shows
     again = runner.run_one(spec, results)
     assert again.status == runner.RunStatus.SKIPPED and again.path == first.path
 
@@ -122,3 +123,23 @@ def test_fusion_local_files(name):
     meta = MODELS.get(name)
     assert meta.local_files(None) == [fusion.checkpoint_path(name)]
     assert meta.local_files("~/h.safetensors") == [Path("~/h.safetensors").expanduser()]
+
+
+def test_safetensors_header_is_read_without_the_data(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    from harness.models.weights import safetensors_header, safetensors_numel
+
+    path = tmp_path / "t.safetensors"
+    save_file({"a": torch.zeros(3, 4), "b": torch.zeros(5, dtype=torch.int64)}, str(path), metadata={"k": "v"})
+    header = safetensors_header(path)
+    assert header["__metadata__"] == {"k": "v"} and header["a"]["shape"] == [3, 4]
+    assert safetensors_numel(header) == 17
+    for bad, why in ((b"", "header length -1"), (b"\x00" * 8, "header length 0"),
+                     ((10).to_bytes(8, "little") + b"{}", "truncated"),
+                     ((4).to_bytes(8, "little") + b"nope", "not JSON"),
+                     ((2).to_bytes(8, "little") + b"[]", "malformed")):
+        path.write_bytes(bad)
+        with pytest.raises(ValueError, match=why):
+            safetensors_header(path)

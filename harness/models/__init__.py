@@ -60,6 +60,8 @@ def _register_builtin() -> None:
     ):
         lic = "MIT (OpenAI CLIP)" if tag == "openai" else "MIT (OpenCLIP); data: LAION-2B"
         MODELS.register(f"{arch}/{tag}", open_clip_meta(arch, tag, aliases, params, lic), aliases=aliases)
+    from harness.models.encoders import TINY_CLIP_PARAMS  # torch-free: metas only
+
     for name, random_init, desc in (
         ("tiny-clip-synth", False, "tiny open_clip ViT/text transformer trained on the synthetic train split"),
         ("tiny-clip-random", True, "the same tiny CLIP, random init (seed 0): a chance-level reference"),
@@ -68,7 +70,8 @@ def _register_builtin() -> None:
             name=name, family="open_clip", kind=ModelKind.DUAL,
             source="vlbench:harness/weights/tiny-clip-synth" + ("" if not random_init else " (random init)"),
             loader=partial(_tiny, name, "tiny-clip-synth", random_init), license="Apache-2.0 (vlbench)",
-            description=desc, offline=True, local_files=partial(_tiny_files, "tiny-clip-synth", random_init)))
+            description=desc, offline=True, local_files=partial(_tiny_files, "tiny-clip-synth", random_init),
+            params=TINY_CLIP_PARAMS))
     from harness.models import fusion  # torch-free import: specs and metas only
 
     fusion.register(MODELS)

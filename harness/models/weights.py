@@ -101,5 +101,40 @@ def content_digest(path: str | Path) -> str | None:
     return h.hexdigest()
 
 
+MAX_HEADER = 100_000_000  # the format's own limit on the JSON header (safetensors spec)
+
+
+def safetensors_header(path: str | Path) -> dict:
+    """The JSON header of a safetensors file (8-byte little-endian length, then JSON), read
+    without the tensor data: ``{name: {"dtype", "shape", "data_offsets"}, "__metadata__": ...}``."""
+    import json
+    import struct
+
+    with open(path, "rb") as f:
+        raw = f.read(8)
+        n = struct.unpack("<Q", raw)[0] if len(raw) == 8 else -1
+        if not 0 < n <= MAX_HEADER:
+            raise ValueError(f"{path}: not a safetensors file (header length {n})")
+        blob = f.read(n)
+    try:
+        header = json.loads(blob)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not a safetensors file (header is not JSON: {exc})") from None
+    if not isinstance(header, dict) or len(blob) != n:
+        raise ValueError(f"{path}: not a safetensors file (truncated or malformed header)")
+    return header
+
+
+def safetensors_numel(header: dict) -> int:
+    """Elements over every tensor a safetensors header lists (parameters and stored buffers).
+
+    >>> safetensors_numel({"a": {"shape": [3, 4]}, "b": {"shape": []}, "__metadata__": {}})
+    13
+    """
+    import math
+
+    return sum(math.prod(v["shape"]) for k, v in header.items() if k != "__metadata__")
+
+
 def count_params(module) -> int:
     return sum(p.numel() for p in module.parameters())
