@@ -311,6 +311,7 @@ def load_minilm(options: LoadOptions | None = None) -> MiniLMText:
 TINY_CLIP_PARAMS = 1_005_313
 TINY_CLIP_TOWER_PARAMS = {"image": 579_840, "text": TINY_CLIP_PARAMS}
 
+
 def _register_builtin() -> None:
     ENCODERS.register("efficientnet-lite0", EncoderMeta(
         name="efficientnet-lite0", modality="image", dim=1280,
