@@ -10,6 +10,8 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence, runtime_checkable
 
 if TYPE_CHECKING:  # pragma: no cover
+    from pathlib import Path
+
     import torch
     from PIL import Image
 
@@ -102,6 +104,9 @@ class ModelMeta:
     offline: bool = False            # weights ship with vlbench, so it runs with no network
     prefilter: str | None = None     # cross-encoders: the dual encoder whose top-k they rerank
     aliases: tuple[str, ...] = field(default_factory=tuple)
+    # The local files the loader reads for a ``--weights`` value (None: the shipped ones), so
+    # the run key can hash their contents before loading. None: weights resolved at load (hub).
+    local_files: Callable[[str | None], list[Path]] | None = None
 
     def load(self, options: LoadOptions | None = None) -> Any:
         return self.loader(options or LoadOptions())

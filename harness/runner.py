@@ -1,8 +1,10 @@
 """Run one RunSpec (or a sweep of them) into the results store.
 
 A run's key hashes everything that can change its numbers (model + weights, dataset
-fingerprint, split, task, options). A record with that key already in the store is kept
-and the run skipped unless forced, so a re-run sweep resumes where it stopped.
+fingerprint, split, task, options), local weight files (shipped checkpoints, ``--weights
+PATH``) by content, so a re-trained checkpoint is not taken for the one already run. A
+record with that key already in the store is kept and the run skipped unless forced, so a
+re-run sweep resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -98,7 +100,8 @@ def run_one(spec: RunSpec, results_root: Path, force: bool = False) -> RunOutcom
                                          cache_dir=opts.cache_dir, limit=opts.limit, seed=opts.seed,
                                          strict=opts.strict))
         load_stage.add_items(len(data.images))
-    run_key = fingerprint(meta.name, meta.source, dmeta.name, split, data.fingerprint, tmeta.name, opts.keyed())
+    run_key = fingerprint(meta.name, meta.source, dmeta.name, split, data.fingerprint, tmeta.name, opts.keyed(),
+                          *weights_content(meta, opts))
     path = store.record_path(results_root, meta.name, dmeta.name, split, tmeta.name, run_key)
     if path.exists() and not force:
         try:
@@ -134,6 +137,24 @@ def run_one(spec: RunSpec, results_root: Path, force: bool = False) -> RunOutcom
         run_key=run_key,
     )
     return RunOutcome(RunStatus.DONE, store.save(results_root, record, result.per_query), record)
+
+
+def weights_identity(meta, weights: str | None) -> list | None:
+    """``[[file name, sha256], ...]`` of the local files a model loads from (its shipped
+    checkpoint, or ``--weights PATH``; ``ModelMeta.local_files``), read before loading, so a
+    changed checkpoint changes the run key. None for weights resolved only at load (hub)."""
+    from harness.models.weights import content_digest
+
+    files = meta.local_files(weights) if meta.local_files is not None else ([Path(weights)] if weights else [])
+    return [[Path(f).name, content_digest(f)] for f in files] or None
+
+
+def weights_content(meta, opts: RunOptions) -> list[dict]:
+    """The run key's weights-content part: empty (the key of old) when nothing local is read."""
+    content = {"weights": weights_identity(meta, opts.weights),
+               "prefilter_weights": weights_identity(_resolve_model(opts.prefilter), None) if opts.prefilter else None}
+    content = {k: v for k, v in content.items() if v is not None}
+    return [content] if content else []
 
 
 def rerank_settings(meta, task: str, opts: RunOptions) -> RunOptions:

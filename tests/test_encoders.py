@@ -35,6 +35,21 @@ def test_registry():
     assert (img.modality, img.dim, txt.modality, txt.dim) == ("image", 1280, "text", 384)
 
 
+def module_params(tower) -> int:
+    """What a run counts for a tower: the module it is, or holds (fusion._FusionBase)."""
+    module = tower if isinstance(tower, torch.nn.Module) else tower.model
+    return sum(p.numel() for p in module.parameters())
+
+
+def test_declared_params_are_the_built_towers(effnet, minilm):
+    assert ENCODERS.get("efficientnet-lite0").params == module_params(effnet)
+    assert ENCODERS.get("minilm-l6-v2").params == module_params(minilm)
+    for stem in ("tiny-clip-synth", "tiny-clip-random"):
+        img, txt = (ENCODERS.get(f"{stem}.{m}").load() for m in ("image", "text"))
+        assert ENCODERS.get(f"{stem}.image").params == module_params(img) < module_params(txt)
+        assert ENCODERS.get(f"{stem}.text").params == module_params(txt)  # the whole CLIP it loads
+
+
 def test_importing_encoders_does_not_import_torch():
     code = ("import sys, harness.models.encoders as e; e.ENCODERS.get('minilm-l6-v2'); "
             "bad = [m for m in ('torch', 'transformers', 'torchvision') if m in sys.modules]; "

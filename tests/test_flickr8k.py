@@ -212,12 +212,19 @@ def test_not_found_names_every_place_and_the_fix(tmp_path: Path, monkeypatch: py
 
 
 def test_missing_image_folder_and_split_file(data_root: Path) -> None:
-    (data_root / "flickr8k" / "text" / "Flickr_8k.testImages.txt").unlink()
+    from harness.datasets import DATASETS
+
+    meta, root = DATASETS.get("flickr8k"), data_root / "flickr8k"
+    (root / "text" / "Flickr_8k.testImages.txt").rename(root / "testImages.bak")
     with pytest.raises(DatasetError, match=r"Flickr_8k\.testImages\.txt not found"):
         load_quiet(req("test", data_root))
-    (data_root / "flickr8k" / "Flicker8k_Dataset").rename(data_root / "flickr8k" / "elsewhere")
-    with pytest.raises(DatasetError, match="image folder not found"):
+    assert meta.availability(str(data_root)) == f"flickr8k: Flickr_8k.testImages.txt not found under {root}"
+    (root / "testImages.bak").rename(root / "text" / "Flickr_8k.testImages.txt")
+    (root / "Flicker8k_Dataset").rename(root / "elsewhere")
+    with pytest.raises(DatasetError, match="image folder not found") as e:
         load_quiet(req("dev", data_root))
+    assert e.value.hint == flickr8k.HINT and str(e.value) == f"{e.value.reason}\n{flickr8k.HINT}"
+    assert meta.availability(str(data_root)) == f"flickr8k: image folder not found under {root}"
 
 
 def test_bad_split_and_task(data_root: Path) -> None:

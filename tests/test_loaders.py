@@ -227,6 +227,35 @@ def test_csv_missing_names_file(tmp_path: Path, user_registry) -> None:
     assert "classnames.txt not found" in user_registry.get("pets-csv").availability(str(tmp_path))
 
 
+# ------------------------------------------------------------------ "not found", structured
+
+@pytest.mark.parametrize("name,task", [("coco2017", RET), ("cifar10", ZS), ("pets", ZS), ("pets-csv", ZS)])
+def test_not_found_reason_is_what_availability_shows(tmp_path: Path, user_registry, name, task) -> None:
+    """Loading says reason + how to point at a copy; ``list datasets`` shows the reason alone."""
+    from harness.datasets import DatasetNotFound
+
+    meta = (user_registry if name.startswith("pets") else DATASETS).get(name)
+    with pytest.raises(DatasetNotFound) as e:
+        meta.load(DatasetRequest(meta.default_split, task, data_root=str(tmp_path)))
+    err = e.value
+    assert str(err) == f"{err.reason}; {err.hint}" and err.reason.startswith(f"{name}")
+    assert " not found (" in err.reason and str(tmp_path) in err.reason and "--data-root" not in err.reason
+    assert err.hint.startswith("point at a copy with --data-root PATH (a folder holding ")
+    assert err.hint.endswith("the VLBENCH_DATA environment variable")
+    assert meta.availability(str(tmp_path)) == err.reason
+
+
+def test_dataset_errors_keep_their_parts_through_pickle() -> None:
+    from harness.datasets import DatasetNotFound
+    from harness.datasets.images import ImageDecodeError
+
+    for err in (DatasetNotFound("a: b/ not found (x)", "point at it", sep="\n"), DatasetError("just a reason"),
+                ImageDecodeError("p.jpg: cannot decode image (bad)", "replace the file")):
+        back = pickle.loads(pickle.dumps(err))
+        assert type(back) is type(err) and (back.reason, back.hint, str(back)) == (err.reason, err.hint, str(err))
+    assert str(DatasetNotFound("r", "h", sep="\n")) == "r\nh" and DatasetError("r").hint == ""
+
+
 # ------------------------------------------------------------------ CIFAR pickles
 
 def pixel_rows(n: int, offset: int) -> np.ndarray:

@@ -194,6 +194,34 @@ def test_constant_scorer_keeps_the_prefilter_order():
     assert res.per_query["i2t_rank"] == i2t_pre.tolist()
 
 
+class TiedDual(TableDual):
+    """Embeddings with entries +-0.5 in 4 dims: unit norm, and dot products tie often."""
+
+    def __init__(self, n_images, n_captions, seed=3):
+        g = torch.Generator().manual_seed(seed)
+        self.img = (torch.randint(0, 2, (n_images, 4), generator=g) - 0.5).float()
+        self.txt = (torch.randint(0, 2, (n_captions, 4), generator=g) - 0.5).float()
+
+
+@pytest.mark.parametrize("seed,k", [(0, 3), (1, 5), (2, 1)])
+def test_fit_selection_and_run_rank_alike_with_ties(seed, k):
+    """``vlbench fit`` selects epochs with ``fusion_eval.rerank_ranks`` on cached features;
+    ``vlbench run`` ranks through this task: the same ranks, ties included."""
+    from harness.models.fusion_eval import rerank_ranks as fit_ranks
+
+    data = make_data(n_images=15, per_image=3, seed=seed)
+    dual = TiedDual(len(data.images), len(data.captions), seed)
+    def levels(i, c):  # three score values: many ties
+        return ((i * 7 + c * 3 + seed) % 3).float()
+
+    res = run(FactoredScorer(levels), data, dual, k)
+    t2i, i2t = fit_ranks(dual.img, dual.txt, data.caption_to_image, levels, k)
+    assert res.per_query == {"t2i_rank": t2i.tolist(), "i2t_rank": i2t.tolist()}
+    pre_scores = dual.txt @ dual.img.T
+    assert (pre_scores.topk(2, dim=1).values.diff(dim=1) == 0).any()  # prefilter ties at the top
+    assert len(set(t2i.tolist())) > 2  # not degenerate
+
+
 def test_all_pairs_with_a_dot_product_scorer_equals_the_dual_encoder():
     data = make_data()
     dual = TableDual(len(data.images), len(data.captions))

@@ -21,6 +21,7 @@ from harness.datasets.base import (
     ClassificationData,
     DatasetError,
     DatasetMeta,
+    DatasetNotFound,
     DatasetRequest,
     Format,
     RetrievalData,
@@ -93,5 +94,6 @@ def load_registry() -> Registry[DatasetMeta]:
 
 DATASETS: Registry[DatasetMeta] = load_registry()
 
-__all__ = ["DATASETS", "FORMATS", "ClassificationData", "DatasetError", "DatasetMeta", "DatasetRequest",
+__all__ = ["DATASETS", "FORMATS", "ClassificationData", "DatasetError", "DatasetMeta", "DatasetNotFound",
+           "DatasetRequest",
            "RetrievalData", "TaskKind", "build_registry", "load_registry"]

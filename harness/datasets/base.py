@@ -17,7 +17,26 @@ class TaskKind(str, Enum):
 
 
 class DatasetError(RuntimeError):
-    """A dataset cannot be used as asked; the message names the file/split and says why."""
+    """A dataset cannot be used as asked; the message names the file/split and says why.
+
+    ``reason`` is the why; ``hint`` (optional) what to do about it. The message users see is
+    ``reason + sep + hint``; one-line summaries (``vlbench list datasets``) show ``reason``.
+
+    >>> e = DatasetError("x.json not found", "point at a copy")
+    >>> str(e), e.reason, e.hint
+    ('x.json not found; point at a copy', 'x.json not found', 'point at a copy')
+    """
+
+    def __init__(self, reason: str, hint: str = "", sep: str = "; "):
+        super().__init__(f"{reason}{sep}{hint}" if hint else reason)
+        self.reason, self.hint, self.sep = reason, hint, sep
+
+    def __reduce__(self):  # keep the parts through pickling (e.g. from a data-loader worker)
+        return type(self), (self.reason, self.hint, self.sep)
+
+
+class DatasetNotFound(DatasetError):
+    """A dataset file or folder is in none of the places looked at (``reason`` names them)."""
 
 
 @dataclass
@@ -160,7 +179,7 @@ def find_in_roots(spec, data_root: str | None, names: Sequence[str], want_dir: b
                 return root, place
     where = ", ".join(map(str, looked)) or NO_ROOT
     what = what or names[0] + ("/" if want_dir else "")
-    raise DatasetError(f"{label}: {what} not found ({where}); {LOCAL_COPY_HINT.format(folder=spec.folder)}")
+    raise DatasetNotFound(f"{label}: {what} not found ({where})", LOCAL_COPY_HINT.format(folder=spec.folder))
 
 
 def fingerprint(*parts: Any) -> str:

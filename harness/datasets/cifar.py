@@ -128,7 +128,7 @@ def probe(spec, data_root: str | None) -> str | None:
     try:
         folder = find_dir(spec, data_root)
     except DatasetError as exc:
-        return str(exc).split("; point at")[0]
+        return exc.reason
     layout = LAYOUTS[_variant(spec)]
     missing = [f for f in [layout["meta"], *layout["splits"]["test"]] if not (folder / f).is_file()]
     return f"missing {', '.join(missing)} in {folder}" if missing else None

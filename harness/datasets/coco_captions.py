@@ -135,7 +135,7 @@ def probe(spec, data_root: str | None) -> str | None:
     try:
         root, _ = find_annotation(spec, spec.default_split, data_root)
     except DatasetError as exc:
-        return str(exc).split("; point at")[0]
+        return exc.reason
     release = _release_split(spec, spec.default_split)
     if not any((root / d).is_dir() for d in (release, f"images/{release}", "images")):
         return f"image folder {root / release} not found"

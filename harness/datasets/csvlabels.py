@@ -126,7 +126,7 @@ def probe(spec, data_root: str | None) -> str | None:
     try:
         root, _ = find_csv(spec, spec.default_split, data_root)
     except DatasetError as exc:
-        return str(exc).split("; point at")[0]
+        return exc.reason
     names = spec.classes.get("names", "")
     if not (root / names).is_file() and names != "folders":
         from .resources import classnames

@@ -29,7 +29,7 @@ def undecodable(images, limit: int = 5) -> tuple[int, list[str]]:
         except ImageDecodeError as exc:
             count += 1
             if len(examples) < limit:
-                examples.append(str(exc).split("; check the split")[0])
+                examples.append(exc.reason)
     return count, examples
 
 

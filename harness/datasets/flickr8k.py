@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from .assemble import assemble_retrieval, skip
-from .base import NO_ROOT, DatasetError, DatasetRequest, Format, RetrievalData, TaskKind
+from .base import NO_ROOT, DatasetError, DatasetNotFound, DatasetRequest, Format, RetrievalData, TaskKind
 
 NAME = "flickr8k"
 SPLITS = ("train", "dev", "test")
@@ -78,14 +78,18 @@ def find_root(data_root: str | os.PathLike | None, folder: str = NAME) -> tuple[
             if place.is_file():
                 return root, place
     where = "\n  ".join(map(str, looked)) or "(no --data-root given, VLBENCH_DATA unset, no development copy)"
-    raise DatasetError(f"{NAME}: no copy found; looked for {TOKEN_FILE} in:\n  {where}\n{HINT}")
+    raise DatasetNotFound(f"{NAME}: no copy found; looked for {TOKEN_FILE} in:\n  {where}", HINT, sep="\n")
+
+
+def _existing(places: list[Path]) -> Path | None:
+    return next((p for p in places if p.exists()), None)
 
 
 def _first(places: list[Path], what: str) -> Path:
-    for p in places:
-        if p.exists():
-            return p
-    raise DatasetError(f"{NAME}: {what} not found; looked in: " + ", ".join(map(str, places)) + f"\n{HINT}")
+    found = _existing(places)
+    if found is None:
+        raise DatasetNotFound(f"{NAME}: {what} not found; looked in: " + ", ".join(map(str, places)), HINT, sep="\n")
+    return found
 
 
 def _find_text(root: Path, filename: str) -> Path:
@@ -213,11 +217,11 @@ def probe(spec, data_root: str | None) -> str | None:
         root, _ = find_root(data_root, spec.folder)
     except DatasetError:
         return f"no {TOKEN_FILE} under {' or '.join(map(str, roots))}" if roots else NO_ROOT
-    try:
-        _find_text(root, f"Flickr_8k.{spec.default_split}Images.txt")
-        _first([root / d for d in IMAGE_DIRS], "image folder")
-    except DatasetError as exc:
-        return str(exc).split("\n")[0].split("; looked in")[0] + f" under {root}"
+    split_file = f"Flickr_8k.{spec.default_split}Images.txt"
+    needed = ((split_file, _text_places(root, split_file)), ("image folder", [root / d for d in IMAGE_DIRS]))
+    for what, places in needed:
+        if _existing(places) is None:
+            return f"{NAME}: {what} not found under {root}"
     return None
 
 

@@ -66,7 +66,7 @@ def probe(spec, data_root: str | None) -> str | None:
     try:
         find_split_dir(spec, spec.default_split, data_root)
     except DatasetError as exc:
-        return str(exc).split("; point at")[0]
+        return exc.reason
     return None
 
 

@@ -79,8 +79,8 @@ def load_rgb(path: str | os.PathLike):
             im.load()
             return to_rgb(im)
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
-        raise ImageDecodeError(f"{path}: cannot decode image ({exc}); check the split with "
-                               "`vlbench data describe`, or replace the file") from None
+        raise ImageDecodeError(f"{path}: cannot decode image ({exc})",
+                               "check the split with `vlbench data describe`, or replace the file") from None
 
 
 @dataclass

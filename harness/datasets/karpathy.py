@@ -53,6 +53,7 @@ from .assemble import assemble_retrieval, skip
 from .base import (
     NO_ROOT,
     DatasetError,
+    DatasetNotFound,
     DatasetRequest,
     Format,
     RetrievalData,
@@ -122,8 +123,8 @@ def find_annotations(src: Source, split: str, data_root: str | os.PathLike | Non
                 if place.is_file():
                     return root, place
     where = "\n  ".join(map(str, looked)) or "(no --data-root given and VLBENCH_DATA unset)"
-    raise DatasetError(f"{src.name}: no annotations found for split {split!r}; looked for "
-                       f"{' / '.join(_ann_names(src, split))} in:\n  {where}\n{_hint(src)}")
+    raise DatasetNotFound(f"{src.name}: no annotations found for split {split!r}; looked for "
+                          f"{' / '.join(_ann_names(src, split))} in:\n  {where}", _hint(src), sep="\n")
 
 
 def _find_token(src: Source, root: Path) -> Path | None:
@@ -303,8 +304,8 @@ def _scan_id_list(src: Source, request: DatasetRequest, split: str, root: Path, 
     its captions from the official token file, which must be present."""
     token_path = _find_token(src, root)
     if token_path is None:
-        raise DatasetError(f"{src.name}: {ann_path} lists image names, so the official {src.token_file} is "
-                           f"needed beside it (in {root} or {root / 'annotations'}); {_hint(src)}")
+        raise DatasetNotFound(f"{src.name}: {ann_path} lists image names, so the official {src.token_file} is "
+                              f"needed beside it (in {root} or {root / 'annotations'})", _hint(src))
     names = [ln.strip() for ln in blob.decode("utf-8", errors="replace").splitlines() if ln.strip()]
     unique = list(dict.fromkeys(names))
     if len(unique) < len(names):

@@ -9,6 +9,7 @@ local file or directory instead.
 from __future__ import annotations
 
 from functools import partial
+from pathlib import Path
 
 from harness.interfaces import LoadOptions, ModelKind, ModelMeta
 from harness.registry import Registry
@@ -30,6 +31,16 @@ def _tiny(name: str, stem: str, random_init: bool, options: LoadOptions):
     return load_tiny_clip(name, stem, options, random_init=random_init)
 
 
+def _tiny_files(stem: str, random_init: bool, weights: str | None) -> list[Path]:
+    """What :func:`harness.models.clip.load_tiny_clip` reads: config, kept token ids, weights."""
+    from harness.models.weights import SHIPPED_DIR
+
+    files = [SHIPPED_DIR / f"{stem}.json", SHIPPED_DIR / f"{stem}.tokens.json"]
+    if random_init:
+        return files
+    return files + [Path(weights).expanduser() if weights else SHIPPED_DIR / f"{stem}.safetensors"]
+
+
 def open_clip_meta(arch: str, tag: str | None, aliases: tuple[str, ...] = (), params: int | None = None,
                    license: str = "see the open_clip pretrained tag", name: str | None = None) -> ModelMeta:
     name = name or (f"{arch}/{tag}" if tag else arch)
@@ -49,6 +60,8 @@ def _register_builtin() -> None:
     ):
         lic = "MIT (OpenAI CLIP)" if tag == "openai" else "MIT (OpenCLIP); data: LAION-2B"
         MODELS.register(f"{arch}/{tag}", open_clip_meta(arch, tag, aliases, params, lic), aliases=aliases)
+    from harness.models.encoders import TINY_CLIP_PARAMS  # torch-free: metas only
+
     for name, random_init, desc in (
         ("tiny-clip-synth", False, "tiny open_clip ViT/text transformer trained on the synthetic train split"),
         ("tiny-clip-random", True, "the same tiny CLIP, random init (seed 0): a chance-level reference"),
@@ -57,7 +70,8 @@ def _register_builtin() -> None:
             name=name, family="open_clip", kind=ModelKind.DUAL,
             source="vlbench:harness/weights/tiny-clip-synth" + ("" if not random_init else " (random init)"),
             loader=partial(_tiny, name, "tiny-clip-synth", random_init), license="Apache-2.0 (vlbench)",
-            description=desc, offline=True))
+            description=desc, offline=True, local_files=partial(_tiny_files, "tiny-clip-synth", random_init),
+            params=TINY_CLIP_PARAMS))
     from harness.models import fusion  # torch-free import: specs and metas only
 
     fusion.register(MODELS)

@@ -42,6 +42,9 @@ class EncoderMeta:
     loader: Callable[[LoadOptions], Any]
     description: str = ""
     aliases: tuple[str, ...] = field(default_factory=tuple)
+    # Parameters of the module the loaded tower holds (what a run records), known without
+    # loading; each number below says how it was measured, tests/test_encoders.py re-checks.
+    params: int | None = None
 
     def load(self, options: LoadOptions | None = None) -> Any:
         return self.loader(options or LoadOptions())
@@ -302,19 +305,31 @@ def load_minilm(options: LoadOptions | None = None) -> MiniLMText:
 
 # ------------------------------------------------------------------------------ registry
 
+# The tiny CLIP (tiny-clip-synth.json), measured as sum(p.numel()) of the built open_clip
+# model: 1,005,313, of which clip.visual holds 579,840. The image tower holds clip.visual; the
+# text tower loads its own CLIP and holds all of it (its visual part unused, but in memory).
+TINY_CLIP_PARAMS = 1_005_313
+TINY_CLIP_TOWER_PARAMS = {"image": 579_840, "text": TINY_CLIP_PARAMS}
+
+
 def _register_builtin() -> None:
     ENCODERS.register("efficientnet-lite0", EncoderMeta(
         name="efficientnet-lite0", modality="image", dim=1280,
         source=f"pypi:{EFFNET_PACKAGE} (TF EfficientNet-Lite0 ImageNet-1k, converted)",
         license="Apache-2.0", loader=partial(load_efficientnet_lite0),
-        description="frozen image tower: (B,1280) pooled features, (B,49,1280) 7x7 grid"),
-        aliases=("effnet-lite0",))
+        description="frozen image tower: (B,1280) pooled features, (B,49,1280) 7x7 grid",
+        # sum(p.numel() for p in tower.parameters()) of the loaded tower (torch 2.14): includes
+        # the 1,281,000 of the ImageNet classifier (_fc), which the tower holds but never runs
+        params=4_652_008), aliases=("effnet-lite0",))
     ENCODERS.register("minilm-l6-v2", EncoderMeta(
         name="minilm-l6-v2", modality="text", dim=384,
         source=f"pypi:{MINILM_PACKAGE} (sentence-transformers/all-MiniLM-L6-v2)",
         license="Apache-2.0", loader=load_minilm,
-        description="frozen text tower: (B,384) unit-norm mean-pooled, (B,T,384) tokens + mask"),
-        aliases=("all-minilm-l6-v2",))
+        description="frozen text tower: (B,384) unit-norm mean-pooled, (B,T,384) tokens + mask",
+        # sum(p.numel() for p in tower.model.parameters()), the loaded BertModel (transformers
+        # 4.x): includes its unused 147,840-parameter pooler. (model.safetensors lists 512 more
+        # elements: the position_ids buffer, not a parameter.)
+        params=22_713_216), aliases=("all-minilm-l6-v2",))
     # open_clip towers: the embedded tiny CLIP (trained, and the same net at random init,
     # which makes fast, offline towers for tests). Hugging Face towers: a later issue.
     from harness.models.open_clip_towers import load_tiny_clip_tower
@@ -328,7 +343,8 @@ def _register_builtin() -> None:
                 license="Apache-2.0 (vlbench)",
                 loader=partial(load_tiny_clip_tower, modality, "tiny-clip-synth", random_init),
                 description=f"open_clip tiny CLIP {modality} tower: (B,128) pooled, "
-                            + ("(B,64,128) 8x8 patch tokens" if modality == "image" else "(B,T,128) tokens + mask")))
+                            + ("(B,64,128) 8x8 patch tokens" if modality == "image" else "(B,T,128) tokens + mask"),
+                params=TINY_CLIP_TOWER_PARAMS[modality]))
 
 
 _register_builtin()

@@ -24,7 +24,7 @@ from harness.interfaces import (
 from harness.models import weights as W
 from harness.models.fusion_towers import FLICKR_TOWERS, SYNTHETIC_TOWERS, TowerSpec
 
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+WEIGHTS_DIR = W.SHIPPED_DIR
 METADATA_KEY = "vlbench.fusion"
 CHECKPOINT_FORMAT = 1
 
@@ -73,6 +73,26 @@ SPECS: dict[str, FusionSpec] = {s.name: s for s in _specs()}
 
 def checkpoint_path(name: str) -> Path:
     return WEIGHTS_DIR / f"{name}.safetensors"
+
+
+def param_count(path: str | Path) -> int | None:
+    """Parameters of the fusion model a checkpoint makes, without building it: the head's
+    from the file's safetensors header (it stores exactly the head's parameters), plus the
+    frozen towers its metadata names (``EncoderMeta.params``). None when unknown."""
+    from harness.models.encoders import ENCODERS
+
+    try:
+        header = W.safetensors_header(path)
+        towers = TowerSpec(**json.loads(header["__metadata__"][METADATA_KEY])["towers"])
+        parts = [ENCODERS.get(towers.image_encoder).params, ENCODERS.get(towers.text_encoder).params]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # missing or foreign file, unknown tower: the listing shows "-"
+    return None if None in parts else W.safetensors_numel(header) + sum(parts)
+
+
+def local_files(name: str, weights: str | None) -> list[Path]:
+    """The one file :func:`load_fusion` reads the head from (the towers are pip packages)."""
+    return [Path(weights).expanduser() if weights else checkpoint_path(name)]
 
 
 def card_path(checkpoint: str | Path) -> Path:
@@ -205,7 +225,7 @@ def load_fusion(name: str, options: LoadOptions):
     if head.cfg.kind != spec.head:
         raise WeightsUnavailableError(f"{name}: {path} holds a {head.cfg.kind} head, expected {spec.head}")
     towers = load_towers(towers_spec, options)
-    return wrap(name, head, towers, {"id": str(path), "sha256": W.sha256_file(path)})
+    return wrap(name, head, towers, {"id": str(path), "sha256": W.file_digest(path)})
 
 
 def register(models) -> None:
@@ -217,4 +237,5 @@ def register(models) -> None:
             loader=partial(load_fusion, spec.name), license="Apache-2.0 (vlbench); towers Apache-2.0",
             description=f"{spec.head} fusion head over frozen {spec.towers.image_encoder} + "
                         f"{spec.towers.text_encoder}, trained on {spec.dataset}",
-            offline=ckpt.is_file(), prefilter=spec.prefilter))
+            offline=ckpt.is_file(), prefilter=spec.prefilter, local_files=partial(local_files, spec.name),
+            params=param_count(ckpt)))

@@ -66,36 +66,24 @@ def _cat_dicts(parts: list[dict]) -> dict:
 
 @torch.no_grad()
 def rerank_ranks(pre_img, pre_txt, caption_to_image, score: Callable, k: int):
-    """1-based first-hit ranks after reranking the prefilter's top-k with ``score``.
+    """1-based first-hit ranks ``(t2i, i2t)`` after reranking the prefilter's top-k with
+    ``score``: the same candidates and tie rule as ``vlbench run`` (``tasks.rerank``), so
+    the epoch ``vlbench fit`` selects is the one ``vlbench run`` scores best.
 
     Queries whose correct item is outside the prefilter's top k keep their prefilter rank
-    (at least k + 1); inside, rank = 1 + #(wrong candidates scoring >= the best correct
-    one), ties counted against the model as everywhere in vlbench.
+    (at least k + 1); inside, candidates are ordered by ``score``, ties by prefilter score,
+    and remaining ties are counted against the model.
 
     >>> img = torch.eye(3); txt = torch.eye(3)[[0, 1, 2, 2]]
     >>> oracle = lambda i, c: (torch.as_tensor([0, 1, 2, 2])[c] == i).float()
     >>> [r.tolist() for r in rerank_ranks(img, txt, [0, 1, 2, 2], oracle, k=2)]
     [[1, 1, 1, 1], [1, 1, 1]]
     """
-    c2i = torch.as_tensor(caption_to_image)
-    base_t2i, base_i2t = M.retrieval_ranks(pre_img, pre_txt, c2i)
-    k_img, k_txt = min(k, len(pre_img)), min(k, len(pre_txt))
-    cand_img = torch.cat([(pre_txt[s] @ pre_img.T).topk(k_img, dim=1).indices for s in _chunks(len(pre_txt), 1024)])
-    caps = torch.arange(len(pre_txt)).unsqueeze(1).expand_as(cand_img)
-    s_t2i = score(cand_img.reshape(-1), caps.reshape(-1)).view_as(cand_img)
-    t2i = _reranked(s_t2i, cand_img == c2i.unsqueeze(1), base_t2i, k)
-    queried = torch.unique(c2i)
-    cand_txt = (pre_img[queried] @ pre_txt.T).topk(k_txt, dim=1).indices
-    imgs = queried.unsqueeze(1).expand_as(cand_txt)
-    s_i2t = score(imgs.reshape(-1), cand_txt.reshape(-1)).view_as(cand_txt)
-    i2t = _reranked(s_i2t, c2i[cand_txt] == queried.unsqueeze(1), base_i2t, k)
-    return t2i, i2t
+    from harness.tasks.rerank import candidates
 
-
-def _reranked(scores, correct, base_ranks, k: int):
-    best = scores.masked_fill(~correct, float("-inf")).max(dim=1).values
-    rank = 1 + ((scores >= best.unsqueeze(1)) & ~correct).sum(dim=1)
-    return torch.where(correct.any(dim=1), rank, base_ranks.clamp(min=k + 1))
+    cand = candidates(caption_to_image, len(pre_img), k, pre_img, pre_txt)
+    t2i_pairs, i2t_pairs = cand.t2i_pairs(), cand.i2t_pairs()
+    return cand.ranks(score(t2i_pairs[:, 0], t2i_pairs[:, 1]), score(i2t_pairs[:, 0], i2t_pairs[:, 1]))
 
 
 def rerank_metrics(pre_img, pre_txt, caption_to_image, score: Callable, k: int) -> dict:

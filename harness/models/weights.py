@@ -11,6 +11,7 @@ from pathlib import Path
 from harness.interfaces import WeightsUnavailableError
 
 HF_HOST = "huggingface.co"
+SHIPPED_DIR = Path(__file__).resolve().parent.parent / "weights"  # checkpoints that ship with vlbench
 
 
 @lru_cache(maxsize=8)
@@ -56,6 +57,83 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+_DIGESTS: dict[tuple[str, int, int, int], str] = {}
+RACY_NS = 2_000_000_000  # file timestamps tick coarsely (a jiffy or more): trust only older ones
+
+
+def file_digest(path: str | Path) -> str:
+    """:func:`sha256_file`, computed once per (path, inode, size, mtime) in this process: a
+    sweep keys many runs on the same few checkpoints. A file modified in the last 2 s is
+    hashed every time and not cached (as git treats "racily clean" entries): a same-size
+    rewrite within one timestamp tick would otherwise look unchanged."""
+    import time
+
+    p = Path(path).resolve()
+    st = p.stat()
+    key = (str(p), st.st_ino, st.st_size, st.st_mtime_ns)
+    if key in _DIGESTS:
+        return _DIGESTS[key]
+    digest = sha256_file(p)
+    if time.time_ns() - st.st_mtime_ns > RACY_NS:
+        _DIGESTS[key] = digest
+    return digest
+
+
+def content_digest(path: str | Path) -> str | None:
+    """sha256 of a file, or of a folder's files (relative names and contents, sorted);
+    None when nothing is there (the loader then says what is missing).
+
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp()); _ = (d / "a.bin").write_bytes(b"x")
+    >>> content_digest(d / "a.bin") == hashlib.sha256(b"x").hexdigest(), content_digest(d / "no")
+    (True, None)
+    """
+    p = Path(path).expanduser()
+    if p.is_file():
+        return file_digest(p)
+    if not p.is_dir():
+        return None
+    h = hashlib.sha256()
+    for f in sorted(q for q in p.rglob("*") if q.is_file()):
+        h.update(f"{f.relative_to(p).as_posix()}\0{file_digest(f)}\n".encode())
+    return h.hexdigest()
+
+
+MAX_HEADER = 100_000_000  # the format's own limit on the JSON header (safetensors spec)
+
+
+def safetensors_header(path: str | Path) -> dict:
+    """The JSON header of a safetensors file (8-byte little-endian length, then JSON), read
+    without the tensor data: ``{name: {"dtype", "shape", "data_offsets"}, "__metadata__": ...}``."""
+    import json
+    import struct
+
+    with open(path, "rb") as f:
+        raw = f.read(8)
+        n = struct.unpack("<Q", raw)[0] if len(raw) == 8 else -1
+        if not 0 < n <= MAX_HEADER:
+            raise ValueError(f"{path}: not a safetensors file (header length {n})")
+        blob = f.read(n)
+    try:
+        header = json.loads(blob)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not a safetensors file (header is not JSON: {exc})") from None
+    if not isinstance(header, dict) or len(blob) != n:
+        raise ValueError(f"{path}: not a safetensors file (truncated or malformed header)")
+    return header
+
+
+def safetensors_numel(header: dict) -> int:
+    """Elements over every tensor a safetensors header lists (parameters and stored buffers).
+
+    >>> safetensors_numel({"a": {"shape": [3, 4]}, "b": {"shape": []}, "__metadata__": {}})
+    13
+    """
+    import math
+
+    return sum(math.prod(v["shape"]) for k, v in header.items() if k != "__metadata__")
 
 
 def count_params(module) -> int:

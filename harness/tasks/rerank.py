@@ -65,16 +65,83 @@ def plan_for(n_images: int, n_captions: int, k: int | None, prefilter: Any, pref
                       pair_budget=pair_budget, prefilter_cache=prefilter_cache)
 
 
-def _candidates(query_emb, gallery_emb, n_query: int, n_gallery: int, k: int):
-    """Top-k under the prefilter, or every gallery item (prefilter scores all zero)."""
+@dataclass
+class Candidates:
+    """Each query's candidate list in both directions, with what its ranks need.
+
+    Text->image: every caption queries its row of ``t2i_index`` (image ids); image->text:
+    every image with a caption (``queried``) queries its row of ``i2t_index`` (caption ids).
+    ``*_prefilter`` are the candidates' prefilter scores (zeros when every pair is scored),
+    ``fallback_*`` the prefilter ranks kept by queries whose correct item is not a candidate.
+    """
+
+    n_images: int
+    caption_to_image: Any   # (M,)
+    queried: Any            # (N',) images with >= 1 caption, in index order
+    t2i_index: Any          # (M, k)
+    t2i_prefilter: Any      # (M, k)
+    i2t_index: Any          # (N', k')
+    i2t_prefilter: Any      # (N', k')
+    fallback_t2i: Any       # (M,)
+    fallback_i2t: Any       # (N',)
+
+    def t2i_pairs(self):
+        """(M * k, 2) (image, caption) pairs, row-major over ``t2i_index``."""
+        import torch
+
+        m, k = self.t2i_index.shape
+        return torch.stack([self.t2i_index.reshape(-1), torch.arange(m).repeat_interleave(k)], 1)
+
+    def i2t_pairs(self):
+        """(N' * k', 2) (image, caption) pairs, row-major over ``i2t_index``."""
+        import torch
+
+        return torch.stack([self.queried.repeat_interleave(self.i2t_index.shape[1]), self.i2t_index.reshape(-1)], 1)
+
+    def ranks(self, t2i_scores, i2t_scores):
+        """First-hit ranks ``(t2i (M,), i2t (N',))`` from the reranker's scores of
+        :meth:`t2i_pairs` and :meth:`i2t_pairs`, by :func:`harness.metrics.reranked_first_hit_ranks`
+        (ties broken by prefilter score, then counted against the model)."""
+        import torch
+
+        from harness import metrics as M
+
+        c2i = self.caption_to_image
+        t2i = M.reranked_first_hit_ranks(self.t2i_index, t2i_scores.reshape(self.t2i_index.shape),
+                                         self.t2i_prefilter, c2i, torch.arange(self.n_images), self.fallback_t2i)
+        i2t = M.reranked_first_hit_ranks(self.i2t_index, i2t_scores.reshape(self.i2t_index.shape),
+                                         self.i2t_prefilter, self.queried, c2i, self.fallback_i2t)
+        return t2i, i2t
+
+
+def candidates(caption_to_image, n_images: int, k: int, image_emb=None, text_emb=None) -> Candidates:
+    """The top-``k`` candidates of every query under the prefilter's embeddings
+    (:func:`harness.metrics.topk_candidates`, ties in gallery order), or every gallery item
+    when there are no embeddings (all-pairs scoring; fallback ranks then never apply).
+
+    >>> import torch
+    >>> img, txt = torch.eye(3), torch.eye(3)[[0, 1, 2, 2]]
+    >>> c = candidates(torch.tensor([0, 1, 2, 2]), 3, 2, img, txt)
+    >>> c.t2i_index[:, 0].tolist(), c.ranks(torch.zeros(8), torch.zeros(6))[0].tolist()
+    ([0, 1, 2, 2], [1, 1, 1, 1])
+    """
     import torch
 
-    from harness.metrics import topk_candidates
+    from harness import metrics as M
 
-    if query_emb is None:
-        return torch.zeros(n_query, n_gallery), torch.arange(n_gallery).expand(n_query, n_gallery)
-    scores, index = topk_candidates(query_emb, gallery_emb, k)
-    return scores.cpu(), index.cpu()
+    c2i = torch.as_tensor(caption_to_image, dtype=torch.long).cpu()
+    m = len(c2i)
+    queried = torch.bincount(c2i, minlength=n_images).nonzero().squeeze(1)
+    if image_emb is None:
+        return Candidates(n_images, c2i, queried,
+                          torch.arange(n_images).expand(m, n_images), torch.zeros(m, n_images),
+                          torch.arange(m).expand(len(queried), m), torch.zeros(len(queried), m),
+                          torch.full((m,), n_images + 1), torch.full((len(queried),), m + 1))
+    fb_t2i, fb_i2t = (r.cpu() for r in M.retrieval_ranks(image_emb, text_emb, c2i))
+    t2i_pre, t2i_idx = M.topk_candidates(text_emb, image_emb, k)
+    i2t_pre, i2t_idx = M.topk_candidates(image_emb[queried.to(image_emb.device)], text_emb, k)
+    return Candidates(n_images, c2i, queried, t2i_idx.cpu(), t2i_pre.cpu(), i2t_idx.cpu(), i2t_pre.cpu(),
+                      fb_t2i, fb_i2t)
 
 
 def rerank_ranks(cross, data: RetrievalData, image_emb, text_emb, plan: RerankPlan,
@@ -87,19 +154,14 @@ def rerank_ranks(cross, data: RetrievalData, image_emb, text_emb, plan: RerankPl
     pass, so no image goes through the towers twice; their scores come back in order."""
     import torch
 
-    from harness import metrics as M
     from harness.tasks.pairs import score_pair_index
 
-    c2i = torch.as_tensor(data.caption_to_image, dtype=torch.long)
-    n, m = len(data.images), len(data.captions)
-    queried = torch.bincount(c2i, minlength=n).nonzero().squeeze(1)
+    m = len(data.captions)
     with score_stage:
-        t2i_pre, t2i_idx, i2t_pre, i2t_idx, fb_t2i, fb_i2t = _prefilter(
-            image_emb, text_emb, c2i, queried, n, m, plan.k)
-        score_stage.add_items(m + len(queried))
+        cand = candidates(data.caption_to_image, len(data.images), plan.k, image_emb, text_emb)
+        score_stage.add_items(m + len(cand.queried))
     # one pass over the union of (image, caption) pairs of both directions
-    t2i_pairs = torch.stack([t2i_idx.reshape(-1), torch.arange(m).repeat_interleave(t2i_idx.shape[1])], 1)
-    i2t_pairs = torch.stack([queried.repeat_interleave(i2t_idx.shape[1]), i2t_idx.reshape(-1)], 1)
+    t2i_pairs, i2t_pairs = cand.t2i_pairs(), cand.i2t_pairs()
     extra = torch.as_tensor(extra_pairs if extra_pairs is not None else [], dtype=torch.long).reshape(-1, 2)
     keys = torch.cat([t2i_pairs[:, 0] * m + t2i_pairs[:, 1], i2t_pairs[:, 0] * m + i2t_pairs[:, 1],
                       extra[:, 0] * m + extra[:, 1]])
@@ -108,28 +170,7 @@ def rerank_ranks(cross, data: RetrievalData, image_emb, text_emb, plan: RerankPl
     with rerank_stage:
         scores = score_pair_index(cross, data.images, data.captions, pairs, opts, rerank_stage, plan.pair_batch)
     scored = scores[inverse]
-    t2i_rr = scored[:t2i_pairs.shape[0]].reshape(t2i_idx.shape)
     n_t2i, n_i2t = t2i_pairs.shape[0], i2t_pairs.shape[0]
-    i2t_rr = scored[n_t2i:n_t2i + n_i2t].reshape(i2t_idx.shape)
-    t2i = M.reranked_first_hit_ranks(t2i_idx, t2i_rr, t2i_pre, c2i, torch.arange(n), fb_t2i)
-    i2t = M.reranked_first_hit_ranks(i2t_idx, i2t_rr, i2t_pre, queried, c2i, fb_i2t)
-    return RerankOutcome(t2i, i2t, pairs_scored=len(pairs), k_used=int(t2i_idx.shape[1]),
+    t2i, i2t = cand.ranks(scored[:n_t2i], scored[n_t2i:n_t2i + n_i2t])
+    return RerankOutcome(t2i, i2t, pairs_scored=len(pairs), k_used=int(cand.t2i_index.shape[1]),
                          extra_scores=scored[n_t2i + n_i2t:])
-
-
-def _prefilter(image_emb, text_emb, c2i, queried, n: int, m: int, k: int):
-    """Candidates, their prefilter scores and fallback ranks, both directions."""
-    import torch
-
-    from harness import metrics as M
-
-    if image_emb is not None:
-        fb_t2i, fb_i2t = (r.cpu() for r in M.retrieval_ranks(image_emb, text_emb, c2i))
-        t2i_pre, t2i_idx = _candidates(text_emb, image_emb, m, n, k)
-        i2t_pre, i2t_idx = _candidates(image_emb[queried.to(image_emb.device)], text_emb, len(queried), m, k)
-    else:
-        fb_t2i = torch.full((m,), n + 1)
-        fb_i2t = torch.full((len(queried),), m + 1)
-        t2i_pre, t2i_idx = _candidates(None, None, m, n, n)
-        i2t_pre, i2t_idx = _candidates(None, None, len(queried), m, m)
-    return t2i_pre, t2i_idx, i2t_pre, i2t_idx, fb_t2i, fb_i2t
