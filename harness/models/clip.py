@@ -152,7 +152,7 @@ def load_open_clip(name: str, source: OpenClipSource, options: LoadOptions) -> O
                                           f"{str(exc).splitlines()[0]}") from None
         raise
     tokenizer = open_clip.get_tokenizer(model_name)
-    checkpoint = {"id": ckpt or f"{source.arch}/random-init", "sha256": W.sha256_file(ckpt) if ckpt else None}
+    checkpoint = {"id": ckpt or f"{source.arch}/random-init", "sha256": W.file_digest(ckpt) if ckpt else None}
     return OpenClipDualEncoder(name, model, preprocess, tokenizer, options, checkpoint)
 
 
@@ -231,5 +231,5 @@ def load_tiny_clip(name: str, stem: str, options: LoadOptions, random_init: bool
     context = json.loads(cfg_path.read_text())["text_cfg"]["context_length"]
     tokenizer = CompactTokenizer(tokens["kept_ids"], context)
     checkpoint = {"id": "random-init(seed=0)" if random_init else str(ckpt),
-                  "sha256": None if random_init else W.sha256_file(ckpt)}
+                  "sha256": None if random_init else W.file_digest(ckpt)}
     return OpenClipDualEncoder(name, model, preprocess, tokenizer, options, checkpoint)

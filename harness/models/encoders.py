@@ -204,7 +204,7 @@ def load_efficientnet_lite0(options: LoadOptions | None = None, random_init: boo
     if not random_init:
         state = torch.load(path, map_location="cpu", weights_only=True)
         model.load_state_dict(state, strict=True)
-        model.checkpoint = {"id": f"{EFFNET_PACKAGE}:{path.name}", "sha256": W.sha256_file(path)}
+        model.checkpoint = {"id": f"{EFFNET_PACKAGE}:{path.name}", "sha256": W.file_digest(path)}
     else:
         model.checkpoint = {"id": "efficientnet-lite0 (random init)", "sha256": None}
     dtype = torch.float32 if options.precision is Precision.AMP else torch_dtype(options.precision)
@@ -299,7 +299,7 @@ def load_minilm(options: LoadOptions | None = None) -> MiniLMText:
         model = model.to(dtype=torch_dtype(options.precision))
     weights = local / "model.safetensors"
     checkpoint = {"id": f"{MINILM_PACKAGE}:sentence-transformers/all-MiniLM-L6-v2",
-                  "sha256": W.sha256_file(weights) if weights.is_file() else None}
+                  "sha256": W.file_digest(weights) if weights.is_file() else None}
     return MiniLMText(model.to(options.device), tokenizer, options, checkpoint)
 
 

@@ -47,7 +47,7 @@ class PretrainedSource:
         if self.hub_id is not None:
             ident = f"hf:{self.hub_id}" + (f"@{folder.name}" if folder is not None else "")
         weights = next((folder / f for f in WEIGHT_FILES if folder and (folder / f).is_file()), None)
-        return {"id": ident, "sha256": W.sha256_file(weights) if weights else None}
+        return {"id": ident, "sha256": W.file_digest(weights) if weights else None}
 
 
 def pretrained_source(name: str, hub_id: str | None, options: LoadOptions) -> PretrainedSource:
