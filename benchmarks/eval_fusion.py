@@ -27,10 +27,10 @@ def main() -> None:
     ap.add_argument("--models", nargs="*", default=None, help="default: the three heads of the dataset")
     args = ap.parse_args()
 
-    from harness.models import fusion as FU
-    from harness.models import fusion_eval as E
-    from harness.models.fusion_data import load_split
-    from harness.models.fusion_towers import load_towers, split_features, split_slices
+    from harness.models.fusion import model as FU
+    from harness.models.fusion import eval as E
+    from harness.models.fusion.data import load_split
+    from harness.models.fusion.towers import load_towers, split_features, split_slices
     from harness.tasks.hard_negatives import hard_negative_accuracy
 
     names = args.models or [n for n, s in FU.SPECS.items() if s.dataset == args.dataset]

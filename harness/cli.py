@@ -7,30 +7,9 @@ import argparse
 import os
 import sys
 import traceback
-from pathlib import Path
 
-from harness import __version__
-
-
-class UserError(Exception):
-    """A problem with what the user asked for; printed as one line, exit code 2."""
-
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from harness.datasets.base import DatasetError
-    from harness.interfaces import WeightsUnavailableError
-    from harness.records import RecordError
-    from harness.registry import RegistryError
-    from harness.suites import SuiteError
-
-    errors: list[type[BaseException]] = [UserError, DatasetError, WeightsUnavailableError, RecordError,
-                                         RegistryError, SuiteError, FileNotFoundError]
-    try:
-        from leaderboard.frame import LeaderboardError
-        errors.append(LeaderboardError)
-    except ImportError:  # pragma: no cover
-        pass
-    return tuple(errors)
+from harness import __version__, commands
+from harness.errors import user_errors
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
@@ -138,8 +117,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import warnings
 
-    from harness import commands
-
     warnings.formatwarning = _format_warning
 
     handler = getattr(commands, f"cmd_{args.command}")
@@ -151,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the user gets one line, --debug the traceback
         if args.debug or os.environ.get("VLBENCH_DEBUG"):
             traceback.print_exc()
-        if isinstance(exc, (*_user_errors(), ValueError)):
+        if isinstance(exc, (*user_errors(), ValueError)):
             print(f"vlbench: error: {_one_line(exc)}", file=sys.stderr)
             return 2
         print(f"vlbench: internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
@@ -168,8 +145,3 @@ def _one_line(exc: BaseException) -> str:
         return last.split(": ", 1)[1] if ": " in last else last
     return text
 
-
-def results_arg(args) -> Path:
-    from harness.store import results_dir
-
-    return results_dir(args.results)

@@ -5,7 +5,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from harness.cli import UserError, results_arg
+from harness.errors import UserError
+
+
+def results_arg(args) -> Path:
+    from harness.store import results_dir
+
+    return results_dir(args.results)
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
@@ -135,12 +141,12 @@ def cmd_data(args) -> int:
 
 def cmd_fit(args) -> int:
     from harness.models import MODELS
-    from harness.models.fusion import SPECS
+    from harness.models.fusion.model import SPECS
 
     meta = MODELS.get(args.model)
     if meta.name not in SPECS:
         raise UserError(f"fit trains fusion heads; {meta.name!r} is not one (fusion models: {', '.join(SPECS)})")
-    from harness.models.fusion_fit import fit_command
+    from harness.models.fusion.fit import fit_command
 
     fit_command(SPECS[meta.name], args)
     return 0

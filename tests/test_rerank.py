@@ -205,9 +205,9 @@ class TiedDual(TableDual):
 
 @pytest.mark.parametrize("seed,k", [(0, 3), (1, 5), (2, 1)])
 def test_fit_selection_and_run_rank_alike_with_ties(seed, k):
-    """``vlbench fit`` selects epochs with ``fusion_eval.rerank_ranks`` on cached features;
+    """``vlbench fit`` selects epochs with ``fusion.eval.rerank_ranks`` on cached features;
     ``vlbench run`` ranks through this task: the same ranks, ties included."""
-    from harness.models.fusion_eval import rerank_ranks as fit_ranks
+    from harness.models.fusion.eval import rerank_ranks as fit_ranks
 
     data = make_data(n_images=15, per_image=3, seed=seed)
     dual = TiedDual(len(data.images), len(data.captions), seed)

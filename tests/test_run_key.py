@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from harness import runner
-from harness.models import MODELS, fusion, resolve
+from harness.models import MODELS, resolve
+from harness.models.fusion import model as fusion
 from harness.models.weights import SHIPPED_DIR, content_digest, sha256_file
 
 

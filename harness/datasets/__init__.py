@@ -20,7 +20,6 @@ from harness.datasets import (
 from harness.datasets.base import (
     ClassificationData,
     DatasetError,
-    DatasetMeta,
     DatasetNotFound,
     DatasetRequest,
     Format,
@@ -34,6 +33,7 @@ from harness.datasets.manifest import (
     load_manifest,
     manifest_paths,
 )
+from harness.datasets.meta import DatasetMeta
 from harness.datasets.resources import resource
 from harness.registry import Registry
 

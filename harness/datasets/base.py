@@ -10,33 +10,13 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from .errors import DatasetError, DatasetNotFound  # noqa: F401 - re-exported: loaders import them from here
+from .images import ImageSet  # noqa: F401 - re-exported
+
 
 class TaskKind(str, Enum):
     RETRIEVAL = "retrieval"
     ZEROSHOT = "zeroshot"
-
-
-class DatasetError(RuntimeError):
-    """A dataset cannot be used as asked; the message names the file/split and says why.
-
-    ``reason`` is the why; ``hint`` (optional) what to do about it. The message users see is
-    ``reason + sep + hint``; one-line summaries (``vlbench list datasets``) show ``reason``.
-
-    >>> e = DatasetError("x.json not found", "point at a copy")
-    >>> str(e), e.reason, e.hint
-    ('x.json not found; point at a copy', 'x.json not found', 'point at a copy')
-    """
-
-    def __init__(self, reason: str, hint: str = "", sep: str = "; "):
-        super().__init__(f"{reason}{sep}{hint}" if hint else reason)
-        self.reason, self.hint, self.sep = reason, hint, sep
-
-    def __reduce__(self):  # keep the parts through pickling (e.g. from a data-loader worker)
-        return type(self), (self.reason, self.hint, self.sep)
-
-
-class DatasetNotFound(DatasetError):
-    """A dataset file or folder is in none of the places looked at (``reason`` names them)."""
 
 
 @dataclass
@@ -94,48 +74,6 @@ class DatasetRequest:
     limit: int | None = None      # deterministic subset of this many images
     seed: int = 0
     strict: bool = False          # every skipped item (line, caption, image) fails the load instead
-
-
-@dataclass(frozen=True)
-class DatasetMeta:
-    """Cheap, registered description of a dataset; ``loader`` reads or generates it."""
-
-    name: str
-    tasks: tuple[TaskKind, ...]
-    splits: tuple[str, ...]
-    default_split: str
-    loader: Callable[[DatasetRequest], RetrievalData | ClassificationData]
-    description: str = ""
-    license: str = "unknown"
-    citation: str = ""
-    source: str = ""
-    offline: bool = False  # available on a fresh machine with no network
-    aliases: tuple[str, ...] = ()
-    spec: Any = None       # the manifest entry (harness.datasets.manifest.DatasetSpec) it came from
-    probe: Callable[[str | None], str | None] | None = None  # cheap: None if usable here, else why not
-
-    def load(self, request: DatasetRequest) -> RetrievalData | ClassificationData:
-        if request.split not in self.splits:
-            raise DatasetError(
-                f"dataset {self.name!r} has no split {request.split!r}; splits: {', '.join(self.splits)}"
-            )
-        if request.task not in self.tasks:
-            raise DatasetError(
-                f"dataset {self.name!r} has no {request.task.value} view; it offers: "
-                + ", ".join(t.value for t in self.tasks)
-            )
-        data = self.loader(request)
-        if request.strict:
-            data.info["strict"] = True
-        if self.spec is not None:
-            from .checks import check_against_manifest
-
-            check_against_manifest(self.spec, data, request)
-        return data
-
-    def availability(self, data_root: str | None) -> str | None:
-        """None when the dataset can be loaded here (files found, cheaply), else the reason."""
-        return None if self.probe is None else self.probe(data_root)
 
 
 @dataclass(frozen=True)
@@ -240,7 +178,3 @@ def apply_limit(data: RetrievalData | ClassificationData, limit: int | None, see
     data.info["subset"] = record if previous is None else {**record, "within": previous}
     return data
 
-
-# Re-exported, and imported last: images.py and assemble.py import from this module.
-from .assemble import PARTIAL_OK_SPLITS, assemble_retrieval  # noqa: F401
-from .images import ImageSet

@@ -9,10 +9,10 @@ from typing import Any
 
 from harness.datasets.base import (
     DatasetError,
-    DatasetMeta,
     DatasetRequest,
     RetrievalData,
 )
+from harness.datasets.meta import DatasetMeta
 
 _REPORTED = ("dropped", "bad_", "count_mismatch", "sha256_mismatch", "images_in_no_split", "ignored_files",
              "n_classes_without_images", "conflicting")

@@ -72,7 +72,7 @@ def _register_builtin() -> None:
             loader=partial(_tiny, name, "tiny-clip-synth", random_init), license="Apache-2.0 (vlbench)",
             description=desc, offline=True, local_files=partial(_tiny_files, "tiny-clip-synth", random_init),
             params=TINY_CLIP_PARAMS))
-    from harness.models import fusion  # torch-free import: specs and metas only
+    from harness.models.fusion import model as fusion  # torch-free import: specs and metas only
 
     fusion.register(MODELS)
 

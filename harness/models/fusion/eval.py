@@ -8,7 +8,7 @@ from collections.abc import Callable
 import torch
 
 from harness import metrics as M
-from harness.models.fusion_heads import index_features
+from harness.models.fusion.heads import index_features
 
 
 def _chunks(n: int, size: int):

@@ -1,7 +1,7 @@
 """Fusion models over frozen encoders: late (dual), early and cross-attention (cross).
 
-A fusion model = frozen towers from the encoder registry (``fusion_towers``) + a small
-trained head (``fusion_heads``), trained by ``vlbench fit`` (``fusion_fit``). Checkpoints
+A fusion model = frozen towers from the encoder registry (``towers``) + a small
+trained head (``heads``), trained by ``vlbench fit`` (``fit``). Checkpoints
 are one safetensors file: the head's weights in fp16, with the head config and the tower
 setup in its metadata, so ``--weights PATH`` is self-describing. Importing this module
 imports no torch.
@@ -22,7 +22,7 @@ from harness.interfaces import (
     WeightsUnavailableError,
 )
 from harness.models import weights as W
-from harness.models.fusion_towers import FLICKR_TOWERS, SYNTHETIC_TOWERS, TowerSpec
+from harness.models.fusion.towers import FLICKR_TOWERS, SYNTHETIC_TOWERS, TowerSpec
 
 WEIGHTS_DIR = W.SHIPPED_DIR
 METADATA_KEY = "vlbench.fusion"
@@ -121,7 +121,7 @@ def load_head(path: str | Path, what: str):
     from safetensors import safe_open
     from safetensors.torch import load_file
 
-    from harness.models.fusion_heads import HeadConfig, build_head
+    from harness.models.fusion.heads import HeadConfig, build_head
 
     with safe_open(str(path), framework="pt") as f:
         raw = (f.metadata() or {}).get(METADATA_KEY)
@@ -213,7 +213,7 @@ def wrap(name: str, head, towers, checkpoint: dict):
 
 def load_fusion(name: str, options: LoadOptions):
     """A registered fusion model from its shipped checkpoint, or ``--weights PATH``."""
-    from harness.models.fusion_towers import load_towers
+    from harness.models.fusion.towers import load_towers
 
     spec = SPECS[name]
     path = W.local_weights(options.weights, name) if options.weights else checkpoint_path(name)

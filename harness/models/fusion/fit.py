@@ -1,7 +1,7 @@
 """``vlbench fit``: train a fusion head on cached frozen-tower features, select on dev/val.
 
-Recipe (fixed, seeded; per-model overrides in ``fusion.SPECS[...].recipe``):
-* features of the frozen towers computed once per split and cached (``fusion_cache``);
+Recipe (fixed, seeded; per-model overrides in ``fusion.model.SPECS[...].recipe``):
+* features of the frozen towers computed once per split and cached (``cache``);
 * AdamW (betas 0.9/0.98, weight decay on matrices only), linear warm-up then cosine decay,
   every (image, caption) pair of the training split once per epoch, shuffled, seeded;
 * late heads: symmetric InfoNCE with a learnable temperature (capped at 100, as CLIP);
@@ -30,11 +30,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from harness.models import fusion as FU
-from harness.models import fusion_eval as E
-from harness.models.fusion_data import load_split
-from harness.models.fusion_heads import HeadConfig, build_head, index_features
-from harness.models.fusion_towers import load_towers, split_features, split_slices
+from harness.models.fusion import model as FU
+from harness.models.fusion import eval as E
+from harness.models.fusion.data import load_split
+from harness.models.fusion.heads import HeadConfig, build_head, index_features
+from harness.models.fusion.towers import load_towers, split_features, split_slices
 
 
 @dataclass(frozen=True)
@@ -223,7 +223,7 @@ def fit(spec: FU.FusionSpec, dataset: str, split: str, select_split: str, out: P
                    "captions": len(select.captions), "fingerprint": select.fingerprint,
                    "metric": "rsum" if spec.head == "late" else f"rsum after reranking the prefilter's top {opts.rerank_k}"},
         "prefilter": {"model": spec.prefilter, "checkpoint": pre_path} if spec.prefilter else None,
-        "recipe": asdict(opts), "recipe_doc": "harness/models/fusion_fit.py (module docstring)",
+        "recipe": asdict(opts), "recipe_doc": "harness/models/fusion/fit.py (module docstring)",
         "selected_epoch": max((h for h in history if h.get("selected")), key=lambda h: h["epoch"])["epoch"],
         "select_metrics": _selection(head, pre[1], feats[1], c2i_select, opts),
         "select_hard_negatives": _hard_negatives(head, pre[1], feats[1], select),

@@ -115,7 +115,7 @@ def compute_split_features(towers: FrozenTowers, data, batch_size: int = 64, log
 
 def split_features(towers: FrozenTowers, data, batch_size: int = 64, log=None, root=None) -> dict:
     """Cached :func:`compute_split_features`, keyed by the split's contents and tower identity."""
-    from harness.models.fusion_cache import cached_tensors
+    from harness.models.fusion.cache import cached_tensors
 
     key = f"{data.name}-{data.split}-{content_key(towers, data)}"
     return cached_tensors(key, lambda: compute_split_features(towers, data, batch_size, log), root)
