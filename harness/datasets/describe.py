@@ -48,6 +48,9 @@ def describe(meta: DatasetMeta, split: str, data_root: str | None, strict: bool 
         report[f"{prefix}.images"] = len(data.images)
         if isinstance(data, RetrievalData):
             report[f"{prefix}.captions"] = len(data.captions)
+        elif hasattr(data, "items"):  # caption selection
+            report[f"{prefix}.items"] = len(data.items)
+            report[f"{prefix}.groups"] = sum(it.is_group for it in data.items)
         else:
             report[f"{prefix}.classes"] = len(data.classnames)
             report[f"{prefix}.templates"] = len(data.templates)
