@@ -90,9 +90,9 @@ def load(spec, request: DatasetRequest) -> CaptionSelectionData:
     info: dict = {}
     items, where = [], []
     for part in parts_for(spec, request.split, PARTS):
-        path = find_file(spec, request.data_root, (FILES[part],), FILES[part] + (
-            "" if part.startswith("vg_") else " (built from ARO's code; see harness/datasets/aro.py, "
-                                              "or run --split vg_relation / vg_attribution)"))
+        path = find_file(spec, request.data_root, (FILES[part],), FILES[part], "" if part.startswith("vg_") else
+                         "the Order sets are built from ARO's code (see harness/datasets/aro.py); "
+                         "--split vg_relation or vg_attribution runs without them")
         raw = read_json(path, info)
         if not isinstance(raw, list):
             raise DatasetError(f"{path}: expected a JSON list of items, got {type(raw).__name__}")

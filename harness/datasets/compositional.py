@@ -27,16 +27,17 @@ def parts_for(spec, split: str, parts: Sequence[str]) -> tuple[str, ...]:
     return (split,)
 
 
-def find_file(spec, data_root: str | None, names: Sequence[str], what: str) -> Path:
+def find_file(spec, data_root: str | None, names: Sequence[str], what: str, note: str = "") -> Path:
     """The first of ``names`` (relative paths) under ``<root>/<folder>`` or ``<root>``; else a
-    DatasetNotFound naming every place looked at and how to point at a copy."""
+    DatasetNotFound naming every place looked at (and ``note``) and how to point at a copy."""
     looked = []
     for root in data_roots(spec.folder, data_root):
         for name in names:
             looked.append(root / name)
             if looked[-1].is_file():
                 return looked[-1]
-    raise DatasetNotFound(f"{spec.name}: {what} not found ({', '.join(map(str, looked)) or NO_ROOT})",
+    raise DatasetNotFound(f"{spec.name}: {what} not found ({', '.join(map(str, looked)) or NO_ROOT})"
+                          + (f"; {note}" if note else ""),
                           LOCAL_COPY_HINT.format(folder=spec.folder))
 
 
