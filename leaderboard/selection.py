@@ -49,7 +49,7 @@ def selection_cis(queries: dict, wanted, n_boot: int = 1000, seed: int = 0,
     >>> q = {"cs_correct": [1] * 20 + [0] * 20, "cs_subset": [0] * 20 + [1] * 20, "cs_category": [-1] * 40,
     ...      "cs_subsets": ["a", "b"], "cs_categories": [], "cs_spec": [{"subsets": ["a", "b"]}]}
     >>> selection_cis(q, ["acc", "acc_a"])
-    {'acc': (50.0, 50.0), 'acc_a': (100.0, 100.0)}
+    {'acc_a': (100.0, 100.0), 'acc': (50.0, 50.0)}
     """
     out: dict[str, tuple[float, float]] = {}
     wanted = list(wanted)
