@@ -92,7 +92,7 @@ def winoground_checks(s):
 def winoground_outcomes(s) -> dict:
     """Per group: text, image and group correctness (Thrush et al. 2022), from (G, 2, 2) scores.
 
-    >>> {k: v.tolist() for k, v in winoground_outcomes([[[.9, .2], [.1, .8]], [[.9, .2], [.95, .8]]]).items()}
+    >>> {k: v.tolist() for k, v in winoground_outcomes([[[.9, .2], [.1, .8]], [[.9, .2], [.95, .99]]]).items()}
     {'text_score': [True, True], 'image_score': [True, False], 'group_score': [True, False]}
     """
     c = winoground_checks(s)
