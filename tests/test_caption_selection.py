@@ -324,3 +324,28 @@ def test_synthetic_view_is_the_hard_negative_groups():
     metrics = task.metrics_from_outcomes(out)
     assert metrics["acc_binding"] == pytest.approx(
         100 * np.mean([c for c, sub in zip(out["cs_correct"], out["cs_subset"]) if sub in (0, 1)]))
+
+
+def test_winoground_hf_save_to_disk_copy(tmp_path):
+    """facebook/winoground's columns (id, image_0, image_1, caption_0, caption_1, tags) from a local copy."""
+    import datasets
+    from PIL import Image
+
+    pairs = [("red", "blue"), ("green", "yellow")]
+    rows = {"id": [0, 1], "image_0": [Image.new("RGB", (8, 8), COLOURS[a]) for a, _ in pairs],
+            "image_1": [Image.new("RGB", (8, 8), COLOURS[b]) for _, b in pairs],
+            "caption_0": [f"a {a} cup by a {b} one" for a, b in pairs],
+            "caption_1": [f"a {b} cup by a {a} one" for a, b in pairs],
+            "tag": ["Noun", "Adjective-Color"], "secondary_tag": ["", ""], "num_main_preds": [1, 1],
+            "collapsed_tag": ["Object", "Relation"]}
+    features = datasets.Features({"id": datasets.Value("int32"), "image_0": datasets.Image(),
+                                  "image_1": datasets.Image(), **{k: datasets.Value("string") for k in (
+                                      "caption_0", "caption_1", "tag", "secondary_tag", "collapsed_tag")},
+                                  "num_main_preds": datasets.Value("int32")})
+    datasets.DatasetDict({"test": datasets.Dataset.from_dict(rows, features=features)}).save_to_disk(
+        str(tmp_path / "winoground"))
+    data = DATASETS.get("winoground").load(DatasetRequest("test", TaskKind.CAPTION_SELECTION, data_root=str(tmp_path)))
+    assert [it.images for it in data.items] == [(0, 1), (2, 3)] and data.items[1].category == "Relation"
+    assert data.info["hf_id"] == "facebook/winoground"
+    res = task.evaluate(ColourDual(), data, OPTS)
+    assert res.metrics == {"text_score": 100.0, "image_score": 100.0, "group_score": 100.0}
