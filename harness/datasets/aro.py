@@ -32,7 +32,8 @@ from __future__ import annotations
 from harness.caption_metrics import CategoryMacro, SelectionSpec
 
 from .base import DatasetError, DatasetRequest, Format, TaskKind
-from .compositional import CroppedImages, ImageFinder, fields, find_file, image_folders, parts_for, read_json, report_bad
+from .compositional import CroppedImages, ImageFinder, fields, find_file
+from .compositional import image_folders, parts_for, probe_parts, read_json, report_bad
 from .resources import resource
 from .selection import CaptionSelectionData, assemble_selection
 
@@ -114,12 +115,8 @@ def load(spec, request: DatasetRequest) -> CaptionSelectionData:
 
 
 def probe(spec, data_root: str | None) -> str | None:
-    try:
-        for part in ("vg_relation", "vg_attribution"):
-            find_file(spec, data_root, (FILES[part],), FILES[part])
-    except DatasetError as exc:
-        return exc.reason
-    return None
+    return probe_parts(lambda part: find_file(spec, data_root, (FILES[part],), FILES[part]),
+                       ("vg_relation", "vg_attribution"))
 
 
 FORMAT = Format(name=NAME, tasks=(TaskKind.CAPTION_SELECTION,), load=load, probe=probe)

@@ -27,6 +27,16 @@ def parts_for(spec, split: str, parts: Sequence[str]) -> tuple[str, ...]:
     return (split,)
 
 
+def probe_parts(find, parts: Sequence[str]) -> str | None:
+    """Why a release cannot be loaded here (the first part whose file ``find(part)`` misses), or None."""
+    try:
+        for part in parts:
+            find(part)
+    except DatasetError as exc:
+        return exc.reason
+    return None
+
+
 def find_file(spec, data_root: str | None, names: Sequence[str], what: str, note: str = "") -> Path:
     """The first of ``names`` (relative paths) under ``<root>/<folder>`` or ``<root>``; else a
     DatasetNotFound naming every place looked at (and ``note``) and how to point at a copy."""

@@ -13,7 +13,8 @@ from __future__ import annotations
 from harness.caption_metrics import SelectionSpec
 
 from .base import DatasetRequest, Format, TaskKind
-from .compositional import ImageFinder, fields, find_file, image_folders, parts_for, read_json, report_bad
+from .compositional import ImageFinder, fields, find_file, image_folders
+from .compositional import parts_for, probe_parts, read_json, report_bad
 from .selection import CaptionSelectionData, assemble_selection
 
 NAME = "sugarcrepe"
@@ -46,14 +47,7 @@ def load(spec, request: DatasetRequest) -> CaptionSelectionData:
 
 
 def probe(spec, data_root: str | None) -> str | None:
-    from .errors import DatasetError
-
-    try:
-        for part in PARTS:
-            _file(spec, part, data_root)
-    except DatasetError as exc:
-        return exc.reason
-    return None
+    return probe_parts(lambda part: _file(spec, part, data_root), PARTS)
 
 
 FORMAT = Format(name=NAME, tasks=(TaskKind.CAPTION_SELECTION,), load=load, probe=probe,
