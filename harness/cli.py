@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default="synthetic")
     p.add_argument("--split", default=None, help="default: the dataset's standard evaluation split")
     p.add_argument("--task", action="append", default=None,
-                   help="retrieval or zeroshot; repeatable (default: every task the dataset offers)")
+                   help="retrieval, zeroshot, caption_selection, ...; repeatable (default: every task the dataset offers)")
     p.add_argument("--limit", type=int, default=None, help="deterministic subset of N images (seeded)")
     p.add_argument("--weights", default=None, help="local checkpoint file or directory for the model")
     _add_run_options(p)
