@@ -349,3 +349,18 @@ def test_winoground_hf_save_to_disk_copy(tmp_path):
     assert data.info["hf_id"] == "facebook/winoground"
     res = task.evaluate(ColourDual(), data, OPTS)
     assert res.metrics == {"text_score": 100.0, "image_score": 100.0, "group_score": 100.0}
+
+
+def test_doctests_pass():
+    import doctest
+
+    import harness.caption_metrics
+    import harness.datasets.selection
+    import harness.keys
+    import harness.tasks.caption_selection
+    import leaderboard.selection
+
+    for module in (harness.caption_metrics, harness.datasets.selection, harness.tasks.caption_selection,
+                   harness.keys, leaderboard.selection):
+        result = doctest.testmod(module)
+        assert result.attempted > 0 and result.failed == 0, module.__name__
