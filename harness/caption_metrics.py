@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-ACC = "acc"
+ACC = "acc"  # the record keys are harness.keys.CaptionKey (this module imports nothing of harness)
 TEXT_SCORE, IMAGE_SCORE, GROUP_SCORE = "text_score", "image_score", "group_score"
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-__all__ = ["MetricKey", "QueryKey", "HARD_NEGATIVE_PREFIX", "hard_negative_key", "is_hard_negative_key",
+__all__ = ["MetricKey", "QueryKey", "CaptionKey", "HARD_NEGATIVE_PREFIX", "hard_negative_key", "is_hard_negative_key",
            "is_caption_selection_key"]
 
 
@@ -37,12 +37,6 @@ class MetricKey(str, Enum):
     ACC5 = "acc5"
     MACRO_F1 = "macro_f1"
     BALANCED_ACC = "balanced_acc"
-    # caption selection: ``acc`` (main, the macro mean of the subsets) and ``acc_<subset>``
-    # (see :func:`is_caption_selection_key`); Winoground's three scores (Thrush et al. 2022)
-    ACC = "acc"
-    TEXT_SCORE = "text_score"
-    IMAGE_SCORE = "image_score"
-    GROUP_SCORE = "group_score"
 
     def __str__(self) -> str:  # Python 3.11 changed str() of mixin enums; keep the value
         return self.value
@@ -78,6 +72,24 @@ class QueryKey(str, Enum):
         return self.value
 
 
+class CaptionKey(str, Enum):
+    """Caption-selection record keys: ``acc`` (main, the macro mean of the subsets) and
+    Winoground's three scores (Thrush et al. 2022); per-subset accuracies are a family of keys,
+    ``acc_<subset>`` (:func:`is_caption_selection_key`, ``harness.caption_metrics.subset_key``).
+
+    >>> CaptionKey.GROUP_SCORE.value, str(CaptionKey.ACC)
+    ('group_score', 'acc')
+    """
+
+    ACC = "acc"
+    TEXT_SCORE = "text_score"
+    IMAGE_SCORE = "image_score"
+    GROUP_SCORE = "group_score"
+
+    def __str__(self) -> str:
+        return self.value
+
+
 HARD_NEGATIVE_PREFIX = "hn_"
 
 
@@ -102,7 +114,7 @@ def is_hard_negative_key(key: str) -> bool:
     return str(key).startswith(HARD_NEGATIVE_PREFIX) and len(str(key)) > len(HARD_NEGATIVE_PREFIX)
 
 
-CAPTION_SELECTION_KEYS = ("acc", "text_score", "image_score", "group_score")
+CAPTION_SELECTION_KEYS = tuple(k.value for k in CaptionKey)
 
 
 def is_caption_selection_key(key: str) -> bool:
