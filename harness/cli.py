@@ -4,6 +4,7 @@ the commands, so ``vlbench --help`` and ``vlbench list`` stay instant."""
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 import traceback
@@ -131,9 +132,23 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, (*user_errors(), ValueError)):
             print(f"vlbench: error: {_one_line(exc)}", file=sys.stderr)
             return 2
+        if isinstance(exc, OSError) and exc.errno in _STORAGE_ERRNOS:
+            print(f"vlbench: error: {_storage_line(exc)}", file=sys.stderr)
+            return 2
         print(f"vlbench: internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
               file=sys.stderr)
         return 1
+
+
+_STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def _storage_line(exc: OSError) -> str:
+    """A full/read-only disk met anywhere (a cache, a library's own files): name the path."""
+    from harness.store import storage_error
+
+    path = exc.filename if exc.filename is not None else "a file (path not reported)"
+    return str(storage_error(path, exc))
 
 
 def _one_line(exc: BaseException) -> str:

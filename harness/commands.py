@@ -94,13 +94,16 @@ def _report(outcome) -> str:
 
 def _run_specs(specs, results: Path, force: bool, keep_going: bool) -> int:
     from harness.runner import run_one
+    from harness.store import StorageError, check_writable
+
+    check_writable(results)  # once, before any model loads: a read-only/full store fails now, not after the compute
 
     failures = 0
     for spec in specs:
         try:
             print(_report(run_one(spec, results, force=force)), flush=True)
         except Exception as exc:
-            if not keep_going:
+            if not keep_going or isinstance(exc, StorageError):  # a full store fails every later run too
                 raise
             failures += 1
             print(f"vlbench: error: {spec.model} on {spec.dataset} ({spec.task}): {exc}", file=sys.stderr)
