@@ -76,6 +76,10 @@ def _run_options(args, weights: str | None = None, limit: int | None = None):
         raise UserError(f"--batch-size must be positive, got {args.batch_size}")
     if limit is not None and limit <= 0:
         raise UserError(f"--limit must be positive, got {limit}")
+    if args.workers is not None and args.workers < 0:
+        raise UserError(f"--workers must be 0 or more (0: load images in the main process), got {args.workers}")
+    if args.rerank_k is not None and args.rerank_k < 0:
+        raise UserError(f"--rerank-k must be 0 or more, got {args.rerank_k}")
     return RunOptions(batch_size=args.batch_size, device=args.device, precision=Precision(args.precision),
                       seed=args.seed, limit=limit, num_workers=args.workers, weights=weights,
                       data_root=args.data_root, rerank_k=args.rerank_k, prefilter=args.prefilter,
@@ -112,11 +116,23 @@ def _run_specs(specs, results: Path, force: bool, keep_going: bool) -> int:
     return 1 if failures else 0
 
 
+def _refuse_rerank_on_dual(args) -> None:
+    """``run --rerank-k`` on a dual encoder would be dropped without a word (a suite's shared
+    rerank_k is meant for its cross-encoders only, so only ``run`` refuses)."""
+    from harness.interfaces import ModelKind
+    from harness.models import resolve
+
+    if args.rerank_k is not None and resolve(args.model).kind == ModelKind.DUAL:
+        raise UserError(f"--rerank-k applies to cross-encoders and BLIP-style models; {args.model} is a dual "
+                        "encoder (it ranks every candidate itself): drop --rerank-k")
+
+
 def cmd_run(args) -> int:
     from harness.runner import expand
 
-    specs = expand(args.model, args.dataset, args.task, args.split,
-                   _run_options(args, weights=args.weights, limit=args.limit))
+    options = _run_options(args, weights=args.weights, limit=args.limit)
+    _refuse_rerank_on_dual(args)
+    specs = expand(args.model, args.dataset, args.task, args.split, options)
     return _run_specs(specs, results_arg(args), args.force, keep_going=False)
 
 

@@ -166,3 +166,24 @@ def test_flat_grey_photo_not_taken_for_truncation(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         load_rgb(grey)
+
+
+# ------------------------------------------------------------------ options that used to pass unnoticed
+
+@pytest.mark.parametrize("argv,words", [
+    (["--model", "tiny-clip-random", "--workers", "-2"], "--workers must be 0 or more"),
+    (["--model", "tiny-clip-random", "--rerank-k", "-3"], "--rerank-k must be 0 or more, got -3"),
+    (["--model", "fusion-xattn-synth", "--rerank-k", "-3"], "--rerank-k must be 0 or more, got -3"),
+    (["--model", "tiny-clip-random", "--rerank-k", "5"], "tiny-clip-random is a dual encoder"),
+])
+def test_bad_options_are_refused_before_any_work(capsys, tmp_path, monkeypatch, argv, words):
+    from harness import runner
+
+    monkeypatch.setattr(runner, "run_one", lambda *a, **k: pytest.fail("the run started"))
+    code, _, err = run_cli(capsys, *RUN, *argv, "--results", str(tmp_path))
+    assert code == 2 and words in one_error_line(err)
+
+
+def test_sweep_refuses_negative_workers(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "sweep", "--suite", "default", "--workers", "-1", "--results", str(tmp_path))
+    assert code == 2 and "--workers must be 0 or more" in one_error_line(err)
