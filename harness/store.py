@@ -157,10 +157,16 @@ def save(root: Path, record: ResultRecord, per_query: dict | None = None) -> Pat
     bootstrap intervals are computed from without re-running the model."""
     path = record_path(root, record.model["name"], record.dataset["name"], record.dataset["split"],
                        record.task, record.run_key)
+    fresh = not path.exists()
     if per_query:
         sidecar = sidecar_text({"run_key": record.run_key, **per_query})
         write_bytes_atomic(queries_path(path), sidecar.encode("utf-8"))
-    return write_json_atomic(path, record.to_dict())
+    try:
+        return write_json_atomic(path, record.to_dict())
+    except BaseException:
+        if per_query and fresh:  # no record for it: do not leave its sidecar behind
+            queries_path(path).unlink(missing_ok=True)
+        raise
 
 
 def sidecar_text(payload: dict) -> str:

@@ -213,3 +213,18 @@ def test_out_dev_full_stays_a_device():
     with pytest.raises(StorageError, match="/dev/full.*not a regular file"):
         write_bytes_atomic(__import__("pathlib").Path("/dev/full"), b"page")
     assert stat.S_ISCHR(os.stat("/dev/full").st_mode)
+
+
+def test_a_record_that_fails_to_write_leaves_no_sidecar(tmp_path, monkeypatch):
+    record, per_query = _record()
+    real = store.write_bytes_atomic
+
+    def full_for_records(path, data):
+        if not str(path).endswith(store.QUERIES_SUFFIX):
+            raise store.storage_error(path, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
+        return real(path, data)
+
+    monkeypatch.setattr(store, "write_bytes_atomic", full_for_records)
+    with pytest.raises(store.StorageError, match="No space left on device"):
+        store.save(tmp_path, record, per_query)
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
