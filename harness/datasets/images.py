@@ -196,8 +196,14 @@ class HFImages:
         return len(self.rows)
 
     def load(self, index: int):
+        from PIL import Image
+
+        Image.MAX_IMAGE_PIXELS = pixel_limit()
         try:
             return to_rgb(self.table[self.rows[index]][self.column])
+        except Image.DecompressionBombError as exc:
+            raise ImageDecodeError(f"{self.key(index)}: image too large to decode safely ({exc.args[0].split('.')[0]})",
+                                   f"if the data is trusted, raise the limit: {PIXELS_ENV}=<pixels> (or 'none')") from None
         except (OSError, ValueError, SyntaxError) as exc:
             raise ImageDecodeError(f"{self.key(index)}: cannot decode image ({exc})") from None
 
