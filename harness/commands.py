@@ -170,9 +170,8 @@ def cmd_leaderboard(args) -> int:
 def cmd_export(args) -> int:
     from leaderboard.export import export
 
-    out = export(results_arg(args), args.format, args.out, history=args.history)
-    if out is not None:
-        print(f"export: {args.format} -> {out}", file=sys.stderr)
+    out, rows = export(results_arg(args), args.format, args.out, history=args.history)
+    print(f"export: {rows} rows as {args.format} -> {out or 'stdout'}", file=sys.stderr)  # stdout: the data
     return 0
 
 

@@ -38,17 +38,19 @@ def to_bytes(df: pd.DataFrame, fmt: str) -> bytes:
     raise ExportError(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")
 
 
-def export(results: str | Path, fmt: str, out: str | Path | None = None, history: bool = False) -> Path | None:
+def export(results: str | Path, fmt: str, out: str | Path | None = None,
+           history: bool = False) -> tuple[Path | None, int]:
     """Write the frame of ``results`` to ``out`` (atomically), or to stdout when ``out`` is None
-    (not for parquet, which is binary). Returns the path written."""
+    (not for parquet, which is binary). Returns the path written and the number of rows."""
     from harness.store import write_bytes_atomic
     from leaderboard.frame import load
 
     if out is None and fmt == "parquet":
         raise ExportError("--format parquet is binary: give --out FILE")
-    data = to_bytes(load(results, history=history), fmt)
+    df = load(results, history=history)
+    data = to_bytes(df, fmt)
     if out is None:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
-        return None
-    return write_bytes_atomic(Path(out), data)
+        return None, len(df)
+    return write_bytes_atomic(Path(out), data), len(df)
