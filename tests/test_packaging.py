@@ -60,10 +60,29 @@ def test_wheel_carries_manifest_suites_weights_and_assets(wheel):
     assert "harness/importers/clip_benchmark.py" in names and "leaderboard/export.py" in names  # subpackages
 
 
-def test_unpacked_wheel_runs_without_a_checkout(wheel, tmp_path):
+USER_MANIFEST = """\
+schema_version: 1
+datasets:
+  my-pets:
+    tasks: [zeroshot]
+    format: imagefolder
+    source: {kind: local, folder: pets}
+    default_split: val
+    splits: {val: {}}
+    classes: {names: folders, templates: ["a photo of a {}."]}
+    license: CC0
+    citation: none
+"""
+
+
+def test_unpacked_wheel_runs_without_a_checkout_and_takes_user_files(wheel, tmp_path):
     site = tmp_path / "site"
     with zipfile.ZipFile(wheel) as zf:
         zf.extractall(site)
+    (tmp_path / "suites").mkdir()
+    (tmp_path / "suites" / "mine.yaml").write_text("runs: [{models: tiny-clip-synth, datasets: my-pets, "
+                                                   "tasks: zeroshot}]\n", encoding="utf-8")
+    (tmp_path / "mine.yaml").write_text(USER_MANIFEST, encoding="utf-8")
     env = {**os.environ, "PYTHONPATH": str(site)}  # the unpacked wheel first; deps from this venv
     env.pop("VLBENCH_SUITES", None)
     env.pop("VLBENCH_MANIFEST", None)
@@ -74,7 +93,11 @@ def test_unpacked_wheel_runs_without_a_checkout(wheel, tmp_path):
                          timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     lines = out.stdout.splitlines()
-    assert all(line.startswith(str(site)) for line in lines), lines
-    listed = subprocess.run([sys.executable, "-m", "harness", "list", "datasets"], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=120)
-    assert listed.returncode == 0 and "synthetic" in listed.stdout and "flickr8k" in listed.stdout, listed.stderr
+    assert len(lines) == 4 and all(line.startswith(str(site)) for line in lines), lines
+
+    env.update(VLBENCH_SUITES=str(tmp_path / "suites"), VLBENCH_MANIFEST=str(tmp_path / "mine.yaml"))
+    for what, names in (("datasets", ("synthetic", "flickr8k", "my-pets")), ("suites", ("default", "mine"))):
+        listed = subprocess.run([sys.executable, "-m", "harness", "list", what], cwd=tmp_path, env=env,
+                                capture_output=True, text=True, timeout=120)
+        assert listed.returncode == 0, listed.stderr[-2000:]
+        assert all(n in listed.stdout.split() for n in names), (what, listed.stdout)
