@@ -121,6 +121,10 @@ def test_nan_acc5_is_left_out_and_imagenet_test_is_val(tmp_path):
     assert rec.metrics == {"acc1": 50.0, "balanced_acc": 25.0}
     assert rec.dataset["split"] == "val" and rec.model["name"] == "RN50/my_rn50.pt"
     assert rec.model["checkpoint"] == "/ckpt/my_rn50.pt"
+    zh = json.loads(F30K.read_text())
+    zh["language"] = "zh"
+    (tmp_path / "zh.json").write_text(json.dumps(zh))
+    assert cb.parse(tmp_path / "zh.json").dataset["name"] == "flickr30k-zh"  # translated captions: other data
 
 
 def test_imported_records_validate_render_marked_and_stay_off_throughput(results, tmp_path, capsys):

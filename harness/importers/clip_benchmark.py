@@ -29,7 +29,8 @@ The dump does not say which split or model type was evaluated: ``split`` (defaul
 CLIP_benchmark's default) and ``model_type`` (default ``open_clip``) say it, and are recorded.
 Dataset names map to vlbench's where the data are the same (``mscoco_captions`` -> ``coco``,
 Karpathy splits; ``imagenet1k`` test -> ``val``; ``flickr8k`` val -> ``dev``; a ``wds/`` prefix
-is dropped); other names are kept as they are.
+is dropped); other names are kept as they are. A ``language`` other than ``en`` (translated
+captions or class names) is other data: ``flickr30k`` in ``zh`` becomes ``flickr30k-zh``.
 """
 
 from __future__ import annotations
@@ -147,6 +148,8 @@ def parse(path: Path, options: ImportOptions = ImportOptions()) -> ResultRecord:
 
     dataset, split = _dataset(raw["dataset"], options.split)
     language = raw.get("language")
+    if language not in (None, "en"):  # other captions or class names: other data, another table
+        dataset = f"{dataset}-{language}"
     digest = hashlib.sha256(data).hexdigest()
     key_src = json.dumps([TOOL, IMPORT_VERSION, digest, options.split, options.model_type]).encode()
     written = dt.datetime.fromtimestamp(path.stat().st_mtime, tz=dt.timezone.utc).replace(microsecond=0)
