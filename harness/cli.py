@@ -95,6 +95,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (fixed: the page is reproducible)")
     p.add_argument("--no-plots", action="store_true", help="tables only (faster)")
 
+    p = sub.add_parser("export", help="write the leaderboard's table (one row per run) as csv, parquet or jsonl")
+    p.add_argument("--results", default=None, help="results folder (env VLBENCH_RESULTS, default results/)")
+    p.add_argument("--format", required=True, choices=["csv", "parquet", "jsonl"])
+    p.add_argument("--out", default=None, help="file to write (default: stdout; parquet needs a file)")
+    p.add_argument("--history", action="store_true", help="every record, not only the latest of each entry")
+
+    p = sub.add_parser("import", help="turn other tools' result files into records (marked as imported)")
+    isub = p.add_subparsers(dest="import_command", required=True)
+    i = isub.add_parser("clip-benchmark", help="CLIP_benchmark result JSONs (clip_benchmark eval --output)")
+    i.add_argument("files", nargs="+", help="result JSON files")
+    i.add_argument("--results", default=None, help="results folder (env VLBENCH_RESULTS, default results/)")
+    i.add_argument("--split", default="test", help="the --split they were evaluated on (not in the JSON; "
+                   "CLIP_benchmark's default: test)")
+    i.add_argument("--model-type", default="open_clip",
+                   help="their --model_type (not in the JSON; CLIP_benchmark's default: open_clip)")
+
     p = sub.add_parser("check", help="compare the latest records with a baseline; exit 1 on a regression")
     p.add_argument("--baseline", required=True, help="baseline JSON file (vlbench baseline update writes one)")
     p.add_argument("--results", default=None, help="results folder (env VLBENCH_RESULTS, default results/)")

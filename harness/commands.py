@@ -186,6 +186,24 @@ def cmd_leaderboard(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from leaderboard.export import export
+
+    out, rows = export(results_arg(args), args.format, args.out, history=args.history)
+    print(f"export: {rows} rows as {args.format} -> {out or 'stdout'}", file=sys.stderr)  # stdout: the data
+    return 0
+
+
+def cmd_import(args) -> int:
+    from harness.importers import clip_benchmark
+
+    options = clip_benchmark.ImportOptions(split=args.split, model_type=args.model_type)
+    results = results_arg(args)
+    for src, path in zip(args.files, clip_benchmark.import_files([Path(f) for f in args.files], results, options)):
+        print(f"import: {src} -> {path}")
+    return 0
+
+
 def cmd_check(args) -> int:
     from harness import check
 

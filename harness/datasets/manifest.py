@@ -40,9 +40,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.project_files import project_path
+
 from .base import DatasetError, TaskKind
 
-MANIFEST_PATH = Path(__file__).resolve().parents[2] / "datasets_manifest.yaml"
+MANIFEST_PATH = project_path("datasets_manifest.yaml")  # the checkout's, or the wheel's copy of it
 SCHEMA_VERSION = 1
 SOURCE_KINDS = ("local", "hf", "generated")
 _ENTRY_KEYS = {"tasks", "format", "source", "default_split", "splits", "annotation_sha256", "known_defects", "subsets",
