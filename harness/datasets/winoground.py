@@ -27,7 +27,7 @@ from harness.caption_metrics import SelectionSpec
 
 from .base import DatasetError, DatasetNotFound, DatasetRequest, Format, TaskKind, fingerprint
 from .compositional import ImageFinder, fields, find_file, image_folders, report_bad
-from .images import ImageDecodeError, to_rgb
+from .images import HFImages
 from .selection import CaptionItem, CaptionSelectionData, assemble_selection, limit_items
 
 NAME = "winoground"
@@ -85,15 +85,12 @@ class HFCells:
         return len(self.cells)
 
     def load(self, index: int):
-        row, col = self.cells[index]
-        try:
-            return to_rgb(self.table[row][col])
-        except (OSError, ValueError, SyntaxError) as exc:
-            raise ImageDecodeError(f"{self.key(index)}: cannot decode image ({exc})") from None
+        row, col = self.cells[index]  # one cell through HFImages: the same decode and error policy
+        return HFImages(self.table, col, [row], f"{self.origin}/{col}").load(0)
 
     def key(self, index: int) -> str:
         row, col = self.cells[index]
-        return f"{self.origin}#{row}/{col}"
+        return f"{self.origin}/{col}#{row}"
 
     def subset(self, keep: Sequence[int]) -> HFCells:
         return HFCells(self.table, [self.cells[i] for i in keep], self.origin)
