@@ -72,7 +72,14 @@ class QueryKey(str, Enum):
         return self.value
 
 
-class CaptionKey(str, Enum):
+class _Named(str, Enum):
+    """A key enum whose str() is its value (Python 3.11 changed str() of mixin enums)."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class CaptionKey(_Named):
     """Caption-selection record keys: ``acc`` (main, the macro mean of the subsets) and
     Winoground's three scores (Thrush et al. 2022); per-subset accuracies are a family of keys,
     ``acc_<subset>`` (:func:`is_caption_selection_key`, ``harness.caption_metrics.subset_key``).
@@ -85,9 +92,6 @@ class CaptionKey(str, Enum):
     TEXT_SCORE = "text_score"
     IMAGE_SCORE = "image_score"
     GROUP_SCORE = "group_score"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 HARD_NEGATIVE_PREFIX = "hn_"
