@@ -139,6 +139,18 @@ def test_bar_updates_stay_outside_the_timed_batches(monkeypatch) -> None:
     assert t.latency_ms["p90"] < 25 and t.seconds >= 0.25  # the sleeps are in the stage, not the batches
 
 
+def test_rerank_bar_counts_every_scored_pair(capsys) -> None:
+    from tests.test_rerank import PlainScorer, TableDual, make_data, oracle, run
+
+    data = make_data()
+    cross = PlainScorer(oracle(data))
+    with progress.session(ProgressPolicy(show=True)):
+        result = run(cross, data, prefilter=TableDual(len(data.images), len(data.captions)), k=5)
+    pairs = cross.pairs_seen
+    assert pairs > 0 and result.timings["rerank"].items == pairs
+    assert final_counts(capsys.readouterr().err)["rerank"] == [(pairs, pairs)]
+
+
 def test_fit_features_log_every_20_batches_only_without_bars(capsys) -> None:
     import torch
 

@@ -26,6 +26,7 @@ from harness.datasets.base import ImageSet
 from harness.measure import Stage
 
 EMBEDDING = "embedding"  # tensor name of an embedding chunk
+_UNITS = {"image_encode": "img", "text_encode": "text"}  # what a stage's progress bar counts
 
 
 @dataclass(frozen=True)
@@ -146,9 +147,6 @@ def _fill(entry: CacheEntry, plan, batches, fn, backoff: Backoff, stage: Stage) 
     with progress.bar(stage.name.replace("_", " "), entry.n_items, unit=_UNITS.get(stage.name, "it"),
                       initial=entry.info.cached_items) as bar:
         _fill_missing(entry, plan, batches, fn, backoff, stage, bar)
-
-
-_UNITS = {"image_encode": "img", "text_encode": "text"}
 
 
 def _fill_missing(entry: CacheEntry, plan, batches, fn, backoff: Backoff, stage: Stage, bar) -> None:

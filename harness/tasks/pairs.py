@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from harness.datasets.base import ImageSet
-from harness.progress import NULL as NULL_BAR
 from harness.measure import Stage
+from harness.progress import NULL as NULL_BAR
 from harness.tasks.encode import EncodeOptions
 
 DEFAULT_PAIR_BATCH = 256
