@@ -22,6 +22,7 @@ The bars never enter a timed region: call sites update a bar after a batch's
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sys
 import warnings
@@ -105,6 +106,8 @@ def _tqdm_kwargs(desc: str, unit: str, leave: bool | None) -> dict:
     leave = (not tty) if leave is None else leave
     return {
         "desc": desc, "unit": unit, "file": stream, "dynamic_ncols": tty,
+        # look at the clock on every update (one per batch or item): a slow batch after fast ones still redraws
+        "miniters": 1,
         "mininterval": _policy.tty_mininterval if tty else _policy.file_mininterval,
         # a bar that stays (a sweep's count of runs) shows at once; a passing stage's only once it lasts
         "delay": _policy.tty_delay if tty and not leave else 0.0,
@@ -117,9 +120,7 @@ def bar(desc: str, total: int | None, unit: str = "it", initial: int = 0, leave:
     or there is nothing to count."""
     if not _policy.enabled() or not total:
         return NULL
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=initial, **_tqdm_kwargs(desc, unit, leave))
+    return _tqdm()(total=total, initial=initial, **_tqdm_kwargs(desc, unit, leave))
 
 
 def track(items: Iterable, desc: str, total: int | None = None, unit: str = "it",
@@ -129,24 +130,33 @@ def track(items: Iterable, desc: str, total: int | None = None, unit: str = "it"
         total = len(items) if hasattr(items, "__len__") else None
     if not _policy.enabled() or not total:
         return items
+    return _tqdm()(items, total=total, **_tqdm_kwargs(desc, unit, leave))
+
+
+@functools.cache
+def _tqdm():
     from tqdm import tqdm
 
-    # miniters=1: look at the clock every item, so a slow item after fast ones still redraws
-    return tqdm(items, total=total, miniters=1, **_tqdm_kwargs(desc, unit, leave))
+    class Bar(tqdm):
+        # No monitor thread: tqdm starts one with the first bar and joins it when the last
+        # closes, which on a loaded machine cost ~3 ms a bar (benchmarks/overhead.py --progress).
+        # Its job, redrawing a bar whose dynamic miniters grew too large, is moot with miniters=1.
+        monitor_interval = 0
+
+    return Bar
 
 
 def _bars_live() -> bool:
-    tq = sys.modules.get("tqdm.std")  # never imported: no bar was ever drawn
-    return bool(tq is not None and getattr(tq.tqdm, "_instances", None))
+    if _tqdm.cache_info().currsize == 0:  # no bar was ever made: tqdm need not even be imported
+        return False
+    return bool(getattr(_tqdm(), "_instances", None))
 
 
 def echo(line: str, file: TextIO | None = None) -> None:
     """Print one line; with bars on screen they are cleared and redrawn below it."""
     out = file if file is not None else sys.stdout
     if _bars_live():
-        from tqdm import tqdm
-
-        tqdm.write(line, file=out)
+        _tqdm().write(line, file=out)  # clears our bars, writes, redraws them
         out.flush()
     else:
         print(line, file=out, flush=True)

@@ -86,11 +86,12 @@ def test_bars_off_cost_nothing_and_session_restores(monkeypatch) -> None:
 def test_a_line_printed_under_a_live_bar_comes_out_whole(capsys) -> None:
     with progress.session(ProgressPolicy(show=True)), progress.bar("stage", 4) as bar:
         bar.update(2)
+        capsys.readouterr()
         progress.echo("run line")
+        out, err = capsys.readouterr()
+        assert out == "run line\n" and err.startswith("\r") and "2/4" in err  # cleared, then drawn again
         bar.update(2)
-    out, err = capsys.readouterr()
-    assert out == "run line\n"
-    assert final_counts(err) == {"stage": [(4, 4)]}
+    assert final_counts(capsys.readouterr().err) == {"stage": [(4, 4)]}
 
 
 # ------------------------------------------------------------------------------ timing
