@@ -95,12 +95,15 @@ class TqdmClock:
             setattr(self.cls, name, fn)
 
 
-def progress_comparison(workloads, repeats: int) -> None:
+def progress_comparison(workloads, repeats: int, mininterval: float | None = None) -> None:
     import statistics
+    from dataclasses import replace
 
     from harness import progress
 
     on = progress.ProgressPolicy(show=True, tty_delay=0.0)
+    if mininterval is not None:
+        on = replace(on, tty_mininterval=mininterval, file_mininterval=mininterval)
     off = progress.ProgressPolicy(show=False)
     print(f"progress bars on vs off, stderr a terminal: {progress.is_terminal(sys.stderr)}, "
           f"{repeats} interleaved pairs, redraw every {on.tty_mininterval}s at most", flush=True)
@@ -140,6 +143,8 @@ def main() -> None:
     ap.add_argument("--texts", type=int, default=None, help="encode only the first N captions")
     ap.add_argument("--progress", action="store_true",
                     help="compare progress bars on vs off (interleaved pairs, median ratio) instead")
+    ap.add_argument("--mininterval", type=float, default=None,
+                    help="with --progress: seconds between redraws (default: the policy's)")
     ap.add_argument("--threads", type=int, default=None,
                     help="torch intra-op threads for both sides (default: torch's; 1 is steadier on a busy machine)")
     args = ap.parse_args()
@@ -197,7 +202,7 @@ def main() -> None:
         print(f"model {args.model}, batch {bs}, device {dev}, fp32, harness workers {workers}, "
               f"torch threads {torch.get_num_threads()}")
         progress_comparison([("images, end to end", harness_images, n_img),
-                             ("texts", harness_texts, len(texts))], args.repeats)
+                             ("texts", harness_texts, len(texts))], args.repeats, args.mininterval)
         return
     print(f"model {args.model}, batch {bs}, device {dev}, fp32, harness workers {workers}, "
           f"torch threads {torch.get_num_threads()}, best of {args.repeats}")
