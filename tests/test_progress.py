@@ -182,8 +182,8 @@ def test_no_terminal_prints_one_line_per_run_and_nothing_else(capsys, tmp_path) 
     assert code == 0 and err == ""
     lines = _lines(out)
     assert len(lines) == 2 and "retrieval rsum=" in lines[0] and "zeroshot  acc1=" in lines[1]
-    code, out2, err = run_cli(capsys, *args, "--force", "--no-progress")
-    assert code == 0 and err == "" and len(_lines(out2)) == 2
+    code, out2, err = run_cli(capsys, *args, "--no-progress")  # skipped runs: their lines, nothing more
+    assert code == 0 and err == "" and len(_lines(out2)) == 2 and out2.count("skipped, already in the store") == 2
 
 
 def test_forced_progress_counts_every_item_on_stderr(capsys, tmp_path) -> None:
