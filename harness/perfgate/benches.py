@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 
 from harness.perfgate.interleave import Measurement, interleaved
 
@@ -48,6 +49,7 @@ def _check(name: str, ok: bool, what: str) -> None:
         raise AssertionError(f"perf bench {name}: harness and bare reference disagree ({what})")
 
 
+@lru_cache(maxsize=4)  # benches only read models and data: one load per process, not per bench
 def _model(name: str):
     from harness.interfaces import LoadOptions
     from harness.models import resolve
@@ -55,6 +57,7 @@ def _model(name: str):
     return resolve(name).load(LoadOptions(device="cpu"))
 
 
+@lru_cache(maxsize=8)
 def _synthetic(limit: int):
     from harness.datasets import DatasetRequest, TaskKind, synthetic
 
