@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from . import perf
 from .frame import load
 from .page import DEFAULT_TITLE, PageOptions, esc, render_page
 
@@ -33,6 +34,7 @@ def build(results_dir: str | Path, out_path: str | Path, title: str | None = Non
     """Load the records under ``results_dir`` and write the page to ``out_path`` atomically
     (a failure leaves any previous page in place and no temp file behind)."""
     history = load(results_dir, history=True)
+    options = replace(options or PageOptions(), perf_check=perf.read(results_dir))
     page = render_html(load(results_dir), title=title, history=history, options=options)
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -168,3 +168,16 @@ def test_slow_process_exit_fails_the_whole_process_gate(tmp_path):
     assert planted.harness_s > 2 * planted.bare_s
     assert gate.evaluate(committed, planted).status == "regression"
     assert planted.extra["stage_floor_s"] > 0
+
+
+def test_page_shows_the_latest_check_escaped(tmp_path):
+    import leaderboard
+    from harness.perfgate.interleave import Measurement
+
+    floor = gate.Floor("scoring<b>", "scoring", 0.8, TOL, SMALL["scoring"])
+    findings = [gate.evaluate(floor, Measurement("scoring", 0.3, [0.2, 0.3, 0.4], 2.0, 0.6, 10))]
+    gate.write_result(findings, FLOORS, tmp_path)
+    page = leaderboard.build(tmp_path, tmp_path / "index.html").read_text()
+    assert 'id="throughput-ratios"' in page and "scoring&lt;b&gt;" in page and "scoring<b>" not in page
+    assert "REGRESSION" in page and "0.300" in page and "0.400" in page and "FAILED" in page
+    assert not list(tmp_path.glob("*.json"))  # the check's JSON is not taken for a record
