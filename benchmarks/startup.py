@@ -17,12 +17,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,15 +29,10 @@ CPU = {}  # the last run's user + system CPU seconds (less sensitive to machine 
 
 
 def run(cmd: list[str], root: Path) -> float:
+    from harness.perfgate.process import timed_run
+
     env = {**os.environ, "PYTHONPATH": str(root), "HF_HUB_OFFLINE": "1", "VLBENCH_OFFLINE": "1"}
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False, cwd=root)
-    wall = time.perf_counter() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    CPU["last"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    if proc.returncode:
-        raise SystemExit(f"exit {proc.returncode}: {' '.join(cmd)}\n{proc.stderr[-2000:]}")
+    wall, CPU["last"] = timed_run(cmd, env, cwd=root)
     return wall
 
 

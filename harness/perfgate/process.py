@@ -30,13 +30,23 @@ def _env(extra_path: str | None = None) -> dict:
     return {**os.environ, "PYTHONPATH": os.pathsep.join(path), "HF_HUB_OFFLINE": "1", "VLBENCH_OFFLINE": "1"}
 
 
-def _timed(cmd: list[str], env: dict) -> float:
+def timed_run(cmd: list[str], env: dict, cwd: str | Path | None = None) -> tuple[float, float]:
+    """(wall seconds, user + system CPU seconds) of one subprocess from start to exit; a
+    non-zero exit raises RuntimeError with the command and the end of its stderr."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False, cwd=cwd)
     wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
-        raise RuntimeError(f"perf bench process: exit {proc.returncode}: {' '.join(cmd)}\n{proc.stderr[-2000:]}")
-    return wall
+        raise RuntimeError(f"exit {proc.returncode}: {' '.join(cmd)}\n{proc.stderr[-3000:]}")
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def _timed(cmd: list[str], env: dict) -> float:
+    return timed_run(cmd, env)[0]
 
 
 def vlbench_command(o, results: Path) -> list[str]:
