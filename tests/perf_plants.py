@@ -63,14 +63,15 @@ def copy_embeddings(monkeypatch, copies: int = 3) -> None:
 
 SLOW_EXIT = """import atexit, time
 _t0 = time.perf_counter()
-atexit.register(lambda: time.sleep(2 * (time.perf_counter() - _t0)))
+atexit.register(lambda: time.sleep({factor} * (time.perf_counter() - _t0)))
 """
 
 
-def slow_process_exit(tmp: Path) -> str:
-    """A folder whose sitecustomize makes the process wait at exit as long as it ran (a
-    non-daemon thread joined at shutdown): put first on PYTHONPATH, it triples the wall time."""
+def slow_process_exit(tmp: Path, factor: float = 2.0) -> str:
+    """A folder whose sitecustomize makes the process wait at exit ``factor`` times as long as
+    it ran (a non-daemon thread joined at shutdown): put first on PYTHONPATH, the wall time
+    grows 1 + factor times."""
     folder = Path(tmp) / "plant"
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "sitecustomize.py").write_text(SLOW_EXIT, encoding="utf-8")
+    (folder / "sitecustomize.py").write_text(SLOW_EXIT.format(factor=factor), encoding="utf-8")
     return str(folder)
