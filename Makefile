@@ -9,7 +9,7 @@ DATASET ?= synthetic
 SUITE ?= default
 RUN_ARGS ?=
 
-.PHONY: setup bench test leaderboard check baseline clean-results perf perf-baseline
+.PHONY: setup bench test leaderboard check baseline clean-results perf perf-baseline perf-check
 
 # Idempotent: re-installs only when pyproject.toml changed since the last install.
 setup: $(VENV)/.installed
@@ -60,3 +60,14 @@ perf: setup
 
 perf-baseline: setup
 	$(PY) -m pytest benchmarks/perf $(PERF_ARGS) --benchmark-save=baseline
+
+# Throughput gate that holds on any machine: each hot path (image/text encode, scoring,
+# rerank, a whole `vlbench run` process) against a bare reference on the same data, in one
+# process, interleaved; fails when a median ratio falls below its floor in
+# benchmarks/baselines/perf_ratios.json (tolerances chosen from measured misfire rates,
+# see benchmarks/RESULTS.md). The result lands in $(RESULTS)/.perf-check/latest.json,
+# which the leaderboard page shows. RATIOS_ARGS=--only scoring runs one bench.
+RATIOS ?= benchmarks/baselines/perf_ratios.json
+RATIOS_ARGS ?=
+perf-check: setup
+	$(VLBENCH) check --throughput-ratios $(RATIOS) --results $(RESULTS) $(RATIOS_ARGS)

@@ -27,10 +27,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,12 +66,12 @@ def write_annotations(split: str, limit: int | None, data_root: str | None, out:
 
 
 def timed(cmd: list[str], env: dict) -> float:
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-3000:]}")
-    return wall
+    from harness.perfgate.process import timed_run
+
+    try:
+        return timed_run(cmd, env)[0]
+    except RuntimeError as exc:
+        raise SystemExit(f"failed: {exc}") from None
 
 
 def main() -> None:

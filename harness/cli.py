@@ -115,9 +115,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="their --model_type (not in the JSON; CLIP_benchmark's default: open_clip)")
 
     p = sub.add_parser("check", help="compare the latest records with a baseline; exit 1 on a regression")
-    p.add_argument("--baseline", required=True, help="baseline JSON file (vlbench baseline update writes one)")
+    p.add_argument("--baseline", default=None, help="baseline JSON file (vlbench baseline update writes one)")
     p.add_argument("--results", default=None, help="results folder (env VLBENCH_RESULTS, default results/)")
     p.add_argument("--no-throughput", action="store_true", help="check accuracy only, not items/s")
+    p.add_argument("--throughput-ratios", default=None, metavar="FILE",
+                   help="run the ratio benchmarks (harness path vs bare reference, interleaved) and fail when "
+                        "a median ratio falls below its floor in FILE (benchmarks/baselines/perf_ratios.json); "
+                        "the result goes to RESULTS/.perf-check/latest.json for the leaderboard")
+    p.add_argument("--only", action="append", default=None, metavar="BENCH",
+                   help="with --throughput-ratios: run only this bench (repeatable)")
 
     p = sub.add_parser("baseline", help="write regression-check baselines")
     bsub = p.add_subparsers(dest="baseline_command", required=True)

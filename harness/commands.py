@@ -207,6 +207,17 @@ def cmd_import(args) -> int:
 
 
 def cmd_check(args) -> int:
+    if not args.baseline and not args.throughput_ratios:
+        raise UserError("check needs --baseline FILE and/or --throughput-ratios FILE")
+    status = 0
+    if args.throughput_ratios:
+        from harness.perfgate.cli import ratio_check
+
+        status = ratio_check(Path(args.throughput_ratios), results_arg(args), args.only)
+    return max(status, _baseline_check(args)) if args.baseline else status
+
+
+def _baseline_check(args) -> int:
     from harness import check
 
     baseline = check.load_baseline(Path(args.baseline))

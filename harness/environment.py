@@ -4,17 +4,26 @@ from __future__ import annotations
 
 import platform
 import subprocess
+import threading
 from functools import lru_cache
 
 from harness import __version__
 from harness.project_files import CHECKOUT_DIR, build_info, installed_from_wheel
 
 
-@lru_cache(maxsize=1)
+_GIT_LOCK = threading.Lock()
+
+
 def git_sha() -> str | None:
     """The checkout's commit (``-dirty`` with uncommitted changes); for a wheel install, the
     commit it was built from. Only a checkout is asked: site-packages may sit inside some other
     repository (a venv in a clone), whose HEAD says nothing about the installed code."""
+    with _GIT_LOCK:  # one git call per process, whether the prefetch thread or the caller asks first
+        return _git_sha()
+
+
+@lru_cache(maxsize=1)
+def _git_sha() -> str | None:
     if installed_from_wheel():
         return build_info().get("git_sha")
     root = CHECKOUT_DIR
@@ -51,14 +60,33 @@ def device_name(device: str) -> str:
     return cpu_name()
 
 
+def open_clip_version() -> str | None:
+    """open_clip's version without importing it when the run did not (importing it costs
+    1-4 s of start-up for a model that never uses it): the loaded module's, else the
+    installed distribution's metadata."""
+    import sys
+    from importlib import metadata
+
+    module = sys.modules.get("open_clip")
+    if module is not None:
+        return getattr(module, "__version__", None)
+    try:
+        return metadata.version("open_clip_torch")
+    except metadata.PackageNotFoundError:  # pragma: no cover
+        return None
+
+
+def prefetch_git_sha() -> None:
+    """Ask git for the sha on a background thread (two subprocesses; waiting on them releases
+    the GIL) so the record's environment finds it ready instead of waiting at the end."""
+    import threading
+
+    threading.Thread(target=git_sha, name="vlbench-git-sha", daemon=True).start()
+
+
 def environment(device: str) -> dict:
     import torch
 
-    try:
-        import open_clip
-        oc = open_clip.__version__
-    except ImportError:  # pragma: no cover
-        oc = None
     return {
         "harness_version": __version__,
         "git_sha": git_sha(),
@@ -66,7 +94,7 @@ def environment(device: str) -> dict:
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
         "cuda_available": torch.cuda.is_available(),
-        "open_clip": oc,
+        "open_clip": open_clip_version(),
         "device": str(device),
         "device_name": device_name(device),
         "host": platform.node(),

@@ -87,6 +87,8 @@ def check_device(device: str) -> None:
 def run_one(spec: RunSpec, results_root: Path, force: bool = False) -> RunOutcome:
     opts = spec.options
     meta = _resolve_model(spec.model)  # names first: a typo fails before torch is imported
+    _prefetch_digests(meta, opts)  # the run key's weight digests hash while torch imports
+    _prefetch_git_sha()
     dmeta, tmeta = DATASETS.get(spec.dataset), TASKS.get(spec.task)
     split = spec.split or dmeta.default_split
     opts = rerank_settings(meta, tmeta.name, opts)
@@ -147,6 +149,20 @@ def weights_identity(meta, weights: str | None) -> list | None:
 
     files = meta.local_files(weights) if meta.local_files is not None else ([Path(weights)] if weights else [])
     return [[Path(f).name, content_digest(f)] for f in files] or None
+
+
+def _prefetch_digests(meta, opts: RunOptions) -> None:
+    """Start hashing the local weight files :func:`weights_identity` will ask for (same
+    files, same digests; errors are left for that call to report)."""
+    from harness.models.weights import prefetch_digest
+
+    try:
+        files = meta.local_files(opts.weights) if meta.local_files is not None else (
+            [Path(opts.weights)] if opts.weights else [])
+    except Exception:  # noqa: BLE001 - weights_identity raises it with its own message
+        return
+    for f in files:
+        prefetch_digest(f)
 
 
 def weights_content(meta, opts: RunOptions) -> list[dict]:
@@ -239,6 +255,12 @@ def _resolve_model(name: str):
     from harness.models import resolve
 
     return resolve(name)
+
+
+def _prefetch_git_sha() -> None:
+    from harness.environment import prefetch_git_sha
+
+    prefetch_git_sha()
 
 
 def _environment(device: str) -> dict:

@@ -13,6 +13,7 @@ import pandas as pd
 
 from harness.store import write_bytes_atomic, write_target
 
+from . import perf
 from .frame import load
 from .page import DEFAULT_TITLE, PageOptions, esc, render_page
 
@@ -36,5 +37,6 @@ def build(results_dir: str | Path, out_path: str | Path, title: str | None = Non
     out = Path(out_path)
     write_target(out)  # refuse a device node, FIFO or folder before the (slow) render
     history = load(results_dir, history=True)
+    options = replace(options or PageOptions(), perf_check=perf.read(results_dir))
     page = render_html(load(results_dir), title=title, history=history, options=options)
     return write_bytes_atomic(out, page.encode("utf-8"))

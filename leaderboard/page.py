@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from . import perf
 from .columns import Col, page_columns
 from .tables import group_title, main_metrics
 from .uncertainty import GROUP, QueryCache, UncertaintyOptions, annotate, unusable_notes
@@ -28,6 +29,7 @@ class PageOptions:
     title: str = DEFAULT_TITLE
     plots: bool = True
     uncertainty: UncertaintyOptions = field(default_factory=UncertaintyOptions)
+    perf_check: dict | None = None  # the latest throughput-ratio check (leaderboard.perf.read)
 
 
 def esc(value: Any) -> str:
@@ -53,6 +55,7 @@ def render_page(df: pd.DataFrame, history: pd.DataFrame | None = None,
     for key, sub in groups:
         past = None if history is None else _select(history, key)
         body.append(_section(key, sub, past, cache, options))
+    body.append(perf.section(options.perf_check))
     return (
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'

@@ -16,7 +16,7 @@ from typing import Sequence
 
 from harness.interfaces import LoadOptions, WeightsUnavailableError
 from harness.models import weights as W
-from harness.models.common import autocast, skip_weight_init, torch_dtype, unit_norm
+from harness.models.common import autocast, mmap_torch_load, skip_weight_init, torch_dtype, unit_norm
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
@@ -144,7 +144,7 @@ def load_open_clip(name: str, source: OpenClipSource, options: LoadOptions) -> O
         W.checkpoint_format(ckpt, name)  # random bytes fail here, naming the file, not deep in torch.load
     precision = "fp32" if options.precision.value in ("fp32", "amp") else options.precision.value
     try:  # open_clip loads a given checkpoint strictly, so its random init can be skipped
-        with skip_weight_init() if _strict_load(ckpt) else contextlib.nullcontext():
+        with skip_weight_init() if _strict_load(ckpt) else contextlib.nullcontext(), mmap_torch_load(ckpt):
             model, _, preprocess = open_clip.create_model_and_transforms(
                 model_name, pretrained=ckpt, precision=precision, device=options.device, weights_only=True)
     except FileNotFoundError as exc:

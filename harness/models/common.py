@@ -69,3 +69,22 @@ def skip_weight_init():
 
 def _keep(tensor, *args, **kwargs):
     return tensor
+
+
+@contextlib.contextmanager
+def mmap_torch_load(path):
+    """``torch.load`` memory-maps ``path`` inside the block when it is a zip-format checkpoint
+    (torch.save's default): the state_dict's tensors are views of the page cache, copied once
+    into the model by load_state_dict, instead of read into fresh buffers first. Other files
+    (legacy tar format, safetensors, npz) load as before."""
+    import zipfile
+
+    from torch.utils.serialization import config
+
+    use = bool(path) and str(path).endswith((".pt", ".pth", ".bin")) and zipfile.is_zipfile(path)
+    saved = config.load.mmap
+    config.load.mmap = saved or use
+    try:
+        yield
+    finally:
+        config.load.mmap = saved
