@@ -12,6 +12,7 @@ from harness.datasets import (
     coco_captions,
     csvlabels,
     flickr8k,
+    flickr8k_judgments,
     folder,
     hf,
     karpathy,
@@ -38,7 +39,7 @@ from harness.datasets.resources import resource
 from harness.registry import Registry
 
 FORMATS: dict[str, Format] = {m.FORMAT.name: m.FORMAT for m in (
-    synthetic, flickr8k, karpathy, coco_captions, folder, csvlabels, cifar, hf)}
+    synthetic, flickr8k, karpathy, coco_captions, folder, csvlabels, cifar, hf, flickr8k_judgments)}
 
 
 def _source_text(spec: DatasetSpec) -> str:
