@@ -126,7 +126,7 @@ def run_one(spec: RunSpec, results_root: Path, force: bool = False) -> RunOutcom
         options={**opts.keyed(), "num_workers": workers, **precision,
                  "pin_memory": opts.device.startswith("cuda"), "embedding_cache": cache.root is not None,
                  "oom_backoffs": sum(t.oom_backoffs for t in timings.values()),
-                 **(extra["plan"].describe() if extra else {})},
+                 **(extra["plan"].describe() if extra else {}), **result.details},
         metrics=result.metrics,
         main_metric=result.main_metric,
         timings=timings,
@@ -239,6 +239,8 @@ def _params(model, meta) -> int | None:
 
 
 def _dataset_counts(data) -> dict:
+    if hasattr(data, "counts"):  # judgments (captions, pairs, rows), probe data (classes, train images)
+        return data.counts()
     if hasattr(data, "captions"):
         return {"captions": len(data.captions)}
     return {"classes": len(data.classnames), "templates": len(data.templates)}
@@ -262,8 +264,9 @@ def expand(model: str, dataset: str, tasks: list[str] | None, split: str | None,
     kind = _resolve_model(model).kind.value
     if tasks:
         names = [TASKS.resolve(t) for t in tasks]
-    else:  # every task the dataset offers that the model can do (cross-encoders: retrieval only)
-        names = [n for n, t in TASKS.items() if t.kind in dmeta.tasks and (kind != "cross" or n == "retrieval")]
+    else:  # every task the dataset offers that the model can do (cross-encoders: those marked for them)
+        names = [n for n, t in TASKS.items() if t.kind in dmeta.tasks
+                 and (kind != "cross" or n == "retrieval" or t.cross_encoders)]
     specs = [RunSpec(model, dmeta.name, n, split, options) for n in names]
     if "retrieval" in names and options.rerank_k is None and kind == "both":
         # BLIP-style models report "ITC only" and "ITC -> ITM k" as separate rows (as the BLIP paper does)

@@ -12,5 +12,13 @@ TASKS.register("zeroshot", TaskMeta(
     "zeroshot", TaskKind.ZEROSHOT, "acc1", "harness.tasks.zeroshot:evaluate",
     "zero-shot classification from prompt templates; top-1/5 accuracy, macro-F1, balanced accuracy"),
     aliases=("zero-shot", "classification", "zs"))
+TASKS.register("human_agreement", TaskMeta(
+    "human_agreement", TaskKind.HUMAN_AGREEMENT, "kendall_tau_c/kendall_tau_b", "harness.tasks.human_agreement:evaluate",
+    "agreement of image-text scores with human caption judgments (Flickr8k-Expert tau-c, CF tau-b; CLIPScore)",
+    cross_encoders=True), aliases=("human-agreement", "judgments"))
+TASKS.register("linear_probe", TaskMeta(
+    "linear_probe", TaskKind.LINEAR_PROBE, "acc1", "harness.tasks.linear_probe:evaluate",
+    "logistic regression on frozen image embeddings (CLIP protocol: L-BFGS, L2 chosen on held-out train)"),
+    aliases=("linear-probe", "probe"))
 
 __all__ = ["TASKS", "TaskMeta", "TaskResult"]
