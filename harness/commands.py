@@ -76,10 +76,12 @@ def _run_options(args, weights: str | None = None, limit: int | None = None):
         raise UserError(f"--batch-size must be positive, got {args.batch_size}")
     if limit is not None and limit <= 0:
         raise UserError(f"--limit must be positive, got {limit}")
+    if args.shots is not None and args.shots <= 0:
+        raise UserError(f"--shots must be positive, got {args.shots}")
     return RunOptions(batch_size=args.batch_size, device=args.device, precision=Precision(args.precision),
                       seed=args.seed, limit=limit, num_workers=args.workers, weights=weights,
                       data_root=args.data_root, rerank_k=args.rerank_k, prefilter=args.prefilter,
-                      pair_budget=args.pair_budget, strict=args.strict,
+                      pair_budget=args.pair_budget, strict=args.strict, shots=args.shots,
                       use_cache=not args.no_cache)
 
 

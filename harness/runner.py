@@ -42,6 +42,7 @@ class RunOptions:
     prefilter: str | None = None    # cross-encoders: the dual encoder to rerank (None: the model's own)
     pair_budget: int = DEFAULT_PAIR_BUDGET  # all pairs scored when images x captions fit, no prefilter
     strict: bool = False  # skipped data fails the run (recorded as dataset.info.strict)
+    shots: int | None = None  # linear_probe: K seeded training images per class (None: all of train)
 
     def keyed(self) -> dict:
         """The options that can change a result (paths to data do not; weights do).
@@ -50,6 +51,8 @@ class RunOptions:
                "seed": self.seed, "limit": self.limit, "weights": self.weights}
         if self.rerank_k is not None:
             out.update(rerank_k=self.rerank_k, prefilter=self.prefilter, pair_budget=self.pair_budget)
+        if self.shots is not None:
+            out["shots"] = self.shots
         return out
 
 
@@ -112,6 +115,10 @@ def run_one(spec: RunSpec, results_root: Path, force: bool = False) -> RunOutcom
     with Stage("model_load", opts.device, warmup=0) as model_stage:
         model = meta.load(LoadOptions(device=opts.device, precision=opts.precision, weights=opts.weights))
         extra = _rerank_plan(meta, model, data, opts)
+    if opts.shots is not None:
+        if tmeta.name != "linear_probe":
+            raise ValueError(f"--shots applies to linear_probe, not {tmeta.name}")
+        extra = {**extra, "shots": opts.shots}
     workers = default_workers(opts.device) if opts.num_workers is None else opts.num_workers
     cache = encode_cache(opts, meta, model, data, split)
     result = tmeta.evaluate(model, data, EncodeOptions(opts.batch_size, opts.device, workers, cache=cache), **extra)
@@ -126,7 +133,7 @@ def run_one(spec: RunSpec, results_root: Path, force: bool = False) -> RunOutcom
         options={**opts.keyed(), "num_workers": workers, **precision,
                  "pin_memory": opts.device.startswith("cuda"), "embedding_cache": cache.root is not None,
                  "oom_backoffs": sum(t.oom_backoffs for t in timings.values()),
-                 **(extra["plan"].describe() if extra else {}), **result.details},
+                 **(extra["plan"].describe() if "plan" in extra else {}), **result.details},
         metrics=result.metrics,
         main_metric=result.main_metric,
         timings=timings,
