@@ -119,23 +119,26 @@ def sample_shots(labels: list[int], shots: int, seed: int) -> list[int]:
                                                         if len(by_class[y]) > shots else by_class[y]))
 
 
-def _heldout_fit(x, y, fit, held, num_classes, c, max_iter, init) -> tuple[float, LinearProbe]:
+def _heldout_fit(x, y, fit, held, num_classes, c, max_iter, init) -> tuple[tuple[float, float], LinearProbe]:
+    """((held-out top-1 %, held-out mean log-likelihood), probe): accuracy decides, the
+    likelihood breaks its ties (a tiny C ties on accuracy with near-uniform probabilities)."""
     probe = fit_logistic(x[fit], y[fit], num_classes, c, max_iter, init)
-    pred = probe.logits(x[held]).argmax(1)
-    return float((pred == y[held].to(pred.device)).double().mean()) * 100.0, probe
+    logits, target = probe.logits(x[held]), y[held].to(x.device)
+    acc = float((logits.argmax(1) == target).double().mean()) * 100.0
+    return (acc, -float(torch.nn.functional.cross_entropy(logits, target))), probe
 
 
 def select_c(x: torch.Tensor, y: torch.Tensor, num_classes: int, opts: ProbeOptions) -> tuple[float, list[dict]]:
-    """The C with the best held-out top-1 accuracy (ties: the smaller C, the stronger
-    regularisation), and every C tried in order."""
+    """The C with the best held-out top-1 accuracy (ties: the better held-out log-likelihood),
+    and every C tried, in order."""
     split = stratified_holdout(y.tolist(), opts.holdout, opts.seed)
     if split is None:
         return opts.default_c, [{"c": opts.default_c, "heldout_acc1": None, "note": "a class has < 2 images"}]
     fit, held = (torch.as_tensor(s, device=x.device) for s in split)
-    tried: dict[float, float] = {}
+    tried: dict[float, tuple[float, float]] = {}
     fits: dict[float, LinearProbe] = {}
 
-    def score(c: float) -> float:
+    def score(c: float) -> tuple[float, float]:
         if c not in tried:  # warm start from the fit of the nearest C already tried
             near = min(fits, key=lambda k: abs(math.log10(k) - math.log10(c)), default=None)
             tried[c], fits[c] = _heldout_fit(x, y, fit, held, num_classes, c, opts.search_iter,
@@ -143,7 +146,7 @@ def select_c(x: torch.Tensor, y: torch.Tensor, num_classes: int, opts: ProbeOpti
         return tried[c]
 
     def best() -> float:
-        return max(sorted(tried), key=lambda c: (score(c), -c))
+        return max(sorted(tried), key=score)
 
     for c in opts.c_grid:
         score(c)
@@ -153,7 +156,7 @@ def select_c(x: torch.Tensor, y: torch.Tensor, num_classes: int, opts: ProbeOpti
         for c in (centre * 10 ** -step, centre * 10 ** step):
             score(float(f"{c:.6g}"))
         step /= 2
-    return best(), [{"c": c, "heldout_acc1": a} for c, a in tried.items()]
+    return best(), [{"c": c, "heldout_acc1": a, "heldout_loglik": ll} for c, (a, ll) in tried.items()]
 
 
 def fit_probe(x: torch.Tensor, y: torch.Tensor, num_classes: int, opts: ProbeOptions = ProbeOptions()) -> LinearProbe:

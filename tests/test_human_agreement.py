@@ -206,3 +206,118 @@ def test_clean_copy_gives_its_full_count(tmp_path: Path) -> None:
 def test_real_copy_lacks_the_test_images() -> None:
     with pytest.raises(DatasetError, match="1000 of 1000 images are missing"):
         load("flickr8k-expert", FLICKR8K.parent)
+
+
+# -------------------------------------------------------------------------------------- task
+
+class IdImages:
+    """Images are their indices (fake models look scores up)."""
+
+    def __init__(self, n):
+        from harness.datasets.base import ImageSet
+
+        self.set = ImageSet([None] * n)
+
+
+def _ids(i):  # module level: picklable
+    import torch
+
+    return torch.tensor([float(i)])
+
+
+class _Images:
+    def __init__(self, n):
+        self.paths = [f"img{i}" for i in range(n)]
+
+    def __len__(self):
+        return len(self.paths)
+
+    def load(self, i):
+        return i
+
+    def subset(self, keep):
+        return _Images(len(keep))
+
+
+class TableDual:
+    name, embed_dim = "table-dual", 8
+
+    def __init__(self, img, txt):
+        self.img, self.txt = img, txt
+
+    def image_transform(self):
+        return _ids
+
+    def tokenize(self, texts):
+        import torch
+
+        return torch.tensor([int(t[1:]) for t in texts])
+
+    def encode_images(self, pixels):
+        return self.img[pixels[:, 0].long()]
+
+    def encode_texts(self, tokens):
+        return self.txt[tokens]
+
+
+class PairTable:
+    """A cross-encoder whose match score is a fixed table [image, caption]."""
+
+    name = "pair-table"
+
+    def __init__(self, table):
+        self.table = table
+
+    def image_transform(self):
+        return _ids
+
+    def score_pairs(self, pixels, texts):
+        import torch
+
+        return self.table[pixels[:, 0].long(), torch.tensor([int(t[1:]) for t in texts])]
+
+
+def toy_judgments(variant="c"):
+    from harness.datasets.views import JudgmentData
+
+    pairs = [(i, c) for i in range(4) for c in range(5) if (i + c) % 2 == 0 or c == 4]
+    rows = [p for p in range(len(pairs)) for _ in range(3 if variant == "c" else 1)]
+    rng = np.random.default_rng(0)
+    human = [float(rng.integers(1, 5)) for _ in rows]
+    return JudgmentData("toy", "test", _Images(4), [f"c{j}" for j in range(5)], [p[0] for p in pairs],
+                        [p[1] for p in pairs], rows, human, variant, "fp")
+
+
+def test_dual_encoder_uses_clip_s_and_reports_tau() -> None:
+    import torch
+
+    from harness.tasks import human_agreement as H
+    from harness.tasks.encode import EncodeOptions
+
+    assert doctest.testmod(H).failed == 0
+    g = torch.Generator().manual_seed(0)
+    img = torch.nn.functional.normalize(torch.randn(4, 8, generator=g), dim=1)
+    txt = torch.nn.functional.normalize(torch.randn(5, 8, generator=g), dim=1)
+    data = toy_judgments("c")
+    res = H.evaluate(TableDual(img, txt), data, EncodeOptions(batch_size=2))
+    cos = (img[data.pair_image] * txt[data.pair_caption]).sum(1)
+    want_rows = (2.5 * cos.clamp(min=0))[data.row_pair].double().numpy()
+    want = 100 * scipy_stats.kendalltau(want_rows, data.human, variant="c").statistic
+    assert res.main_metric == "kendall_tau_c" and res.metrics["kendall_tau_c"] == pytest.approx(want)
+    assert res.per_query["score"] == pytest.approx(want_rows.tolist())
+    assert res.per_query["group"] == [data.pair_image[p] for p in data.row_pair]
+    assert res.details["pair_score"].startswith("CLIP-S")
+
+
+def test_cross_encoder_scores_every_pair_with_its_match_score() -> None:
+    import torch
+
+    from harness.tasks import human_agreement as H
+    from harness.tasks.encode import EncodeOptions
+
+    data = toy_judgments("b")
+    table = torch.arange(20, dtype=torch.float32).reshape(4, 5) * 0.1
+    res = H.evaluate(PairTable(table), data, EncodeOptions(batch_size=3))
+    rows = table[torch.tensor(data.pair_image), torch.tensor(data.pair_caption)].double().numpy()
+    want = 100 * scipy_stats.kendalltau(rows, data.human, variant="b").statistic
+    assert res.main_metric == "kendall_tau_b" and res.metrics["kendall_tau_b"] == pytest.approx(want)
