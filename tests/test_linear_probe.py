@@ -115,12 +115,49 @@ def test_task_fits_on_train_only_and_reports_classification_metrics() -> None:
     x, y = blobs(n=300, spread=2.5)
     train = ClassificationData("toy", "train", IdImages(range(240)), y[:240].tolist(), ["a", "b", "c"], ["{}"], "t")
     test = ClassificationData("toy", "test", IdImages(range(240, 300)), y[240:].tolist(), ["a", "b", "c"], ["{}"], "e")
-    res = LP.evaluate(FeatureTable(x), ProbeData(train, test), EncodeOptions(batch_size=32))
+    quick = P.ProbeOptions(c_grid=(0.01, 1.0, 100.0), refine=1)  # the search itself is tested above
+    res = LP.evaluate(FeatureTable(x), ProbeData(train, test), EncodeOptions(batch_size=32), probe_opts=quick)
     ref = sklearn_lm.LogisticRegression(C=res.details["probe_c"], max_iter=10_000, tol=1e-12)
     ref.fit(x[:240].float().double().numpy(), y[:240].numpy())
     want = 100 * (ref.predict(x[240:].float().double().numpy()) == y[240:].numpy()).mean()
     assert res.metrics["acc1"] == pytest.approx(want)
     assert set(res.metrics) == {"acc1", "acc5", "macro_f1", "balanced_acc"} and res.metrics["acc5"] == 100.0
     assert res.per_query["label"] == y[240:].tolist() and len(res.per_query["pred"]) == 60
-    shot = LP.evaluate(FeatureTable(x), ProbeData(train, test), EncodeOptions(batch_size=32), shots=2)
+    shot = LP.evaluate(FeatureTable(x), ProbeData(train, test), EncodeOptions(batch_size=32), shots=2,
+                       probe_opts=quick)
     assert shot.details["probe_train_images"] == 6 and shot.details["shots"] == 2
+
+
+MANIFEST = """
+schema_version: 1
+datasets:
+  toyfolder:
+    tasks: [zeroshot, linear_probe]
+    format: imagefolder
+    source: {kind: local, folder: toyfolder}
+    default_split: test
+    splits: {train: {}, test: {}}
+    classes: {names: folders, templates: ["a photo of a {}."]}
+    license: test
+    citation: test
+"""
+
+
+def test_imagefolder_offers_a_probe_view_of_train_and_eval(tmp_path) -> None:
+    from imagefiles import write_jpeg
+
+    from harness.datasets import FORMATS, DatasetRequest, TaskKind, build_registry
+    from harness.datasets.manifest import parse_manifest
+    from harness.datasets.resources import resource
+
+    for split, n in (("train", 4), ("test", 2)):
+        for cls in ("cat", "dog"):
+            for i in range(n):
+                write_jpeg(tmp_path / "toyfolder" / split / cls / f"{i}.jpg")
+    reg = build_registry(parse_manifest(MANIFEST, "m.yaml", FORMATS, resource))
+    meta = reg.get("toyfolder")
+    data = meta.load(DatasetRequest(split="test", task=TaskKind.LINEAR_PROBE, data_root=str(tmp_path)))
+    assert (len(data.train.images), len(data.eval.images)) == (8, 4) and data.counts()["train_images"] == 8
+    assert data.train.labels == [0] * 4 + [1] * 4 and data.eval.classnames == ["cat", "dog"]
+    with pytest.raises(DatasetError, match="never on the split it is evaluated on"):
+        meta.load(DatasetRequest(split="train", task=TaskKind.LINEAR_PROBE, data_root=str(tmp_path)))
