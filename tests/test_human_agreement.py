@@ -321,3 +321,32 @@ def test_cross_encoder_scores_every_pair_with_its_match_score() -> None:
     rows = table[torch.tensor(data.pair_image), torch.tensor(data.pair_caption)].double().numpy()
     want = 100 * scipy_stats.kendalltau(rows, data.human, variant="b").statistic
     assert res.main_metric == "kendall_tau_b" and res.metrics["kendall_tau_b"] == pytest.approx(want)
+
+
+# ------------------------------------------------------------------------------- leaderboard
+
+def test_page_interval_and_scatter_from_the_sidecar() -> None:
+    import pandas as pd
+
+    from leaderboard import plots, uncertainty
+
+    rng = np.random.default_rng(0)
+    group = np.repeat(np.arange(40), 9)
+    human = rng.integers(1, 5, group.size).astype(float)
+    score = human + rng.normal(scale=2.0, size=group.size)
+    queries = {"score": score, "human": human, "group": group}
+    row = pd.Series({"kendall_tau_c": 100 * A.kendall_tau(score, human, "c")})
+    cis = uncertainty._intervals(queries, row, uncertainty.UncertaintyOptions(n_boot=200))
+    assert cis["kendall_tau_c"] == A.grouped_tau_ci(score, human, group, "c", n_boot=200, seed=0)
+    assert cis["kendall_tau_c"][0] < row["kendall_tau_c"] < cis["kendall_tau_c"][1]
+    assert uncertainty.has_interval("kendall_tau_b")
+
+    class Cache:
+        def get(self, path):
+            return queries if path == "a.json" else None
+
+    rows = pd.DataFrame({"label": ["m1", "m2"], "precision": ["fp32"] * 2, "device": ["cpu"] * 2,
+                         "path": ["a.json", "missing.json"], "main_value": [row["kendall_tau_c"], np.nan]})
+    png = plots.agreement_scatter_plot(rows, Cache())
+    assert png is not None and png.startswith(b"\x89PNG")
+    assert plots.agreement_scatter_plot(rows.iloc[1:], Cache()) is None
