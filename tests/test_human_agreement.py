@@ -210,15 +210,6 @@ def test_real_copy_lacks_the_test_images() -> None:
 
 # -------------------------------------------------------------------------------------- task
 
-class IdImages:
-    """Images are their indices (fake models look scores up)."""
-
-    def __init__(self, n):
-        from harness.datasets.base import ImageSet
-
-        self.set = ImageSet([None] * n)
-
-
 def _ids(i):  # module level: picklable
     import torch
 
@@ -226,6 +217,8 @@ def _ids(i):  # module level: picklable
 
 
 class _Images:
+    """Images are their indices (fake models look scores up)."""
+
     def __init__(self, n):
         self.paths = [f"img{i}" for i in range(n)]
 
