@@ -18,7 +18,7 @@ from harness import store
 from harness.records import ResultRecord
 
 BASELINE_SCHEMA_VERSION = 1
-THROUGHPUT_STAGES = ("image_encode", "text_encode")
+THROUGHPUT_STAGES = ("image_encode", "text_encode")  # linear_probe: its eval split's image_encode
 RANK_METRICS = frozenset({"t2i_medr", "i2t_medr", "t2i_meanr", "i2t_meanr"})  # lower is better
 # Absolute tolerances in the metric's unit (percentage points for recalls and accuracies, ranks
 # for medr/meanr); "default" covers other metric keys (e.g. hn_*, higher is better). "throughput"
@@ -26,7 +26,7 @@ RANK_METRICS = frozenset({"t2i_medr", "i2t_medr", "t2i_meanr", "i2t_meanr"})  # 
 # overrides it for one stage. A baseline file's "tolerances" override these key by key.
 DEFAULT_TOLERANCES: dict[str, float] = {**{f"{d}_R@{k}": 0.5 for d in ("t2i", "i2t") for k in (1, 5, 10)},
     "rsum": 1.5, "t2i_medr": 1.0, "i2t_medr": 1.0, "t2i_meanr": 1.0, "i2t_meanr": 1.0, "acc1": 0.5,
-    "acc5": 0.5, "macro_f1": 0.5, "balanced_acc": 0.5,
+    "acc5": 0.5, "macro_f1": 0.5, "balanced_acc": 0.5, "kendall_tau_c": 0.5, "kendall_tau_b": 0.5,
     "acc": 0.5, "text_score": 0.5, "image_score": 0.5, "group_score": 0.5,  # caption selection (acc_*: default)
     "default": 0.5, "throughput": 0.15}
 IDENTITY = ("model", "dataset", "split", "task", "precision", "device", "limit", "rerank_k", "prefilter")

@@ -30,6 +30,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="cross-encoders: the dual encoder whose top-k is reranked (default: the model's own)")
     p.add_argument("--pair-budget", type=int, default=1_000_000,
                    help="cross-encoders without a prefilter: score all pairs up to this many (default 1e6)")
+    p.add_argument("--shots", type=int, default=None,
+                   help="linear_probe: fit on K seeded training images per class (default: the whole train split)")
     p.add_argument("--strict", action="store_true",
                    help="fail on any skipped data (bad lines, duplicate entries, dropped images) instead of warning")
     p.add_argument("--no-cache", action="store_true",

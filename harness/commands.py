@@ -80,10 +80,12 @@ def _run_options(args, weights: str | None = None, limit: int | None = None):
         raise UserError(f"--workers must be 0 or more (0: load images in the main process), got {args.workers}")
     if args.rerank_k is not None and args.rerank_k < 0:
         raise UserError(f"--rerank-k must be 0 or more, got {args.rerank_k}")
+    if args.shots is not None and args.shots <= 0:
+        raise UserError(f"--shots must be positive, got {args.shots}")
     return RunOptions(batch_size=args.batch_size, device=args.device, precision=Precision(args.precision),
                       seed=args.seed, limit=limit, num_workers=args.workers, weights=weights,
                       data_root=args.data_root, rerank_k=args.rerank_k, prefilter=args.prefilter,
-                      pair_budget=args.pair_budget, strict=args.strict,
+                      pair_budget=args.pair_budget, strict=args.strict, shots=args.shots,
                       use_cache=not args.no_cache)
 
 

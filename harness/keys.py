@@ -12,7 +12,7 @@ from __future__ import annotations
 from enum import Enum
 
 __all__ = ["MetricKey", "QueryKey", "CaptionKey", "HARD_NEGATIVE_PREFIX", "hard_negative_key", "is_hard_negative_key",
-           "is_caption_selection_key"]
+           "is_caption_selection_key", "KENDALL_KEYS"]
 
 
 class MetricKey(str, Enum):
@@ -37,6 +37,9 @@ class MetricKey(str, Enum):
     ACC5 = "acc5"
     MACRO_F1 = "macro_f1"
     BALANCED_ACC = "balanced_acc"
+    # human_agreement: Kendall tau x 100 of model scores vs human judgments (CLIPScore protocol)
+    KENDALL_TAU_C = "kendall_tau_c"  # Flickr8k-Expert
+    KENDALL_TAU_B = "kendall_tau_b"  # Flickr8k-CF
 
     def __str__(self) -> str:  # Python 3.11 changed str() of mixin enums; keep the value
         return self.value
@@ -67,6 +70,11 @@ class QueryKey(str, Enum):
     CS_SUBSETS = "cs_subsets"
     CS_CATEGORIES = "cs_categories"
     CS_SPEC = "cs_spec"
+    # human_agreement, one entry per judgment row: the model's score of the judged pair, the
+    # human score, and the query image (the bootstrap resamples images, not rows)
+    SCORE = "score"
+    HUMAN = "human"
+    GROUP = "group"
 
     def __str__(self) -> str:
         return self.value
@@ -129,3 +137,5 @@ def is_caption_selection_key(key: str) -> bool:
     """
     key = str(key)
     return key in CAPTION_SELECTION_KEYS or (key.startswith("acc_") and len(key) > 4 and not key.endswith(("_lo", "_hi")))
+# Kendall variant -> the record key it is reported under
+KENDALL_KEYS = {"b": MetricKey.KENDALL_TAU_B.value, "c": MetricKey.KENDALL_TAU_C.value}

@@ -42,6 +42,7 @@ class RunOptions:
     prefilter: str | None = None    # cross-encoders: the dual encoder to rerank (None: the model's own)
     pair_budget: int = DEFAULT_PAIR_BUDGET  # all pairs scored when images x captions fit, no prefilter
     strict: bool = False  # skipped data fails the run (recorded as dataset.info.strict)
+    shots: int | None = None  # linear_probe: K seeded training images per class (None: all of train)
 
     def keyed(self) -> dict:
         """The options that can change a result (paths to data do not; weights do).
@@ -50,6 +51,8 @@ class RunOptions:
                "seed": self.seed, "limit": self.limit, "weights": self.weights}
         if self.rerank_k is not None:
             out.update(rerank_k=self.rerank_k, prefilter=self.prefilter, pair_budget=self.pair_budget)
+        if self.shots is not None:
+            out["shots"] = self.shots
         return out
 
 
@@ -110,10 +113,14 @@ def run_one(spec: RunSpec, results_root: Path, force: bool = False) -> RunOutcom
             return RunOutcome(RunStatus.SKIPPED, path, store.read_record(path))
         except RecordError:
             pass  # an unreadable record is redone, not trusted
+    if opts.shots is not None and tmeta.name != "linear_probe":
+        raise ValueError(f"--shots applies to linear_probe, not {tmeta.name}")
     torch.manual_seed(opts.seed)
     with Stage("model_load", opts.device, warmup=0) as model_stage:
         model = meta.load(LoadOptions(device=opts.device, precision=opts.precision, weights=opts.weights))
         extra = _rerank_plan(meta, model, data, opts) if tmeta.name == "retrieval" else _task_extra(meta, tmeta.name, opts)
+    if opts.shots is not None:
+        extra = {**extra, "shots": opts.shots}
     workers = default_workers(opts.device) if opts.num_workers is None else opts.num_workers
     cache = encode_cache(opts, meta, model, data, split)
     result = tmeta.evaluate(model, data, EncodeOptions(opts.batch_size, opts.device, workers, cache=cache), **extra)
@@ -128,7 +135,8 @@ def run_one(spec: RunSpec, results_root: Path, force: bool = False) -> RunOutcom
         options={**opts.keyed(), "num_workers": workers, **precision,
                  "pin_memory": opts.device.startswith("cuda"), "embedding_cache": cache.root is not None,
                  "oom_backoffs": sum(t.oom_backoffs for t in timings.values()),
-                 **(extra["plan"].describe() if "plan" in extra else {}), **_scorer(meta, tmeta.name, extra)},
+                 **(extra["plan"].describe() if "plan" in extra else {}), **_scorer(meta, tmeta.name, extra),
+                 **result.details},
         metrics=result.metrics,
         main_metric=result.main_metric,
         timings=timings,
@@ -277,6 +285,8 @@ def _params(model, meta) -> int | None:
 
 
 def _dataset_counts(data) -> dict:
+    if hasattr(data, "counts"):  # judgments (captions, pairs, rows), probe data (classes, train images)
+        return data.counts()
     if hasattr(data, "captions"):
         return {"captions": len(data.captions)}
     if hasattr(data, "items"):  # caption selection
@@ -305,8 +315,9 @@ def expand(model: str, dataset: str, tasks: list[str] | None, split: str | None,
     kind = _resolve_model(model).kind.value
     if tasks:
         names = [TASKS.resolve(t) for t in tasks]
-    else:  # every task the dataset offers that the model can do (cross-encoders: retrieval only)
-        names = [n for n, t in TASKS.items() if t.kind in dmeta.tasks and (kind != "cross" or n in CROSS_TASKS)]
+    else:  # every task the dataset offers that the model can do (cross-encoders: those marked for them)
+        names = [n for n, t in TASKS.items() if t.kind in dmeta.tasks
+                 and (kind != "cross" or n in CROSS_TASKS or t.cross_encoders)]
     specs = [RunSpec(model, dmeta.name, n, split, options) for n in names]
     for task in ("retrieval", "caption_selection"):
         if task in names and options.rerank_k is None and kind == "both":

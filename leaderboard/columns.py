@@ -28,14 +28,16 @@ class Col:
 
 
 _HEADERS = {"rsum": "RSUM", "acc1": "acc@1", "acc5": "acc@5", "macro_f1": "macro F1",
-            "balanced_acc": "bal. acc"}
+            "balanced_acc": "bal. acc", "kendall_tau_c": "Kendall \u03c4c", "kendall_tau_b": "Kendall \u03c4b"}
+_TITLES = {"kendall_tau_c": "Kendall tau-c x 100 of model score vs human score (CLIPScore protocol)",
+           "kendall_tau_b": "Kendall tau-b x 100 of model score vs human score (CLIPScore protocol)"}
 
 
 def _metric(key: str) -> Col:
     header = _HEADERS.get(key, key.replace("_R@", " R@"))
     lower = key.endswith(("_medr", "_meanr"))
     return Col(key, header, "metric", "low" if lower else "high",
-               "rank of the first correct item (lower is better)" if lower else "percent")
+               "rank of the first correct item (lower is better)" if lower else _TITLES.get(key, "percent"))
 
 
 _TAIL = [
@@ -60,7 +62,8 @@ _ALWAYS = {"lead_p", "ips_eval", "ips_image_encode", "ips_text_encode", "latency
            "latency_p90_ms", "peak_rss_mb", "params", "device", "precision", "batch_size",
            "created_at", "git_sha", "versions"}
 OPTIONAL_METRICS = {"retrieval": ["hn_binding", "hn_relation"]}
-TASK_METRICS = {"retrieval": RETRIEVAL_METRICS, "zeroshot": ZEROSHOT_METRICS}
+# human_agreement has no fixed list: a table shows the tau its rows report (Expert c, CF b)
+TASK_METRICS = {"retrieval": RETRIEVAL_METRICS, "zeroshot": ZEROSHOT_METRICS, "linear_probe": ZEROSHOT_METRICS}
 
 
 def page_columns(task: str, rows: pd.DataFrame) -> list[Col]:

@@ -289,6 +289,10 @@ def _plots(rows: pd.DataFrame, history: pd.DataFrame | None, cache: QueryCache) 
         (plots.subset_bars_plot(rows) if rows["task"].iloc[0] == "caption_selection" else None,
          "accuracy per subset", "Caption-selection accuracy per subset and their mean, with 95% bootstrap "
          "intervals over items (resampled within subsets)."),
+        (plots.agreement_scatter_plot(rows, cache) if rows["task"].iloc[0] == "human_agreement" else None,
+         "model score vs human score",
+         "Each judgment row: the model's score of the pair (CLIP-S or match score) against the human "
+         "score (jittered); black bars: the median model score per human score."),
         (plots.latency_memory_plot(rows), "latency and memory",
          "Per-batch latency percentiles of the main encode stage, and peak memory."),
         (plots.trend_plot(history) if history is not None else None, "trend",

@@ -126,6 +126,35 @@ def tradeoff_plot(rows: pd.DataFrame) -> bytes | None:
     return _png(fig)
 
 
+MAX_SCATTER_MODELS = 6
+
+
+def agreement_scatter_plot(rows: pd.DataFrame, cache: QueryCache) -> bytes | None:
+    """Human agreement: per model (up to 6), its score of each judged pair against the human
+    score, one point per judgment row, human scores jittered (they take a few values) and each
+    human level's median model score marked, so a rising staircase is agreement."""
+    panels = []
+    for label, path, tau in zip(names(rows), rows["path"], rows["main_value"]):
+        q = cache.get(path)
+        if q and "score" in q and "human" in q and q["score"].size:
+            panels.append((label, q["score"].astype(float), q["human"].astype(float), tau))
+    if not panels:
+        return None
+    panels = panels[:MAX_SCATTER_MODELS]
+    fig, axes = _figure(2.6 * len(panels) + 0.6, 2.9, ncols=len(panels), left=0.6, wspace=0.3)
+    rng = np.random.default_rng(0)  # fixed jitter: the page is reproducible
+    for ax, (label, score, human, tau), colour in zip(axes, panels, _colours(len(panels))):
+        levels = np.unique(human)
+        step = np.diff(levels).min() if levels.size > 1 else 1.0
+        ax.scatter(human + rng.uniform(-0.3, 0.3, human.size) * step, score, s=4, alpha=0.25, color=colour,
+                   edgecolor="none", rasterized=True)
+        ax.plot(levels, [np.median(score[human == v]) for v in levels], color="black", marker="_", ms=14, lw=1)
+        ax.set_title(f"{label}\n\u03c4 = {tau:.1f}" if not pd.isna(tau) else label, fontsize=8)
+        ax.set_xlabel("human score")
+    axes[0].set_ylabel("model score")
+    return _png(fig)
+
+
 def recall_curves_plot(rows: pd.DataFrame, cache: QueryCache) -> bytes | None:
     """Recall@k for k = 1..10, text->image and image->text, one line per row, from the
     first-hit ranks in the per-query sidecars."""

@@ -19,14 +19,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness.keys import MetricKey, QueryKey, is_caption_selection_key, is_hard_negative_key
+from harness.keys import KENDALL_KEYS, MetricKey, QueryKey, is_caption_selection_key, is_hard_negative_key
 
 from . import selection, stats
 
 RECALL_METRICS = [k.value for k in (MetricKey.T2I_R1, MetricKey.T2I_R5, MetricKey.T2I_R10,
                                     MetricKey.I2T_R1, MetricKey.I2T_R5, MetricKey.I2T_R10)]
 CLASSIFICATION_METRICS = list(stats.CLASSIFICATION_METRICS)  # macro_f1, balanced_acc
-CI_METRICS = [*RECALL_METRICS, MetricKey.RSUM.value, MetricKey.ACC1.value, *CLASSIFICATION_METRICS]
+KENDALL_METRICS = list(KENDALL_KEYS.values())  # human_agreement: images resampled, tau recomputed
+CI_METRICS = [*RECALL_METRICS, MetricKey.RSUM.value, MetricKey.ACC1.value, *CLASSIFICATION_METRICS, *KENDALL_METRICS]
 GROUP = ["task", "dataset", "split"]
 
 
@@ -198,11 +199,24 @@ def _intervals(queries: dict[str, np.ndarray], row: pd.Series,
     caption_keys = [m for m in wanted if is_caption_selection_key(m)]
     if caption_keys:  # resampled items within subsets, through the run's own metric function
         out.update(selection.selection_cis(queries, caption_keys, **boot))
+    out.update(_kendall_cis(queries, wanted, boot))
     for metric in wanted:
         groups = queries.get(metric) if is_hard_negative_key(metric) else None
         if groups is not None and groups.size:
             out[metric] = stats.pooled_rate_ci(groups, **boot, name=metric)
     return out
+
+
+def _kendall_cis(queries: dict[str, np.ndarray], wanted: list[str], boot: dict) -> dict[str, tuple[float, float]]:
+    """Kendall tau x 100 intervals resampling query images (``group``), from the per-row
+    model scores and human scores of a human_agreement sidecar."""
+    from harness.agreement import grouped_tau_ci
+
+    score, human, group = (queries.get(k.value) for k in (QueryKey.SCORE, QueryKey.HUMAN, QueryKey.GROUP))
+    if score is None or human is None or group is None or not score.size:
+        return {}
+    return {key: grouped_tau_ci(score, human, group, variant, **boot)
+            for variant, key in KENDALL_KEYS.items() if key in wanted}
 
 
 def _lead_tests(group: pd.DataFrame, out: pd.DataFrame, opts: UncertaintyOptions, cache: QueryCache) -> None:

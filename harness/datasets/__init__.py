@@ -13,6 +13,7 @@ from harness.datasets import (
     coco_captions,
     csvlabels,
     flickr8k,
+    flickr8k_judgments,
     folder,
     hf,
     karpathy,
@@ -43,7 +44,7 @@ from harness.registry import Registry
 
 FORMATS: dict[str, Format] = {m.FORMAT.name: m.FORMAT for m in (
     synthetic, flickr8k, karpathy, coco_captions, folder, csvlabels, cifar, hf,
-    sugarcrepe, aro, winoground, valse)}
+    sugarcrepe, aro, winoground, valse, flickr8k_judgments)}
 
 
 def _source_text(spec: DatasetSpec) -> str:

@@ -18,6 +18,22 @@ class TaskKind(str, Enum):
     RETRIEVAL = "retrieval"
     ZEROSHOT = "zeroshot"
     CAPTION_SELECTION = "caption_selection"  # harness.datasets.selection.CaptionSelectionData
+    HUMAN_AGREEMENT = "human_agreement"  # (image, caption) pairs with human quality judgments
+    LINEAR_PROBE = "linear_probe"        # the classification view of a train split and an eval split
+
+
+# Views a dataset gets from another one its loader has: a linear probe reads the classification
+# view twice (train + the evaluation split), so any format with a zeroshot view offers it.
+DERIVED_VIEWS = {TaskKind.LINEAR_PROBE: TaskKind.ZEROSHOT}
+
+
+def loader_view(task: TaskKind) -> TaskKind:
+    """The view a format's loader is asked for to serve ``task``.
+
+    >>> loader_view(TaskKind.LINEAR_PROBE).value, loader_view(TaskKind.RETRIEVAL).value
+    ('zeroshot', 'retrieval')
+    """
+    return DERIVED_VIEWS.get(task, task)
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .assemble import skip
 from .base import ClassificationData, DatasetRequest, RetrievalData, TaskKind
+from .views import JudgmentData
 
 
 def expected_counts(spec, split: str, task: TaskKind) -> dict[str, int]:
@@ -15,6 +16,8 @@ def expected_counts(spec, split: str, task: TaskKind) -> dict[str, int]:
         want = {"images": s.images, "captions": s.captions}
     elif task is TaskKind.CAPTION_SELECTION:
         want = {"items": s.items}
+    elif task is TaskKind.HUMAN_AGREEMENT:
+        want = {"images": s.images, "pairs": s.pairs, "rows": s.rows}
     else:
         only_view = TaskKind.RETRIEVAL not in spec.tasks
         want = {"images": s.classification_images if s.classification_images is not None
@@ -22,7 +25,8 @@ def expected_counts(spec, split: str, task: TaskKind) -> dict[str, int]:
     return {k: v for k, v in want.items() if v is not None}
 
 
-def check_against_manifest(spec, data: RetrievalData | ClassificationData, request: DatasetRequest) -> None:
+def check_against_manifest(spec, data: RetrievalData | ClassificationData | JudgmentData,
+                           request: DatasetRequest) -> None:
     """Annotation files whose sha256 differs from the manifest's, and full splits whose counts
     differ, get one warning each (errors under ``--strict``); results are flagged in info."""
     shas = data.info.get("sha256") or {}
@@ -40,6 +44,9 @@ def check_against_manifest(spec, data: RetrievalData | ClassificationData, reque
         got["captions"] = len(data.captions)
     if hasattr(data, "items"):  # caption selection: its size is its items
         task, got = TaskKind.CAPTION_SELECTION, {"items": len(data.items)}
+    elif isinstance(data, JudgmentData):
+        task = TaskKind.HUMAN_AGREEMENT
+        got.update(data.counts())
     diffs = [f"{got[k]} {k} (expected {v})" for k, v in expected_counts(spec, data.split, task).items()
              if got.get(k) != v]
     if diffs:

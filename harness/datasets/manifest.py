@@ -42,7 +42,7 @@ from typing import Any
 
 from harness.project_files import project_path
 
-from .base import DatasetError, TaskKind
+from .base import DatasetError, TaskKind, loader_view
 
 MANIFEST_PATH = project_path("datasets_manifest.yaml")  # the checkout's, or the wheel's copy of it
 SCHEMA_VERSION = 1
@@ -52,7 +52,8 @@ _ENTRY_KEYS = {"tasks", "format", "source", "default_split", "splits", "annotati
 _REQUIRED = ("tasks", "format", "source", "default_split", "splits", "license", "citation")
 _SOURCE_KEYS = {"local": {"kind", "folder", "layout"}, "hf": {"kind", "id", "revision", "folder", "layout"},
                 "generated": {"kind", "generator", "version", "seed"}}
-_SPLIT_KEYS = {"images", "captions", "classification_images", "items", "partial_ok", "source_split", "note"}
+_SPLIT_KEYS = {"images", "captions", "classification_images", "items", "partial_ok", "source_split", "note",
+               "pairs", "rows"}  # pairs / rows: judged (image, caption) pairs and judgments (human_agreement)
 
 
 class ManifestError(DatasetError):
@@ -67,6 +68,8 @@ class SplitSpec:
     classification_images: int | None = None
     items: int | None = None  # caption selection: items (true caption + foils, or 2x2 groups)
     partial_ok: bool | None = None  # None: only "train" may load with images missing
+    pairs: int | None = None  # human_agreement: judged (image, caption) pairs
+    rows: int | None = None   # human_agreement: judgments (Flickr8k-Expert: 3 per pair)
     source_split: str | None = None  # the split's name in the source, when it differs
 
 
@@ -214,7 +217,8 @@ def _splits(n: _Node) -> dict[str, SplitSpec]:
     for split, node in n.mapping().items():
         keys = node.mapping(allowed=_SPLIT_KEYS)
         out[split] = SplitSpec(
-            name=split, **{k: keys[k].count() for k in ("images", "captions", "classification_images", "items")
+            name=split, **{k: keys[k].count() for k in ("images", "captions", "classification_images", "items",
+                                                         "pairs", "rows")
                if k in keys},
             **({"partial_ok": keys["partial_ok"].flag()} if "partial_ok" in keys else {}),
             **({"source_split": keys["source_split"].text()} if "source_split" in keys else {}))
@@ -291,7 +295,7 @@ def _entry(name: str, n: _Node, formats: Mapping[str, Any], resources: Callable[
     fmt = formats.get(fmt_name)
     if fmt is None:
         keys["format"].fail(f"unknown format {fmt_name!r}; known: {', '.join(sorted(formats))}")
-    missing_views = [t.value for t in tasks if t not in fmt.tasks]
+    missing_views = [t.value for t in tasks if loader_view(t) not in fmt.tasks]
     if missing_views:
         keys["tasks"].fail(f"format {fmt_name!r} has no {', '.join(missing_views)} view")
     splits = _splits(keys["splits"])

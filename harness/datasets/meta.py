@@ -6,8 +6,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .base import ClassificationData, DatasetError, DatasetRequest, RetrievalData, TaskKind
+from .base import DatasetError, DatasetRequest, TaskKind
 from .checks import check_against_manifest
+from .views import ProbeData
+
+PROBE_TRAIN_SPLIT = "train"  # a linear probe is fitted here (its L2 strength chosen on part of it)
 
 
 @dataclass(frozen=True)
@@ -18,7 +21,7 @@ class DatasetMeta:
     tasks: tuple[TaskKind, ...]
     splits: tuple[str, ...]
     default_split: str
-    loader: Callable[[DatasetRequest], RetrievalData | ClassificationData]
+    loader: Callable[[DatasetRequest], Any]  # RetrievalData | ClassificationData | JudgmentData
     description: str = ""
     license: str = "unknown"
     citation: str = ""
@@ -28,7 +31,7 @@ class DatasetMeta:
     spec: Any = None       # the manifest entry (harness.datasets.manifest.DatasetSpec) it came from
     probe: Callable[[str | None], str | None] | None = None  # cheap: None if usable here, else why not
 
-    def load(self, request: DatasetRequest) -> RetrievalData | ClassificationData:
+    def load(self, request: DatasetRequest) -> Any:
         if request.split not in self.splits:
             raise DatasetError(
                 f"dataset {self.name!r} has no split {request.split!r}; splits: {', '.join(self.splits)}"
@@ -38,12 +41,31 @@ class DatasetMeta:
                 f"dataset {self.name!r} has no {request.task.value} view; it offers: "
                 + ", ".join(t.value for t in self.tasks)
             )
+        if request.task is TaskKind.LINEAR_PROBE:
+            return self._probe_data(request)
+        return self._load_view(request)
+
+    def _load_view(self, request: DatasetRequest) -> Any:
         data = self.loader(request)
         if request.strict:
             data.info["strict"] = True
         if self.spec is not None:
             check_against_manifest(self.spec, data, request)
         return data
+
+    def _probe_data(self, request: DatasetRequest) -> ProbeData:
+        """Both classification views; ``--limit`` subsets the evaluation split only (the probe
+        is fitted on the whole train split, or on ``--shots`` images per class of it)."""
+        from dataclasses import replace
+
+        if request.split == PROBE_TRAIN_SPLIT or PROBE_TRAIN_SPLIT not in self.splits:
+            why = (f"it is fitted on {PROBE_TRAIN_SPLIT!r}, never on the split it is evaluated on"
+                   if request.split == PROBE_TRAIN_SPLIT else f"{self.name!r} has no {PROBE_TRAIN_SPLIT!r} split")
+            raise DatasetError(f"linear probe on {self.name}/{request.split}: {why}; "
+                               f"splits: {', '.join(self.splits)}")
+        view = replace(request, task=TaskKind.ZEROSHOT)
+        train = self._load_view(replace(view, split=PROBE_TRAIN_SPLIT, limit=None))
+        return ProbeData(train=train, eval=self._load_view(view))
 
     def availability(self, data_root: str | None) -> str | None:
         """None when the dataset can be loaded here (files found, cheaply), else the reason."""

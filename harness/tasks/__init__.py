@@ -16,5 +16,13 @@ TASKS.register("caption_selection", TaskMeta(
     "caption_selection", TaskKind.CAPTION_SELECTION, "acc", "harness.tasks.caption_selection:evaluate",
     "true caption vs foils (SugarCrepe, ARO, VALSE; ties wrong), Winoground text/image/group scores; "
     "acc = macro mean of the subsets"), aliases=("captions", "compositionality"))
+TASKS.register("human_agreement", TaskMeta(
+    "human_agreement", TaskKind.HUMAN_AGREEMENT, "kendall_tau_c/kendall_tau_b", "harness.tasks.human_agreement:evaluate",
+    "agreement of image-text scores with human caption judgments (Flickr8k-Expert tau-c, CF tau-b; CLIPScore)",
+    cross_encoders=True), aliases=("human-agreement", "judgments"))
+TASKS.register("linear_probe", TaskMeta(
+    "linear_probe", TaskKind.LINEAR_PROBE, "acc1", "harness.tasks.linear_probe:evaluate",
+    "logistic regression on frozen image embeddings (CLIP protocol: L-BFGS, L2 chosen on held-out train)"),
+    aliases=("linear-probe", "probe"))
 
 __all__ = ["TASKS", "TaskMeta", "TaskResult"]

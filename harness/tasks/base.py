@@ -16,6 +16,7 @@ class TaskResult:
     main_metric: str
     timings: dict[str, StageTiming]
     per_query: dict[str, list] = field(default_factory=dict)  # ranks / correctness, for bootstrap
+    details: dict[str, Any] = field(default_factory=dict)  # how the task ran (lands in record.options)
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class TaskMeta:
     main_metric: str
     evaluator: str  # "module:function", imported only when a run needs it
     description: str = ""
+    cross_encoders: bool = False  # cross-encoders run it too (a sweep with no task picks it for them)
 
     def evaluate(self, model, data, opts, **extra) -> TaskResult:
         module, func = self.evaluator.split(":")

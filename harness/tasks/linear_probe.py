@@ -1,0 +1,62 @@
+"""Linear probe: logistic regression on frozen image embeddings (CLIP protocol, harness.probe).
+
+Embeddings come through the embedding cache, keyed per split exactly as a zero-shot run keys
+them, so a probe after zero-shot (or a second probe, another ``--shots``) encodes nothing it
+already has. The probe is fitted on the train split only (``--shots K``: K seeded images per
+class of it); C is chosen on a seeded held-out part of that training set, then the probe is
+refitted on all of it. The evaluation split is only ever scored. Metrics and the per-image
+sidecar are zero-shot's (acc1, acc5, macro-F1, balanced accuracy; correct / pred / label).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from harness.datasets.views import ProbeData
+from harness.keys import MetricKey, QueryKey
+from harness.measure import Stage
+from harness.probe import ProbeOptions, fit_probe, sample_shots
+from harness.tasks.base import TaskResult, require_dual
+from harness.tasks.encode import EncodeOptions, encode_images
+
+
+def split_options(opts: EncodeOptions, part) -> EncodeOptions:
+    """Encode options whose cache identity names ``part``'s split and fingerprint, as the
+    runner keys a run on that split alone (so zero-shot's cached embeddings are found)."""
+    if opts.cache is None or opts.cache.root is None:
+        return opts
+    identity = {**opts.cache.identity, "split": part.split, "dataset_fingerprint": part.fingerprint}
+    return replace(opts, cache=replace(opts.cache, identity=identity))
+
+
+def evaluate(model, data: ProbeData, opts: EncodeOptions, shots: int | None = None,
+             probe_opts: ProbeOptions = ProbeOptions()) -> TaskResult:
+    import torch
+
+    from harness import metrics as M
+
+    require_dual(model, "linear probe")
+    with Stage("train_encode", opts.device, opts.warmup_batches) as train_stage:
+        train_x = encode_images(model, data.train.images, split_options(opts, data.train), train_stage)
+    with Stage("image_encode", opts.device, opts.warmup_batches) as img_stage:
+        eval_x = encode_images(model, data.eval.images, split_options(opts, data.eval), img_stage)
+    keep = sample_shots(data.train.labels, shots, probe_opts.seed) if shots else list(range(len(data.train.labels)))
+    y = torch.as_tensor([data.train.labels[i] for i in keep], dtype=torch.long)
+    n_classes = len(data.eval.classnames)
+    with Stage("fit", opts.device, warmup=0) as fit_stage:
+        probe = fit_probe(train_x[torch.as_tensor(keep, device=train_x.device)], y.to(train_x.device), n_classes,
+                          probe_opts)
+        fit_stage.add_items(len(keep))
+    labels = torch.as_tensor(data.eval.labels, dtype=torch.long, device=eval_x.device)
+    with Stage("scoring", opts.device, warmup=0) as score_stage:
+        logits = probe.logits(eval_x).float()
+        metrics = M.classification_metrics(logits, labels)
+        score_stage.add_items(len(labels))
+    return TaskResult(
+        metrics={k.value: float(v) for k, v in metrics.items()}, main_metric=MetricKey.ACC1.value,
+        timings={s.name: s.timing() for s in (train_stage, img_stage, fit_stage, score_stage)},
+        per_query={QueryKey.CORRECT.value: M.per_sample_correct(logits, labels).tolist(),
+                   QueryKey.PRED.value: M.pessimistic_predictions(logits, labels).tolist(),
+                   QueryKey.LABEL.value: labels.tolist()},
+        details={"shots": shots, "probe_train_images": len(keep), "probe_c": probe.c,
+                 "probe_search": probe.search, "probe_holdout": probe_opts.holdout, "probe_seed": probe_opts.seed})

@@ -1,0 +1,163 @@
+"""Linear probe: the L-BFGS fit against scikit-learn, the seeded C search and k-shot
+sampling, the never-fit-on-eval rule, and the task end to end with a fake dual encoder."""
+
+from __future__ import annotations
+
+import doctest
+
+import pytest
+import torch
+
+from harness import probe as P
+from harness.datasets.base import ClassificationData, DatasetError, ImageSet
+from harness.datasets.views import ProbeData
+
+sklearn_lm = pytest.importorskip("sklearn.linear_model")
+
+
+def blobs(n=240, d=6, k=3, seed=0, spread=1.0):
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.randn(k, d, generator=g, dtype=torch.float64) * 2
+    y = torch.arange(n) % k
+    return centres[y] + spread * torch.randn(n, d, generator=g, dtype=torch.float64), y
+
+
+def test_doctests() -> None:
+    assert doctest.testmod(P).failed == 0
+
+
+@pytest.mark.parametrize("c", [0.01, 1.0, 100.0])
+def test_fit_matches_sklearn(c: float) -> None:
+    x, y = blobs(spread=2.0)
+    ours = torch.softmax(P.fit_logistic(x, y, 3, c).logits(x), 1).numpy()
+    ref = sklearn_lm.LogisticRegression(C=c, max_iter=10_000, tol=1e-12).fit(x.numpy(), y.numpy())
+    assert abs(ours - ref.predict_proba(x.numpy())).max() < 1e-4
+
+
+def test_search_is_seeded_and_prefers_the_better_c() -> None:
+    x, y = blobs(spread=3.0, d=40, n=120)
+    c1, tried1 = P.select_c(x, y, 3, P.ProbeOptions(seed=0))
+    c2, tried2 = P.select_c(x, y, 3, P.ProbeOptions(seed=0))
+    assert c1 == c2 and tried1 == tried2
+    best = max((t["heldout_acc1"], t["heldout_loglik"]) for t in tried1)
+    assert [(t["heldout_acc1"], t["heldout_loglik"]) for t in tried1 if t["c"] == c1] == [best]
+    assert len(tried1) == 7 + 2 * 3
+
+
+def test_one_shot_falls_back_to_the_default_c() -> None:
+    x, y = blobs(n=3)
+    c, tried = P.select_c(x, y, 3, P.ProbeOptions())
+    assert c == 1.0 and tried[0]["heldout_acc1"] is None
+
+
+def test_holdout_is_stratified_and_disjoint() -> None:
+    labels = [i % 4 for i in range(40)]
+    fit, held = P.stratified_holdout(labels, 0.2, seed=1)
+    assert sorted(fit + held) == list(range(40)) and [labels[i] for i in held].count(2) == 2
+    assert P.stratified_holdout([0, 0, 1], 0.2, 0) is None
+
+
+def test_shots_per_class() -> None:
+    labels = [i % 5 for i in range(50)]
+    idx = P.sample_shots(labels, 3, seed=0)
+    assert len(idx) == 15 and all([labels[i] for i in idx].count(c) == 3 for c in range(5))
+    assert idx == P.sample_shots(labels, 3, seed=0) != P.sample_shots(labels, 3, seed=1)
+
+
+def _cls(split, labels):
+    return ClassificationData("toy", split, ImageSet([None] * len(labels)), list(labels), ["a", "b", "c"],
+                              ["a {}."], f"fp-{split}")
+
+
+def test_probe_data_refuses_the_same_split() -> None:
+    with pytest.raises(DatasetError, match="never fitted on the split it is evaluated on"):
+        ProbeData(_cls("train", [0, 1, 2]), _cls("train", [0, 1, 2]))
+
+
+class FeatureTable:
+    """A dual encoder whose image 'pixels' are ids into a feature table."""
+
+    name, embed_dim = "features", 6
+
+    def __init__(self, feats):
+        self.feats = feats
+
+    def image_transform(self):
+        return _ident
+
+    def tokenize(self, texts):
+        return texts
+
+    def encode_images(self, pixels):
+        return self.feats[pixels[:, 0].long()].float()
+
+    def encode_texts(self, tokens):
+        raise AssertionError("a linear probe encodes no text")
+
+
+def _ident(i):
+    return torch.tensor([float(i)])
+
+
+class IdImages(ImageSet):
+    def __init__(self, ids):
+        super().__init__([f"img{i}" for i in ids])
+        self.ids = list(ids)
+
+    def load(self, index):
+        return self.ids[index]
+
+
+def test_task_fits_on_train_only_and_reports_classification_metrics() -> None:
+    from harness.tasks import linear_probe as LP
+    from harness.tasks.encode import EncodeOptions
+
+    x, y = blobs(n=300, spread=2.5)
+    train = ClassificationData("toy", "train", IdImages(range(240)), y[:240].tolist(), ["a", "b", "c"], ["{}"], "t")
+    test = ClassificationData("toy", "test", IdImages(range(240, 300)), y[240:].tolist(), ["a", "b", "c"], ["{}"], "e")
+    quick = P.ProbeOptions(c_grid=(0.01, 1.0, 100.0), refine=1)  # the search itself is tested above
+    res = LP.evaluate(FeatureTable(x), ProbeData(train, test), EncodeOptions(batch_size=32), probe_opts=quick)
+    ref = sklearn_lm.LogisticRegression(C=res.details["probe_c"], max_iter=10_000, tol=1e-12)
+    ref.fit(x[:240].float().double().numpy(), y[:240].numpy())
+    want = 100 * (ref.predict(x[240:].float().double().numpy()) == y[240:].numpy()).mean()
+    assert res.metrics["acc1"] == pytest.approx(want)
+    assert set(res.metrics) == {"acc1", "acc5", "macro_f1", "balanced_acc"} and res.metrics["acc5"] == 100.0
+    assert res.per_query["label"] == y[240:].tolist() and len(res.per_query["pred"]) == 60
+    shot = LP.evaluate(FeatureTable(x), ProbeData(train, test), EncodeOptions(batch_size=32), shots=2,
+                       probe_opts=quick)
+    assert shot.details["probe_train_images"] == 6 and shot.details["shots"] == 2
+
+
+MANIFEST = """
+schema_version: 1
+datasets:
+  toyfolder:
+    tasks: [zeroshot, linear_probe]
+    format: imagefolder
+    source: {kind: local, folder: toyfolder}
+    default_split: test
+    splits: {train: {}, test: {}}
+    classes: {names: folders, templates: ["a photo of a {}."]}
+    license: test
+    citation: test
+"""
+
+
+def test_imagefolder_offers_a_probe_view_of_train_and_eval(tmp_path) -> None:
+    from imagefiles import write_jpeg
+
+    from harness.datasets import FORMATS, DatasetRequest, TaskKind, build_registry
+    from harness.datasets.manifest import parse_manifest
+    from harness.datasets.resources import resource
+
+    for split, n in (("train", 4), ("test", 2)):
+        for cls in ("cat", "dog"):
+            for i in range(n):
+                write_jpeg(tmp_path / "toyfolder" / split / cls / f"{i}.jpg")
+    reg = build_registry(parse_manifest(MANIFEST, "m.yaml", FORMATS, resource))
+    meta = reg.get("toyfolder")
+    data = meta.load(DatasetRequest(split="test", task=TaskKind.LINEAR_PROBE, data_root=str(tmp_path)))
+    assert (len(data.train.images), len(data.eval.images)) == (8, 4) and data.counts()["train_images"] == 8
+    assert data.train.labels == [0] * 4 + [1] * 4 and data.eval.classnames == ["cat", "dog"]
+    with pytest.raises(DatasetError, match="never on the split it is evaluated on"):
+        meta.load(DatasetRequest(split="train", task=TaskKind.LINEAR_PROBE, data_root=str(tmp_path)))
