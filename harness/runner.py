@@ -2,9 +2,9 @@
 
 A run's key hashes everything that can change its numbers (model + weights, dataset
 fingerprint, split, task, options), local weight files (shipped checkpoints, ``--weights
-PATH``) by content, so a re-trained checkpoint is not taken for the one already run. A
-record with that key already in the store is kept and the run skipped unless forced, so a
-re-run sweep resumes where it stopped.
+PATH``) and the split's images by content, so a re-trained checkpoint or a rewritten image
+is not taken for the one already run. A record with that key already in the store is kept
+and the run skipped unless forced, so a re-run sweep resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -100,8 +100,9 @@ def run_one(spec: RunSpec, results_root: Path, force: bool = False) -> RunOutcom
                                          cache_dir=opts.cache_dir, limit=opts.limit, seed=opts.seed,
                                          strict=opts.strict))
         load_stage.add_items(len(data.images))
+        images = images_content(data, opts)
     run_key = fingerprint(meta.name, meta.source, dmeta.name, split, data.fingerprint, tmeta.name, opts.keyed(),
-                          *weights_content(meta, opts))
+                          *weights_content(meta, opts), images)
     path = store.record_path(results_root, meta.name, dmeta.name, split, tmeta.name, run_key)
     if path.exists() and not force:
         try:
@@ -120,7 +121,7 @@ def run_one(spec: RunSpec, results_root: Path, force: bool = False) -> RunOutcom
         model={"name": meta.name, "family": meta.family, "kind": meta.kind.value, "source": meta.source,
                "checkpoint": model.checkpoint.get("id"), "checkpoint_sha256": model.checkpoint.get("sha256"),
                "params": _params(model, meta)},
-        dataset={"name": dmeta.name, "split": split, "fingerprint": data.fingerprint,
+        dataset={"name": dmeta.name, "split": split, "fingerprint": data.fingerprint, **images,
                  "images": len(data.images), **_dataset_counts(data), "info": _jsonable(data.info)},
         task=tmeta.name,
         options={**opts.keyed(), "num_workers": workers, **precision,
@@ -147,6 +148,14 @@ def weights_identity(meta, weights: str | None) -> list | None:
 
     files = meta.local_files(weights) if meta.local_files is not None else ([Path(weights)] if weights else [])
     return [[Path(f).name, content_digest(f)] for f in files] or None
+
+
+def images_content(data, opts: RunOptions) -> dict:
+    """The run key's image part: the split's images by content (``harness.digests``), so an
+    image rewritten under its old name is a new run, not "skipped, already in the store"."""
+    from harness.digests import images_digest
+
+    return {"images_digest": images_digest(data.images, opts.cache_dir)}
 
 
 def weights_content(meta, opts: RunOptions) -> list[dict]:
