@@ -101,7 +101,7 @@ def _save_table(path: Path, folder: str, added: dict[str, list]) -> None:
 def file_digests(paths: Iterable[str | os.PathLike], cache_dir: str | os.PathLike | None = None) -> list[str]:
     """sha256 hex digest of each file, in order; a file whose (size, mtime, ctime, inode) match
     the remembered ones is not read. Raises OSError (naming the file) for an unreadable one."""
-    paths = [os.path.abspath(p) for p in paths]
+    paths = [p if os.path.isabs(p) else os.path.abspath(p) for p in map(os.fspath, paths)]
     by_folder: dict[str, list[int]] = {}
     for i, p in enumerate(paths):
         by_folder.setdefault(os.path.dirname(p), []).append(i)
@@ -111,12 +111,14 @@ def file_digests(paths: Iterable[str | os.PathLike], cache_dir: str | os.PathLik
         table_path = _table_path(folder, cache_dir)
         table, added = _table(table_path, folder), {}
         for i in indices:
-            name = os.path.basename(paths[i])
-            ident = _identity(os.stat(paths[i]))
+            name = paths[i][len(folder) + 1:] if folder != "/" else paths[i][1:]
+            st = os.stat(paths[i])
             known = table.get(name)
-            if known is not None and tuple(known[:4]) == ident:
+            if (known is not None and known[0] == st.st_size and known[1] == st.st_mtime_ns
+                    and known[2] == st.st_ctime_ns and known[3] == st.st_ino):
                 out[i] = known[4]
                 continue
+            ident = _identity(st)
             out[i] = hash_file(paths[i])
             if now - ident[1] > RACY_NS and now - ident[2] > RACY_NS:
                 added[name] = [*ident, out[i]]
