@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from harness.records import RecordError, ResultRecord
@@ -31,14 +32,14 @@ STAGES = ["image_encode", "text_encode", "scoring", "rerank"]
 SETUP_STAGES = ("data_load", "model_load")
 
 _STRING = ["model", "label", "family", "kind", "checkpoint", "prefilter", "dataset", "split",
-           "dataset_fingerprint", "task", "main_metric", "device", "device_name", "precision",
+           "subset", "split_view", "dataset_fingerprint", "task", "main_metric", "device", "device_name", "precision",
            "latency_stage", "harness_version", "git_sha", "torch_version", "python_version",
            "run_key", "path"]
-_INT = ["params", "n_images", "batch_size", "rerank_k", "limit"]
+_INT = ["params", "n_images", "batch_size", "rerank_k", "limit", "seed"]
 
 COLUMNS = [
     "model", "label", "family", "kind", "checkpoint", "params", "rerank_k", "prefilter",
-    "dataset", "split", "dataset_fingerprint", "n_images", "limit",
+    "dataset", "split", "subset", "split_view", "dataset_fingerprint", "n_images", "limit", "seed",
     "task", "main_metric", "main_value", *METRIC_KEYS,
     "device", "device_name", "precision", "batch_size",
     *[f"ips_{s}" for s in STAGES], "ips_eval", "eval_s",
@@ -49,9 +50,10 @@ COLUMNS = [
 ]
 
 # What makes two records the same leaderboard row: the latest record per entry is shown, the
-# others are its history. rerank_k/prefilter keep e.g. BLIP "ITC only" and "ITC->ITM k=128" apart.
+# others are its history. rerank_k/prefilter keep e.g. BLIP "ITC only" and "ITC->ITM k=128" apart;
+# subset (--limit N with its seed) keeps a subset apart from the full split and from other subsets.
 ENTRY_KEY = ["task", "dataset", "split", "model", "rerank_k", "prefilter", "precision", "device",
-             "limit"]
+             "subset"]
 
 _ENV_KEYS = {
     "harness_version": ("harness_version", "vlbench_version", "vlbench", "version"),
@@ -131,7 +133,7 @@ def records_to_frame(records: Iterable[ResultRecord | tuple[ResultRecord, str]],
         for s, v in ips.items():
             r[f"ips_{s}"] = v
     df = pd.DataFrame(rows, columns=columns)
-    df = _typed(df)
+    df = mark_subsets(_typed(df))
     df = df.sort_values(["created_at", "path"], kind="stable")
     if not history:
         df = df[~df[ENTRY_KEY].astype("object").fillna("\0").duplicated(keep="last")]
@@ -174,7 +176,7 @@ def _row(rec: ResultRecord, origin: str) -> dict[str, Any]:
         "params": count(model.get("params")), "rerank_k": rerank_k, "prefilter": prefilter,
         "dataset": text(data.get("name")), "split": text(data.get("split")),
         "dataset_fingerprint": text(_v.pick(data, "fingerprint", "revision")),
-        "n_images": n_images, "limit": count(opts.get("limit")),
+        "n_images": n_images, "limit": count(opts.get("limit")), "seed": count(opts.get("seed")),
         "task": text(rec.task), "main_metric": text(rec.main_metric),
         "main_value": metrics.get(rec.main_metric),
         "device": text(opts.get("device")), "precision": text(opts.get("precision")),
@@ -199,6 +201,36 @@ def _row(rec: ResultRecord, origin: str) -> dict[str, Any]:
     if not row["model"] or not row["run_key"]:
         raise ValueError("model.name and run_key are required")
     return row
+
+
+def mark_subsets(df: pd.DataFrame) -> pd.DataFrame:
+    """Fill ``subset``, ``split_view`` and the subset part of ``label``. A run with ``--limit N``
+    is on other data than the full split: its rows get their own label and table, and are
+    never ranked against the full split. A limit that kept every image (N at least the split's
+    size: fewer images than N, or the fingerprint of a full-split run) is the full split.
+
+    >>> df = pd.DataFrame({"task": ["r", "r"], "dataset": ["d", "d"], "split": ["test", "test"],
+    ...     "dataset_fingerprint": ["f0", "f1"], "limit": [None, 50], "seed": [0, 0], "n_images": [200, 50],
+    ...     "label": ["clip", "clip"]})
+    >>> mark_subsets(df)[["label", "split_view"]].values.tolist()
+    [['clip', 'test'], ['clip [subset 50, seed 0]', 'test [subset 50, seed 0]']]
+    """
+    limit, n = df["limit"], df["n_images"]
+    where = list(zip(df["task"], df["dataset"], df["split"], df["dataset_fingerprint"]))
+    full = {w for w, lim in zip(where, limit) if pd.isna(lim)}
+    fewer = (n.notna() & limit.notna() & (n < limit)).fillna(False).to_numpy(bool)
+    whole = fewer | np.array([w in full for w in where], dtype=bool)
+    subset = [None if pd.isna(lim) or is_whole else f"subset {int(lim)}, seed {_seed(seed)}"
+              for lim, seed, is_whole in zip(limit, df["seed"], whole)]
+    mark = [f" [{s}]" if s else "" for s in subset]
+    return df.assign(
+        subset=pd.array(subset, dtype="string"),
+        split_view=pd.array([None if pd.isna(sp) else f"{sp}{m}" for sp, m in zip(df["split"], mark)], dtype="string"),
+        label=pd.array([None if pd.isna(lb) else f"{lb}{m}" for lb, m in zip(df["label"], mark)], dtype="string"))
+
+
+def _seed(seed) -> str:
+    return "?" if pd.isna(seed) else str(int(seed))
 
 
 def display_label(model: str | None, kind: str | None, rerank_k: int | None,

@@ -9,7 +9,7 @@ import pandas as pd
 
 from .frame import RETRIEVAL_METRICS, ZEROSHOT_METRICS
 
-GroupKey = tuple[str, str, str]  # (task, dataset, split)
+GroupKey = tuple[str, str, str]  # (task, dataset, split view: "test", or "test [subset 50, seed 0]")
 
 TASK_METRICS = {"retrieval": RETRIEVAL_METRICS, "zeroshot": ZEROSHOT_METRICS}
 THROUGHPUT = ["ips_image_encode", "ips_text_encode"]  # always shown; other stages when timed
@@ -126,8 +126,9 @@ def _key_part(value: Any) -> str:
 
 
 def _keys(df: pd.DataFrame) -> pd.Series:
+    split = df["split_view"] if "split_view" in df.columns else df["split"]  # a subset: its own table
     return pd.Series([(_key_part(t), _key_part(d), _key_part(s))
-                      for t, d, s in zip(df["task"], df["dataset"], df["split"])],
+                      for t, d, s in zip(df["task"], df["dataset"], split)],
                      index=df.index, dtype=object)
 
 

@@ -27,7 +27,7 @@ RECALL_METRICS = [k.value for k in (MetricKey.T2I_R1, MetricKey.T2I_R5, MetricKe
                                     MetricKey.I2T_R1, MetricKey.I2T_R5, MetricKey.I2T_R10)]
 CLASSIFICATION_METRICS = list(stats.CLASSIFICATION_METRICS)  # macro_f1, balanced_acc
 CI_METRICS = [*RECALL_METRICS, MetricKey.RSUM.value, MetricKey.ACC1.value, *CLASSIFICATION_METRICS]
-GROUP = ["task", "dataset", "split"]
+GROUP = ["task", "dataset", "split_view"]  # split_view: a --limit subset is its own table
 
 
 def has_interval(metric: str) -> bool:
