@@ -33,7 +33,7 @@ SETUP_STAGES = ("data_load", "model_load")
 
 _STRING = ["model", "label", "family", "kind", "checkpoint", "prefilter", "dataset", "split",
            "subset", "split_view", "dataset_fingerprint", "task", "main_metric", "device", "device_name", "precision",
-           "latency_stage", "harness_version", "git_sha", "torch_version", "python_version",
+           "latency_stage", "throughput_cached", "throughput_from", "harness_version", "git_sha", "torch_version", "python_version",
            "run_key", "path"]
 _INT = ["params", "n_images", "batch_size", "rerank_k", "limit", "seed"]
 
@@ -42,7 +42,7 @@ COLUMNS = [
     "dataset", "split", "subset", "split_view", "dataset_fingerprint", "n_images", "limit", "seed",
     "task", "main_metric", "main_value", *METRIC_KEYS,
     "device", "device_name", "precision", "batch_size",
-    *[f"ips_{s}" for s in STAGES], "ips_eval", "eval_s",
+    *[f"ips_{s}" for s in STAGES], "ips_eval", "eval_s", "throughput_cached", "throughput_from",
     "latency_stage", "latency_p50_ms", "latency_p90_ms", "latency_p99_ms",
     "peak_rss_mb", "peak_device_mem_mb",
     "harness_version", "git_sha", "torch_version", "python_version",
@@ -135,6 +135,7 @@ def records_to_frame(records: Iterable[ResultRecord | tuple[ResultRecord, str]],
     df = pd.DataFrame(rows, columns=columns)
     df = mark_subsets(_typed(df))
     df = df.sort_values(["created_at", "path"], kind="stable")
+    df = borrow_throughput(df)
     if not history:
         df = df[~df[ENTRY_KEY].astype("object").fillna("\0").duplicated(keep="last")]
     df = df.sort_values(["task", "dataset", "split", "model", "created_at"], kind="stable")
@@ -164,7 +165,10 @@ def _row(rec: ResultRecord, origin: str) -> dict[str, Any]:
     timings = _v.as_mapping(rec.timings, "timings")
     memory = _v.as_mapping(rec.memory, "memory")
     stage, latency = _main_latency(timings)
-    eval_s = sum(float(t.seconds or 0.0) for k, t in timings.items() if k not in SETUP_STAGES)
+    # a stage served (wholly or partly) by the embedding cache did not run the model: wall time
+    # over all stages is then no throughput of the model (borrow_throughput may fill it in)
+    cached = [k for k, t in timings.items() if k not in SETUP_STAGES and (t.cached or (t.cached_items or 0) > 0)]
+    eval_s = 0.0 if cached else sum(float(t.seconds or 0.0) for k, t in timings.items() if k not in SETUP_STAGES)
     n_images = count(_v.pick(data, "images", "n_images"))
     rerank_k, prefilter = count(opts.get("rerank_k")), text(opts.get("prefilter"))
     row = {
@@ -181,7 +185,7 @@ def _row(rec: ResultRecord, origin: str) -> dict[str, Any]:
         "main_value": metrics.get(rec.main_metric),
         "device": text(opts.get("device")), "precision": text(opts.get("precision")),
         "batch_size": count(opts.get("batch_size")),
-        "latency_stage": stage,
+        "latency_stage": stage, "throughput_cached": ", ".join(cached) or None, "throughput_from": None,
         "latency_p50_ms": num(_v.pick(latency, "p50", "p50_ms"), "latency p50"),
         "latency_p90_ms": num(_v.pick(latency, "p90", "p90_ms"), "latency p90"),
         "latency_p99_ms": num(_v.pick(latency, "p99", "p99_ms"), "latency p99"),
@@ -201,6 +205,47 @@ def _row(rec: ResultRecord, origin: str) -> dict[str, Any]:
     if not row["model"] or not row["run_key"]:
         raise ValueError("model.name and run_key are required")
     return row
+
+
+# What must match for another record's speed to stand for a cached run's: the entry, and the
+# settings and machine that set the speed.
+SPEED_KEY = [*ENTRY_KEY, "batch_size", "device_name"]
+SPEED_COLUMNS = ["ips_eval", "eval_s", "latency_stage", "latency_p50_ms", "latency_p90_ms", "latency_p99_ms"]
+
+
+def borrow_throughput(df: pd.DataFrame) -> pd.DataFrame:
+    """Speed for runs whose encoders were served by the embedding cache (``throughput_cached``):
+    the eval throughput, latency and cached stages' items/s of the latest record of the same
+    entry, batch size and device that did encode (``throughput_from`` names it), else left
+    missing (the page says "cached"). ``df`` is sorted oldest first."""
+    cached = df["throughput_cached"].notna()
+    if not cached.any():
+        return df
+    df = df.copy()
+    keys = pd.Series(list(df[SPEED_KEY].astype("object").fillna("\0").itertuples(index=False, name=None)),
+                     index=df.index)
+    measured = {}
+    for idx in df.index[~cached]:
+        measured[keys[idx]] = idx  # oldest first: the latest wins
+    for idx in df.index[cached]:
+        src = measured.get(keys[idx])
+        if src is None:
+            continue
+        for col in sorted(not_measured(df.loc[idx]) & set(df.columns)):
+            df.at[idx, col] = df.at[src, col]
+        when = df.at[src, "created_at"]
+        df.at[idx, "throughput_from"] = (f"run {str(df.at[src, 'run_key'])[:12]}"
+                                         + ("" if pd.isna(when) else f" of {when:%Y-%m-%d %H:%M} UTC"))
+    return df
+
+
+def not_measured(row: Mapping[str, Any]) -> set[str]:
+    """The speed columns of a row that its own run did not measure (its stages came from the
+    embedding cache): filled from another run by :func:`borrow_throughput`, or missing."""
+    stages = row.get("throughput_cached")
+    if stages is None or pd.isna(stages):
+        return set()
+    return set(SPEED_COLUMNS) | {f"ips_{_v.slug(s.strip())}" for s in str(stages).split(",")}
 
 
 def mark_subsets(df: pd.DataFrame) -> pd.DataFrame:
