@@ -193,7 +193,8 @@ def load_baseline(path: Path) -> dict:
 
 
 def _entry_name(e: dict) -> str:
-    return f"{_run_name(e)} on {e.get('dataset')}/{e.get('split')}, {e.get('task')}, {e.get('precision')}/{e.get('device')}"
+    return (f"{_run_name(e)} on {e.get('dataset')}/{e.get('split')}, {e.get('task')}, "
+            f"{e.get('precision')}/{e.get('device')}")
 
 
 def tolerance_for(metric: str, tolerances: dict) -> float:

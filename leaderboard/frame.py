@@ -32,9 +32,9 @@ STAGES = ["image_encode", "text_encode", "scoring", "rerank"]
 SETUP_STAGES = ("data_load", "model_load")
 
 _STRING = ["model", "label", "family", "kind", "checkpoint", "prefilter", "dataset", "split",
-           "subset", "split_view", "dataset_fingerprint", "task", "main_metric", "device", "device_name", "precision",
-           "latency_stage", "throughput_cached", "throughput_from", "harness_version", "git_sha", "torch_version", "python_version",
-           "run_key", "path"]
+           "subset", "split_view", "dataset_fingerprint", "task", "main_metric", "device", "device_name",
+           "precision", "latency_stage", "throughput_cached", "throughput_from", "harness_version", "git_sha",
+           "torch_version", "python_version", "run_key", "path"]
 _INT = ["params", "n_images", "batch_size", "rerank_k", "limit", "seed"]
 
 COLUMNS = [

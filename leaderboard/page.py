@@ -224,7 +224,8 @@ def _cell(row: pd.Series, col: Col, best: float | None) -> str:
     value = float(value)
     classes, extra, title = ["num"], "", ""
     if not own and _text(row, "throughput_from"):
-        extra, title = ' <span class="borrowed">\u2020</span>', f"measured by {_text(row, 'throughput_from')}: {_cached_note(row)}"
+        extra = ' <span class="borrowed">\u2020</span>'
+        title = f"measured by {_text(row, 'throughput_from')}: {_cached_note(row)}"
     elif col.kind == "ms":
         title = f"stage: {_text(row, 'latency_stage')}"
     if best is not None and math.isclose(value, best, rel_tol=1e-9, abs_tol=1e-12):

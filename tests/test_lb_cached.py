@@ -15,7 +15,7 @@ from harness.records import StageTiming
 from leaderboard import build, format_text, load, main_table
 from leaderboard.plots import tradeoff_plot
 from tests.lb_fixtures import RETRIEVAL_SPECS, T0, ZEROSHOT_SPECS, make, retrieval_metrics, retrieval_outcomes
-from tests.test_page import PageParser, column, section
+from tests.test_page import PageParser, section
 
 TINY = RETRIEVAL_SPECS[0]  # tiny-clip-synth, image encode 140 items/s
 N = 200
