@@ -35,8 +35,9 @@ def _timed(fn, repeats: int) -> list[float]:
 def measure(paths: list[Path], repeats: int) -> dict:
     """Interleaved: each round hashes cold (fresh table folder, in-process tables dropped), then
     warm in the same process, then warm as a new process would (table read back from disk)."""
-    cold, warm, reread = [], [], []
+    cold, warm, reread, bare = [], [], [], []
     for _ in range(repeats):
+        bare += _timed(lambda: [os.stat(p) for p in paths], 1)  # the floor: one stat per file
         cache = Path(tempfile.mkdtemp(prefix="vlbench-digests-"))
         try:
             digests._TABLES.clear()
@@ -50,14 +51,15 @@ def measure(paths: list[Path], repeats: int) -> dict:
     size_mb = sum(p.stat().st_size for p in paths) / 1e6
     med = statistics.median
     return {"files": len(paths), "mb": size_mb, "cold": med(cold), "warm": med(warm), "reread": med(reread),
-            "table_mb": table_mb, "cold_mb_s": size_mb / med(cold)}
+            "bare": med(bare), "table_mb": table_mb, "cold_mb_s": size_mb / med(cold)}
 
 
 def report(name: str, r: dict) -> None:
     print(f"{name}: {r['files']} files, {r['mb']:.1f} MB | cold {r['cold']:.3f} s ({r['cold_mb_s']:.0f} MB/s, "
           f"{1e6 * r['cold'] / r['files']:.0f} us/file) | warm, same process {r['warm']:.3f} s "
           f"({1e6 * r['warm'] / r['files']:.1f} us/file) | warm, new process {r['reread']:.3f} s "
-          f"(table {r['table_mb']:.1f} MB) | cold/warm {r['cold'] / r['reread']:.1f}x")
+          f"(table {r['table_mb']:.1f} MB) | cold/warm {r['cold'] / r['reread']:.1f}x | bare stat loop "
+          f"{r['bare']:.3f} s, warm/bare {r['warm'] / r['bare']:.2f}x")
 
 
 def flickr8k_dev(root: Path) -> list[Path]:
