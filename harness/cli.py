@@ -4,6 +4,7 @@ the commands, so ``vlbench --help`` and ``vlbench list`` stay instant."""
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 import traceback
@@ -94,6 +95,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (fixed: the page is reproducible)")
     p.add_argument("--no-plots", action="store_true", help="tables only (faster)")
 
+    p = sub.add_parser("export", help="write the leaderboard's table (one row per run) as csv, parquet or jsonl")
+    p.add_argument("--results", default=None, help="results folder (env VLBENCH_RESULTS, default results/)")
+    p.add_argument("--format", required=True, choices=["csv", "parquet", "jsonl"])
+    p.add_argument("--out", default=None, help="file to write (default: stdout; parquet needs a file)")
+    p.add_argument("--history", action="store_true", help="every record, not only the latest of each entry")
+
+    p = sub.add_parser("import", help="turn other tools' result files into records (marked as imported)")
+    isub = p.add_subparsers(dest="import_command", required=True)
+    i = isub.add_parser("clip-benchmark", help="CLIP_benchmark result JSONs (clip_benchmark eval --output)")
+    i.add_argument("files", nargs="+", help="result JSON files")
+    i.add_argument("--results", default=None, help="results folder (env VLBENCH_RESULTS, default results/)")
+    i.add_argument("--split", default="test", help="the --split they were evaluated on (not in the JSON; "
+                   "CLIP_benchmark's default: test)")
+    i.add_argument("--model-type", default="open_clip",
+                   help="their --model_type (not in the JSON; CLIP_benchmark's default: open_clip)")
+
     p = sub.add_parser("check", help="compare the latest records with a baseline; exit 1 on a regression")
     p.add_argument("--baseline", required=True, help="baseline JSON file (vlbench baseline update writes one)")
     p.add_argument("--results", default=None, help="results folder (env VLBENCH_RESULTS, default results/)")
@@ -131,9 +148,23 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, (*user_errors(), ValueError)):
             print(f"vlbench: error: {_one_line(exc)}", file=sys.stderr)
             return 2
+        if isinstance(exc, OSError) and exc.errno in _STORAGE_ERRNOS:
+            print(f"vlbench: error: {_storage_line(exc)}", file=sys.stderr)
+            return 2
         print(f"vlbench: internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
               file=sys.stderr)
         return 1
+
+
+_STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def _storage_line(exc: OSError) -> str:
+    """A full/read-only disk met anywhere (a cache, a library's own files): name the path."""
+    from harness.store import storage_error
+
+    path = exc.filename if exc.filename is not None else "a file (path not reported)"
+    return str(storage_error(path, exc))
 
 
 def _one_line(exc: BaseException) -> str:

@@ -34,7 +34,7 @@ SETUP_STAGES = ("data_load", "model_load")
 _STRING = ["model", "label", "family", "kind", "checkpoint", "prefilter", "dataset", "split",
            "subset", "split_view", "dataset_fingerprint", "task", "main_metric", "device", "device_name",
            "precision", "latency_stage", "throughput_cached", "throughput_from", "harness_version", "git_sha",
-           "torch_version", "python_version", "run_key", "path"]
+           "torch_version", "python_version", "imported_from", "run_key", "path"]
 _INT = ["params", "n_images", "batch_size", "rerank_k", "limit", "seed"]
 
 COLUMNS = [
@@ -46,6 +46,7 @@ COLUMNS = [
     "latency_stage", "latency_p50_ms", "latency_p90_ms", "latency_p99_ms",
     "peak_rss_mb", "peak_device_mem_mb",
     "harness_version", "git_sha", "torch_version", "python_version",
+    "imported_from",  # the tool whose result file `vlbench import` read (no timings); None: run here
     "created_at", "runtime_s", "run_key", "path",
 ]
 
@@ -202,6 +203,9 @@ def _row(rec: ResultRecord, origin: str) -> dict[str, Any]:
     }
     for col, keys in _ENV_KEYS.items():
         row[col] = text(_v.pick(env, *keys))
+    row["imported_from"] = text(env.get("imported_from"))
+    if row["imported_from"] and row["label"]:
+        row["label"] = f"{row['label']} [{row['imported_from']}]"  # marked wherever the page names it
     if not row["model"] or not row["run_key"]:
         raise ValueError("model.name and run_key are required")
     return row

@@ -18,7 +18,7 @@ import pandas as pd
 from .columns import Col, page_columns
 from .frame import not_measured
 from .tables import group_title, main_metrics
-from .uncertainty import GROUP, QueryCache, UncertaintyOptions, annotate
+from .uncertainty import GROUP, QueryCache, UncertaintyOptions, annotate, unusable_notes
 
 DEFAULT_TITLE = "vlbench leaderboard"
 MISSING = "-"
@@ -175,7 +175,14 @@ def _section(key, rows: pd.DataFrame, history: pd.DataFrame | None, cache: Query
     return (f'<section class="group" data-task="{esc(task)}" data-dataset="{esc(dataset)}">\n'
             f"<h2>{esc(group_title(key))}</h2>\n<p class=\"meta\">{esc(' · '.join(meta))}</p>\n"
             f'<div class="scroll"><table class="sortable">\n<thead><tr>{head}</tr></thead>\n'
-            f"<tbody>\n{body}\n</tbody>\n</table></div>\n{plots}</section>")
+            f"<tbody>\n{body}\n</tbody>\n</table></div>\n{_sidecar_notes(rows)}{plots}</section>")
+
+
+def _sidecar_notes(rows: pd.DataFrame) -> str:
+    """One visible line per row whose intervals were dropped because its per-query file is
+    unusable (truncated, stale): a missing interval is never silent."""
+    return "".join(f'<p class="note warn">No intervals or lead test for <b>{esc(label)}</b>: {esc(why)}</p>\n'
+                   for label, why in unusable_notes(rows))
 
 
 def _best(rows: pd.DataFrame, col: Col) -> float | None:

@@ -45,8 +45,18 @@ def names(rows: pd.DataFrame) -> list[str]:
     out = []
     for label, prec, dev in zip(labels, rows["precision"], rows["device"]):
         extra = [str(v) for v in (prec, dev) if not pd.isna(v)]
-        out.append(f"{label} [{' '.join(extra)}]" if labels.count(label) > 1 and extra else label)
+        out.append(literal(f"{label} [{' '.join(extra)}]" if labels.count(label) > 1 and extra else label))
     return out
+
+
+def literal(text: str) -> str:
+    """``text`` shown as typed: matplotlib reads a pair of ``$`` as mathtext (and fails on
+    most model names that have them), so each is escaped.
+
+    >>> print(literal("cost $5-$10"))
+    cost \\$5-\\$10
+    """
+    return text.replace("$", r"\$")
 
 
 def _figure(width: float, height: float, ncols: int = 1, left: float = 0.75, bottom: float = 0.6,
@@ -196,7 +206,7 @@ def latency_labels(rows: pd.DataFrame) -> list[str]:
     """
     out = []
     for name, stage, source in zip(names(rows), rows["latency_stage"], rows.get("throughput_from", [None] * len(rows))):
-        stage = "no latency" if stage is None or pd.isna(stage) else str(stage)
+        stage = "no latency" if stage is None or pd.isna(stage) else literal(str(stage))
         out.append(f"{name} \u00b7 {stage}" + ("" if source is None or pd.isna(source) else " (earlier run)"))
     return out
 

@@ -67,7 +67,7 @@ class QueryCache:
                 self.reasons[path] = "no per-query file"
             except (ValueError, OSError) as exc:
                 self._data[path] = None
-                self.reasons[path] = f"per-query file unusable: {exc}"
+                self.reasons[path] = f"{UNUSABLE}: {exc}"
         return self._data[path]
 
 
@@ -129,6 +129,20 @@ def metric_units(queries: dict[str, np.ndarray] | None, metric: str) -> Units | 
     return None
 
 
+UNUSABLE = "per-query file unusable"
+
+
+def unusable_notes(rows: pd.DataFrame) -> list[tuple[str, str]]:
+    """(row label, why) for rows whose per-query file exists but cannot be used (truncated,
+    stale, malformed): their intervals and lead tests are missing, and the page must say so
+    rather than show the row as if it had none to give. A missing file is the ordinary case
+    of a record saved without one and is left to the legend."""
+    if "queries_note" not in rows.columns:
+        return []
+    return [(str(r["label"]), str(r["queries_note"])) for _, r in rows.iterrows()
+            if isinstance(r["queries_note"], str) and r["queries_note"].startswith(UNUSABLE)]
+
+
 def annotate(df: pd.DataFrame, opts: UncertaintyOptions = UncertaintyOptions(),
              cache: QueryCache | None = None) -> pd.DataFrame:
     """``df`` plus interval, lead-test and note columns (index and row order kept)."""
@@ -149,7 +163,7 @@ def annotate(df: pd.DataFrame, opts: UncertaintyOptions = UncertaintyOptions(),
         try:
             intervals = _intervals(queries, row, opts)
         except ValueError as exc:  # outcomes that do not fit the metric: say so, render the rest
-            out.at[idx, "queries_note"] = f"per-query file unusable: {exc}"
+            out.at[idx, "queries_note"] = f"{UNUSABLE}: {exc}"
             continue
         for metric, (lo, hi) in intervals.items():
             out.at[idx, f"{metric}_lo"], out.at[idx, f"{metric}_hi"] = lo, hi
