@@ -9,7 +9,7 @@ import os
 import sys
 import traceback
 
-from harness import __version__, commands
+from harness import __version__, commands, progress
 from harness.errors import user_errors
 
 
@@ -35,6 +35,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-cache", action="store_true",
                    help="encode everything again, neither reading nor writing the embedding cache "
                         "($VLBENCH_CACHE/embeddings)")
+    progress.add_arguments(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default="synthetic")
     p.add_argument("--split", default=None, help="default: the dataset's standard evaluation split")
     p.add_argument("--task", action="append", default=None,
-                   help="retrieval or zeroshot; repeatable (default: every task the dataset offers)")
+                   help="retrieval, zeroshot, caption_selection, ...; repeatable (default: every task the dataset offers)")
     p.add_argument("--limit", type=int, default=None, help="deterministic subset of N images (seeded)")
     p.add_argument("--weights", default=None, help="local checkpoint file or directory for the model")
     _add_run_options(p)
@@ -70,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--data-root", default=os.environ.get("VLBENCH_DATA"))
     d.add_argument("--strict", action="store_true", help="treat every skipped item as an error")
     d.add_argument("--decode", action="store_true", help="also decode every image (slow; load only checks file ends)")
+    progress.add_arguments(d)
 
     p = sub.add_parser("fit", help="train a fusion head over frozen encoders (fixed, seeded recipe)")
     p.add_argument("model", help="a fusion model (vlbench list models, family fusion)")
@@ -86,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prefilter-weights", default=None,
                    help="cross heads: late-fusion checkpoint that mines negatives and prefilters (default: shipped)")
     p.add_argument("--data-root", default=os.environ.get("VLBENCH_DATA"))
+    progress.add_arguments(p)
 
     p = sub.add_parser("leaderboard", help="rebuild the HTML leaderboard from the results store")
     p.add_argument("--results", default=None)
@@ -138,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
 
     handler = getattr(commands, f"cmd_{args.command}")
     try:
-        return handler(args) or 0
+        with progress.session(progress.from_args(args)):
+            return handler(args) or 0
     except KeyboardInterrupt:
         print("vlbench: interrupted", file=sys.stderr)
         return 130

@@ -96,21 +96,23 @@ def _report(outcome) -> str:
     return f"{name:<22} {where:<16} {rec.task:<9} {rec.main_metric}={main:7.2f}  ({verb}) {outcome.path}"
 
 
-def _run_specs(specs, results: Path, force: bool, keep_going: bool) -> int:
+def _run_specs(specs, results: Path, force: bool, keep_going: bool, overall: str | None = None) -> int:
+    """Run ``specs``, one line each; ``overall`` names a bar counting the runs (a sweep)."""
+    from harness import progress
     from harness.runner import run_one
     from harness.store import StorageError, check_writable
 
     check_writable(results)  # once, before any model loads: a read-only/full store fails now, not after the compute
 
     failures = 0
-    for spec in specs:
+    for spec in progress.track(specs, overall, unit="run", leave=True) if overall else specs:
         try:
-            print(_report(run_one(spec, results, force=force)), flush=True)
+            progress.echo(_report(run_one(spec, results, force=force)))
         except Exception as exc:
             if not keep_going or isinstance(exc, StorageError):  # a full store fails every later run too
                 raise
             failures += 1
-            print(f"vlbench: error: {spec.model} on {spec.dataset} ({spec.task}): {exc}", file=sys.stderr)
+            progress.echo(f"vlbench: error: {spec.model} on {spec.dataset} ({spec.task}): {exc}", sys.stderr)
     if failures:
         print(f"vlbench: {failures} of {len(specs)} runs failed", file=sys.stderr)
     return 1 if failures else 0
@@ -143,7 +145,7 @@ def cmd_sweep(args) -> int:
     suite = get_suite(args.suite)
     specs = suite_specs(suite, _run_options(args))
     print(f"suite {suite.name}: {len(specs)} runs -> {results_arg(args)}", flush=True)
-    return _run_specs(specs, results_arg(args), args.force, keep_going=True)
+    return _run_specs(specs, results_arg(args), args.force, keep_going=True, overall=f"suite {suite.name}")
 
 
 def cmd_data(args) -> int:

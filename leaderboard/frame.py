@@ -175,7 +175,7 @@ def _row(rec: ResultRecord, origin: str) -> dict[str, Any]:
     row = {
         "model": text(model.get("name")),
         "label": display_label(text(model.get("name")), text(model.get("kind")), rerank_k, prefilter,
-                               all_pairs=opts.get("all_pairs") is True),
+                               all_pairs=opts.get("all_pairs") is True, task=text(rec.task)),
         "family": text(model.get("family")),
         "kind": text(model.get("kind")), "checkpoint": text(model.get("checkpoint")),
         "params": count(model.get("params")), "rerank_k": rerank_k, "prefilter": prefilter,
@@ -283,7 +283,7 @@ def _seed(seed) -> str:
 
 
 def display_label(model: str | None, kind: str | None, rerank_k: int | None,
-                  prefilter: str | None, all_pairs: bool = False) -> str | None:
+                  prefilter: str | None, all_pairs: bool = False, task: str | None = None) -> str | None:
     """A row's readable name: the model, plus how a cross-encoder retrieved.
 
     >>> display_label("blip", "both", 0, None), display_label("blip", "both", 128, None)
@@ -292,7 +292,11 @@ def display_label(model: str | None, kind: str | None, rerank_k: int | None,
     ('vilt (top-64 of clip)', 'clip')
     >>> display_label("vilt", "cross", None, None, all_pairs=True)
     'vilt (all pairs)'
+    >>> display_label("blip", "both", None, None, task="caption_selection")  # its other row: ITC only
+    'blip (ITM)'
     """
+    if model is not None and task == "caption_selection" and kind == "both" and rerank_k is None:
+        return f"{model} (ITM)"
     if model is not None and all_pairs:
         return f"{model} (all pairs)"
     if model is None or (rerank_k is None and prefilter is None):

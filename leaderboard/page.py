@@ -310,6 +310,9 @@ def _plots(rows: pd.DataFrame, history: pd.DataFrame | None, cache: QueryCache) 
           "frontier, its models labelled in bold." + _cached_caption(rows))),
         (plots.recall_curves_plot(rows, cache) if rows["task"].iloc[0] == "retrieval" else None,
          "recall@k curves", "Recall@k for k = 1\u202610 from the per-query first-hit ranks."),
+        (plots.subset_bars_plot(rows) if rows["task"].iloc[0] == "caption_selection" else None,
+         "accuracy per subset", "Caption-selection accuracy per subset and their mean, with 95% bootstrap "
+         "intervals over items (resampled within subsets)."),
         (plots.latency_memory_plot(rows), "latency and memory",
          "Per-batch latency percentiles of the stage named beside each row (the image encode "
          "where it ran), and peak memory."),

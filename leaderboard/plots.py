@@ -233,3 +233,34 @@ def trend_plot(history: pd.DataFrame) -> bytes | None:
     ax.legend(fontsize=7)
     fig.autofmt_xdate()
     return _png(fig)
+
+
+def subset_bars_plot(rows: pd.DataFrame) -> bytes | None:
+    """Caption selection: accuracy per subset (``acc_<subset>``, the pinned macro variant where a
+    subset has one), one bar per row, 95% bootstrap intervals as error bars when the frame holds
+    them, and the macro mean ``acc`` as the last group; Winoground's scores where reported."""
+    from .selection import caption_columns
+
+    keys = [k for k in caption_columns(rows) if not k.endswith(("_micro", "_macro"))]
+    keys = [k for k in keys if k != "acc"] + (["acc"] if "acc" in keys else [])
+    if not keys:
+        return None
+    labels = names(rows)
+    n, width = len(rows), 0.8 / max(len(rows), 1)
+    fig, (ax,) = _figure(max(5.2, 0.55 * len(keys) * max(1, n / 2) + 1.2), 4.0, bottom=1.5)
+    x = np.arange(len(keys))
+    for i, ((_, row), label, colour) in enumerate(zip(rows.iterrows(), labels, _colours(n))):
+        values = np.array([row.get(k, np.nan) for k in keys], dtype=float)
+        lo = np.array([row.get(f"{k}_lo", np.nan) for k in keys], dtype=float)
+        hi = np.array([row.get(f"{k}_hi", np.nan) for k in keys], dtype=float)
+        err = np.vstack([values - lo, hi - values])
+        ax.bar(x + (i - (n - 1) / 2) * width, values, width, color=colour, label=label,
+               yerr=np.where(np.isnan(err), 0, err), error_kw={"lw": 0.8, "capsize": 1.5})
+    ax.set_xticks(x)
+    ax.set_xticklabels([k.removeprefix("acc_") if k != "acc" else "acc (mean)" for k in keys],
+                       rotation=35, ha="right", fontsize=8)
+    ax.set_ylim(0, 102)
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title("caption selection per subset (ties wrong)", fontsize=10)
+    fig.legend(*ax.get_legend_handles_labels(), fontsize=7, loc="lower center", ncol=min(n, 4), frameon=False)
+    return _png(fig)

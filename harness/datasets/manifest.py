@@ -19,7 +19,7 @@ Schema of one entry (``?`` = optional)::
         id: <hub id>  revision: <commit or tag>   # kind: hf (both required)
       default_split: test
       splits:
-        <split>: {images?: N, captions?: N, classification_images?: N, partial_ok?: bool,
+        <split>: {images?: N, captions?: N, classification_images?: N, items?: N, partial_ok?: bool,
                   source_split?: <name in the source>, note?: text}
       annotation_sha256?: {<file name>: <64 hex>}
       known_defects?:                       # a release's own faults, so --strict fails only on new ones
@@ -52,7 +52,7 @@ _ENTRY_KEYS = {"tasks", "format", "source", "default_split", "splits", "annotati
 _REQUIRED = ("tasks", "format", "source", "default_split", "splits", "license", "citation")
 _SOURCE_KEYS = {"local": {"kind", "folder", "layout"}, "hf": {"kind", "id", "revision", "folder", "layout"},
                 "generated": {"kind", "generator", "version", "seed"}}
-_SPLIT_KEYS = {"images", "captions", "classification_images", "partial_ok", "source_split", "note"}
+_SPLIT_KEYS = {"images", "captions", "classification_images", "items", "partial_ok", "source_split", "note"}
 
 
 class ManifestError(DatasetError):
@@ -65,6 +65,7 @@ class SplitSpec:
     images: int | None = None
     captions: int | None = None
     classification_images: int | None = None
+    items: int | None = None  # caption selection: items (true caption + foils, or 2x2 groups)
     partial_ok: bool | None = None  # None: only "train" may load with images missing
     source_split: str | None = None  # the split's name in the source, when it differs
 
@@ -213,7 +214,8 @@ def _splits(n: _Node) -> dict[str, SplitSpec]:
     for split, node in n.mapping().items():
         keys = node.mapping(allowed=_SPLIT_KEYS)
         out[split] = SplitSpec(
-            name=split, **{k: keys[k].count() for k in ("images", "captions", "classification_images") if k in keys},
+            name=split, **{k: keys[k].count() for k in ("images", "captions", "classification_images", "items")
+               if k in keys},
             **({"partial_ok": keys["partial_ok"].flag()} if "partial_ok" in keys else {}),
             **({"source_split": keys["source_split"].text()} if "source_split" in keys else {}))
     if not out:
