@@ -100,14 +100,15 @@ def _chunk_name(index: int) -> str:
 
 
 @contextlib.contextmanager
-def _locked(folder: Path):
-    """Serialise manifest read-modify-write between processes filling the same entry."""
+def file_lock(folder: Path, name: str = ".lock"):
+    """Serialise a read-modify-write of files in ``folder`` between processes (an exclusive
+    ``flock`` on ``folder/name``): manifests of one entry, digest tables."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover - not POSIX: last writer wins, chunks stay valid
         yield
         return
-    with open(folder / ".lock", "a") as f:
+    with open(folder / name, "a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield
@@ -235,7 +236,7 @@ class CacheEntry:
             start, end = self.range_of(index)
             meta = {"file": _chunk_name(index), "start": start, "end": end,
                     "sha256": hashlib.sha256(blob).hexdigest(), "tensors": _describe(tensors)}
-            with _locked(self.folder):
+            with file_lock(self.folder):
                 manifest = self._current_manifest()
                 manifest["chunks"][str(index)] = meta
                 write_bytes_atomic(self.folder / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())

@@ -33,6 +33,7 @@ IDENTITY = ("model", "dataset", "split", "task", "precision", "device", "limit",
 REQUIRED = IDENTITY[:6]  # limit/rerank_k/prefilter may be absent (older baselines): None
 MACHINE_KEYS = ("device", "device_name", "precision", "batch_size")  # must match to compare items/s
 _EPS = 1e-9  # float slack on the tolerance comparisons
+NOTHING_COMPARED = "nothing was compared (no baseline number met a current one): the gate checked nothing"
 
 
 class CheckError(ValueError):
@@ -99,8 +100,20 @@ def _machine(rec: ResultRecord) -> dict:
             "batch_size": rec.options.get("batch_size")}
 
 
+def _baseline_metrics(rec: ResultRecord) -> dict:
+    """The record's finite metrics (NaN is no value to hold a later run to, and not JSON);
+    a record with none cannot be a baseline entry."""
+    metrics = {k: v for k, v in rec.metrics.items() if not isinstance(v, bool) and _finite(v)}
+    if not metrics:
+        raise CheckError(f"record {rec.run_key} ({rec.model.get('name')} on {rec.dataset.get('name')}/"
+                         f"{rec.dataset.get('split')}, {rec.task}) has no finite metric to keep in a baseline")
+    return metrics
+
+
 def make_baseline(records: list[ResultRecord], suite_name: str) -> dict:
-    entries = [{**identity(r), "metrics": dict(r.metrics),
+    if not records:
+        raise CheckError(f"suite {suite_name}: no records to write a baseline from")
+    entries = [{**identity(r), "metrics": _baseline_metrics(r),
                 "throughput": {s: r.timings[s].items_per_s for s in THROUGHPUT_STAGES  # cached stages have none
                                if s in r.timings and r.timings[s].items_per_s is not None},
                 "machine": _machine(r), "run_key": r.run_key, "recorded_at": r.created_at} for r in records]
@@ -150,11 +163,13 @@ def load_baseline(path: Path) -> dict:
     bad = lambda what: CheckError(f"{path}: malformed baseline: {what}")  # noqa: E731
 
     def numbers(d, where: str, nonneg: bool = False) -> None:
+        # finite only: NaN/Infinity (which Python's json reads) compare as nothing, so a gate of
+        # them would pass having checked nothing; make_baseline never writes them
         if not isinstance(d, dict):
             raise bad(f"{where} must be an object")
         for k, v in d.items():
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or (nonneg and not v >= 0):
-                raise bad(f"{where}[{k!r}] must be a{' non-negative' if nonneg else ''} number, got {v!r}")
+            if isinstance(v, bool) or not _finite(v) or (nonneg and not v >= 0):
+                raise bad(f"{where}[{k!r}] must be a finite{' non-negative' if nonneg else ''} number, got {v!r}")
 
     if not isinstance(raw, dict):
         raise bad(f"expected a JSON object, got {type(raw).__name__}")
@@ -163,14 +178,25 @@ def load_baseline(path: Path) -> dict:
     numbers(raw.setdefault("tolerances", {}), "tolerances", nonneg=True)
     if not isinstance(raw.get("entries"), list):
         raise bad("'entries' must be a list")
+    if not raw["entries"]:
+        raise bad("'entries' is empty, so a check would compare nothing; "
+                  "write the baseline with `vlbench baseline update --suite S`")
     for i, e in enumerate(raw["entries"]):
         if not isinstance(e, dict) or any(k not in e for k in REQUIRED):
             raise bad(f"entries[{i}] must be an object with {', '.join(REQUIRED)}")
-        numbers(e.setdefault("metrics", {}), f"entries[{i}].metrics")
-        numbers(e.setdefault("throughput", {}), f"entries[{i}].throughput")
+        where = f"entries[{i}] ({_entry_name(e)})"
+        if not isinstance(e.get("metrics"), dict) or not e["metrics"]:
+            raise bad(f"{where} has no 'metrics' to compare (got {e.get('metrics')!r})")
+        numbers(e["metrics"], f"{where}.metrics")
+        numbers(e.setdefault("throughput", {}), f"{where}.throughput")
         if not isinstance(e.setdefault("machine", {}), dict):
-            raise bad(f"entries[{i}].machine must be an object")
+            raise bad(f"{where}.machine must be an object")
     return raw
+
+
+def _entry_name(e: dict) -> str:
+    return (f"{_run_name(e)} on {e.get('dataset')}/{e.get('split')}, {e.get('task')}, "
+            f"{e.get('precision')}/{e.get('device')}")
 
 
 def tolerance_for(metric: str, tolerances: dict) -> float:
@@ -191,7 +217,7 @@ def compare(records: list[ResultRecord], baseline: dict, throughput: bool = True
             findings.append(Finding(_run_name(e), e["dataset"], e["split"], e["task"], metric, base, cur, delta,
                                     tol, kind, status, e["precision"], e["device"], reason))
 
-        rec = current.get(_key(e))
+        rec, first = current.get(_key(e)), len(findings)
         if rec is None:
             add("-", None, None, None, "missing", "regression", "no current record for this run")
             continue
@@ -221,6 +247,14 @@ def compare(records: list[ResultRecord], baseline: dict, throughput: bool = True
             else:
                 ok = _finite(cur) and cur >= base * (1 - tol) - _EPS
                 add(metric, base, cur, tol, "throughput", "ok" if ok else "regression")
+        accuracy = [f for f in findings[first:] if f.kind in ("accuracy", "missing")]
+        if all(f.status == "skipped" for f in accuracy):  # none at all, or every one skipped
+            add("-", None, None, None, "empty", "regression",
+                "every metric of this baseline entry was skipped: the run was not checked")
+    if not any(f.status == "ok" or f.kind in ("accuracy", "throughput") and f.status == "regression"
+               for f in findings):
+        findings.append(Finding("-", "-", "-", "-", "-", None, None, None, None, "empty", "regression",
+                                reason=NOTHING_COMPARED))
     return findings
 
 

@@ -2,9 +2,9 @@
 
 A run's key hashes everything that can change its numbers (model + weights, dataset
 fingerprint, split, task, options), local weight files (shipped checkpoints, ``--weights
-PATH``) by content, so a re-trained checkpoint is not taken for the one already run. A
-record with that key already in the store is kept and the run skipped unless forced, so a
-re-run sweep resumes where it stopped.
+PATH``) and the split's images by content, so a re-trained checkpoint or a rewritten image
+is not taken for the one already run. A record with that key already in the store is kept
+and the run skipped unless forced, so a re-run sweep resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -105,8 +105,9 @@ def run_one(spec: RunSpec, results_root: Path, force: bool = False) -> RunOutcom
                                          cache_dir=opts.cache_dir, limit=opts.limit, seed=opts.seed,
                                          strict=opts.strict))
         load_stage.add_items(len(data.images))
+        images = images_content(data, opts)
     run_key = fingerprint(meta.name, meta.source, dmeta.name, split, data.fingerprint, tmeta.name, opts.keyed(),
-                          *weights_content(meta, opts))
+                          *weights_content(meta, opts), images)
     path = store.record_path(results_root, meta.name, dmeta.name, split, tmeta.name, run_key)
     if path.exists() and not force:
         try:
@@ -129,7 +130,7 @@ def run_one(spec: RunSpec, results_root: Path, force: bool = False) -> RunOutcom
         model={"name": meta.name, "family": meta.family, "kind": meta.kind.value, "source": meta.source,
                "checkpoint": model.checkpoint.get("id"), "checkpoint_sha256": model.checkpoint.get("sha256"),
                "params": _params(model, meta)},
-        dataset={"name": dmeta.name, "split": split, "fingerprint": data.fingerprint,
+        dataset={"name": dmeta.name, "split": split, "fingerprint": data.fingerprint, **images,
                  "images": len(data.images), **_dataset_counts(data), "info": _jsonable(data.info)},
         task=tmeta.name,
         options={**opts.keyed(), "num_workers": workers, **precision,
@@ -171,6 +172,18 @@ def _prefetch_digests(meta, opts: RunOptions) -> None:
         return
     for f in files:
         prefetch_digest(f)
+
+
+def images_content(data, opts: RunOptions) -> dict:
+    """The run key's image part: the split's images by content (``harness.digests``), so an
+    image rewritten under its old name is a new run, not "skipped, already in the store"."""
+    from harness.digests import images_digest
+
+    out = {"images_digest": images_digest(data.images, opts.cache_dir)}
+    train = getattr(data, "train", None)  # a linear probe is fitted on another split's images too
+    if train is not None:
+        out["train_images_digest"] = images_digest(train.images, opts.cache_dir)
+    return out
 
 
 def weights_content(meta, opts: RunOptions) -> list[dict]:

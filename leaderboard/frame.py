@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from harness.records import RecordError, ResultRecord
@@ -31,17 +32,17 @@ STAGES = ["image_encode", "text_encode", "scoring", "rerank"]
 SETUP_STAGES = ("data_load", "model_load")
 
 _STRING = ["model", "label", "family", "kind", "checkpoint", "prefilter", "dataset", "split",
-           "dataset_fingerprint", "task", "main_metric", "device", "device_name", "precision",
-           "latency_stage", "harness_version", "git_sha", "torch_version", "python_version",
-           "imported_from", "run_key", "path"]
-_INT = ["params", "n_images", "batch_size", "rerank_k", "limit"]
+           "subset", "split_view", "dataset_fingerprint", "task", "main_metric", "device", "device_name",
+           "precision", "latency_stage", "throughput_cached", "throughput_from", "harness_version", "git_sha",
+           "torch_version", "python_version", "imported_from", "run_key", "path"]
+_INT = ["params", "n_images", "batch_size", "rerank_k", "limit", "seed"]
 
 COLUMNS = [
     "model", "label", "family", "kind", "checkpoint", "params", "rerank_k", "prefilter",
-    "dataset", "split", "dataset_fingerprint", "n_images", "limit",
+    "dataset", "split", "subset", "split_view", "dataset_fingerprint", "n_images", "limit", "seed",
     "task", "main_metric", "main_value", *METRIC_KEYS,
     "device", "device_name", "precision", "batch_size",
-    *[f"ips_{s}" for s in STAGES], "ips_eval", "eval_s",
+    *[f"ips_{s}" for s in STAGES], "ips_eval", "eval_s", "throughput_cached", "throughput_from",
     "latency_stage", "latency_p50_ms", "latency_p90_ms", "latency_p99_ms",
     "peak_rss_mb", "peak_device_mem_mb",
     "harness_version", "git_sha", "torch_version", "python_version",
@@ -50,9 +51,10 @@ COLUMNS = [
 ]
 
 # What makes two records the same leaderboard row: the latest record per entry is shown, the
-# others are its history. rerank_k/prefilter keep e.g. BLIP "ITC only" and "ITC->ITM k=128" apart.
+# others are its history. rerank_k/prefilter keep e.g. BLIP "ITC only" and "ITC->ITM k=128" apart;
+# subset (--limit N with its seed) keeps a subset apart from the full split and from other subsets.
 ENTRY_KEY = ["task", "dataset", "split", "model", "rerank_k", "prefilter", "precision", "device",
-             "limit"]
+             "subset"]
 
 _ENV_KEYS = {
     "harness_version": ("harness_version", "vlbench_version", "vlbench", "version"),
@@ -132,8 +134,9 @@ def records_to_frame(records: Iterable[ResultRecord | tuple[ResultRecord, str]],
         for s, v in ips.items():
             r[f"ips_{s}"] = v
     df = pd.DataFrame(rows, columns=columns)
-    df = _typed(df)
+    df = mark_subsets(_typed(df))
     df = df.sort_values(["created_at", "path"], kind="stable")
+    df = borrow_throughput(df)
     if not history:
         df = df[~df[ENTRY_KEY].astype("object").fillna("\0").duplicated(keep="last")]
     df = df.sort_values(["task", "dataset", "split", "model", "created_at"], kind="stable")
@@ -163,7 +166,10 @@ def _row(rec: ResultRecord, origin: str) -> dict[str, Any]:
     timings = _v.as_mapping(rec.timings, "timings")
     memory = _v.as_mapping(rec.memory, "memory")
     stage, latency = _main_latency(timings)
-    eval_s = sum(float(t.seconds or 0.0) for k, t in timings.items() if k not in SETUP_STAGES)
+    # a stage served (wholly or partly) by the embedding cache did not run the model: wall time
+    # over all stages is then no throughput of the model (borrow_throughput may fill it in)
+    cached = [k for k, t in timings.items() if k not in SETUP_STAGES and (t.cached or (t.cached_items or 0) > 0)]
+    eval_s = 0.0 if cached else sum(float(t.seconds or 0.0) for k, t in timings.items() if k not in SETUP_STAGES)
     n_images = count(_v.pick(data, "images", "n_images"))
     rerank_k, prefilter = count(opts.get("rerank_k")), text(opts.get("prefilter"))
     row = {
@@ -175,12 +181,12 @@ def _row(rec: ResultRecord, origin: str) -> dict[str, Any]:
         "params": count(model.get("params")), "rerank_k": rerank_k, "prefilter": prefilter,
         "dataset": text(data.get("name")), "split": text(data.get("split")),
         "dataset_fingerprint": text(_v.pick(data, "fingerprint", "revision")),
-        "n_images": n_images, "limit": count(opts.get("limit")),
+        "n_images": n_images, "limit": count(opts.get("limit")), "seed": count(opts.get("seed")),
         "task": text(rec.task), "main_metric": text(rec.main_metric),
         "main_value": metrics.get(rec.main_metric),
         "device": text(opts.get("device")), "precision": text(opts.get("precision")),
         "batch_size": count(opts.get("batch_size")),
-        "latency_stage": stage,
+        "latency_stage": stage, "throughput_cached": ", ".join(cached) or None, "throughput_from": None,
         "latency_p50_ms": num(_v.pick(latency, "p50", "p50_ms"), "latency p50"),
         "latency_p90_ms": num(_v.pick(latency, "p90", "p90_ms"), "latency p90"),
         "latency_p99_ms": num(_v.pick(latency, "p99", "p99_ms"), "latency p99"),
@@ -203,6 +209,77 @@ def _row(rec: ResultRecord, origin: str) -> dict[str, Any]:
     if not row["model"] or not row["run_key"]:
         raise ValueError("model.name and run_key are required")
     return row
+
+
+# What must match for another record's speed to stand for a cached run's: the entry, and the
+# settings and machine that set the speed.
+SPEED_KEY = [*ENTRY_KEY, "batch_size", "device_name"]
+SPEED_COLUMNS = ["ips_eval", "eval_s", "latency_stage", "latency_p50_ms", "latency_p90_ms", "latency_p99_ms"]
+
+
+def borrow_throughput(df: pd.DataFrame) -> pd.DataFrame:
+    """Speed for runs whose encoders were served by the embedding cache (``throughput_cached``):
+    the eval throughput, latency and cached stages' items/s of the latest record of the same
+    entry, batch size and device that did encode (``throughput_from`` names it), else left
+    missing (the page says "cached"). ``df`` is sorted oldest first."""
+    cached = df["throughput_cached"].notna()
+    if not cached.any():
+        return df
+    df = df.copy()
+    keys = pd.Series(list(df[SPEED_KEY].astype("object").fillna("\0").itertuples(index=False, name=None)),
+                     index=df.index)
+    measured = {}
+    for idx in df.index[~cached]:
+        measured[keys[idx]] = idx  # oldest first: the latest wins
+    for idx in df.index[cached]:
+        src = measured.get(keys[idx])
+        if src is None:
+            continue
+        for col in sorted(not_measured(df.loc[idx]) & set(df.columns)):
+            df.at[idx, col] = df.at[src, col]
+        when = df.at[src, "created_at"]
+        df.at[idx, "throughput_from"] = (f"run {str(df.at[src, 'run_key'])[:12]}"
+                                         + ("" if pd.isna(when) else f" of {when:%Y-%m-%d %H:%M} UTC"))
+    return df
+
+
+def not_measured(row: Mapping[str, Any]) -> set[str]:
+    """The speed columns of a row that its own run did not measure (its stages came from the
+    embedding cache): filled from another run by :func:`borrow_throughput`, or missing."""
+    stages = row.get("throughput_cached")
+    if stages is None or pd.isna(stages):
+        return set()
+    return set(SPEED_COLUMNS) | {f"ips_{_v.slug(s.strip())}" for s in str(stages).split(",")}
+
+
+def mark_subsets(df: pd.DataFrame) -> pd.DataFrame:
+    """Fill ``subset``, ``split_view`` and the subset part of ``label``. A run with ``--limit N``
+    is on other data than the full split: its rows get their own label and table, and are
+    never ranked against the full split. A limit that kept every image (N at least the split's
+    size: fewer images than N, or the fingerprint of a full-split run) is the full split.
+
+    >>> df = pd.DataFrame({"task": ["r", "r"], "dataset": ["d", "d"], "split": ["test", "test"],
+    ...     "dataset_fingerprint": ["f0", "f1"], "limit": [None, 50], "seed": [0, 0], "n_images": [200, 50],
+    ...     "label": ["clip", "clip"]})
+    >>> mark_subsets(df)[["label", "split_view"]].values.tolist()
+    [['clip', 'test'], ['clip [subset 50, seed 0]', 'test [subset 50, seed 0]']]
+    """
+    limit, n = df["limit"], df["n_images"]
+    where = list(zip(df["task"], df["dataset"], df["split"], df["dataset_fingerprint"]))
+    full = {w for w, lim in zip(where, limit) if pd.isna(lim)}
+    fewer = (n.notna() & limit.notna() & (n < limit)).fillna(False).to_numpy(bool)
+    whole = fewer | np.array([w in full for w in where], dtype=bool)
+    subset = [None if pd.isna(lim) or is_whole else f"subset {int(lim)}, seed {_seed(seed)}"
+              for lim, seed, is_whole in zip(limit, df["seed"], whole)]
+    mark = [f" [{s}]" if s else "" for s in subset]
+    return df.assign(
+        subset=pd.array(subset, dtype="string"),
+        split_view=pd.array([None if pd.isna(sp) else f"{sp}{m}" for sp, m in zip(df["split"], mark)], dtype="string"),
+        label=pd.array([None if pd.isna(lb) else f"{lb}{m}" for lb, m in zip(df["label"], mark)], dtype="string"))
+
+
+def _seed(seed) -> str:
+    return "?" if pd.isna(seed) else str(int(seed))
 
 
 def display_label(model: str | None, kind: str | None, rerank_k: int | None,

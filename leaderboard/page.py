@@ -17,6 +17,7 @@ import pandas as pd
 
 from . import perf
 from .columns import Col, page_columns
+from .frame import not_measured
 from .tables import group_title, main_metrics
 from .uncertainty import GROUP, QueryCache, UncertaintyOptions, annotate, unusable_notes
 
@@ -121,6 +122,8 @@ def _legend(opts: UncertaintyOptions) -> str:
             f'{opts.n_boot} resamples, seed {opts.seed}</span>'
             f'<span><span class="ns">\u2248</span> lead over the next row not significant '
             f'(paired bootstrap, p \u2265 {opts.alpha:g})</span>'
+            f'<span>\u2020 speed measured by the latest run of the same setup that encoded; '
+            f'"cached": served from the embedding cache, no speed measured</span>'
             f'<span>click a header to sort</span></p>')
 
 
@@ -222,11 +225,19 @@ def _cell(row: pd.Series, col: Col, best: float | None) -> str:
         return f'<td class="model" title="{esc(tip)}">{esc(_text(row, "label"))}</td>'
     if col.kind in ("text", "date", "sha"):
         return _prov_cell(row, col)
-    value = row.get(col.key)
+    value, own = row.get(col.key), col.key not in not_measured(row)
     if value is None or pd.isna(value):
+        if not own:  # never the cache's speed shown as the model's
+            return (f'<td class="num cached" data-sort="" title="{esc(_cached_note(row))}; no run of this '
+                    f'model with these options encoded">cached</td>')
         return f'<td class="num" data-sort="">{MISSING}</td>'
     value = float(value)
     classes, extra, title = ["num"], "", ""
+    if not own and _text(row, "throughput_from"):
+        extra = ' <span class="borrowed">\u2020</span>'
+        title = f"measured by {_text(row, 'throughput_from')}: {_cached_note(row)}"
+    elif col.kind == "ms":
+        title = f"stage: {_text(row, 'latency_stage')}"
     if best is not None and math.isclose(value, best, rel_tol=1e-9, abs_tol=1e-12):
         classes.append("best")
     if col.kind == "p":
@@ -244,6 +255,10 @@ def _cell(row: pd.Series, col: Col, best: float | None) -> str:
     title_attr = f' title="{esc(title)}"' if title else ""
     return (f'<td class="{" ".join(classes)}" data-sort="{value!r}"{title_attr}>'
             f"{esc(_fmt(col, value))}{extra}</td>")
+
+
+def _cached_note(row: pd.Series) -> str:
+    return f"this run's {_text(row, 'throughput_cached')} came from the embedding cache"
 
 
 def _lead_not_significant(row: pd.Series) -> bool:
@@ -272,6 +287,18 @@ def _prov_cell(row: pd.Series, col: Col) -> str:
     return f'<td class="prov">{esc(value)}</td>'
 
 
+def _cached_caption(rows: pd.DataFrame) -> str:
+    """What the plot did with runs whose encoders were served by the embedding cache."""
+    cached = rows["throughput_cached"].notna() if "throughput_cached" in rows.columns else pd.Series(False)
+    if not cached.any():
+        return ""
+    borrowed = int((cached & rows["throughput_from"].notna()).sum())
+    left_out = int(cached.sum()) - borrowed
+    parts = [f"{borrowed} plotted at the throughput of their latest run that encoded"] if borrowed else []
+    parts += [f"{left_out} left out (no run measured them)"] if left_out else []
+    return f" Runs served from the embedding cache: {'; '.join(parts)}."
+
+
 def _data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
@@ -283,7 +310,7 @@ def _plots(rows: pd.DataFrame, history: pd.DataFrame | None, cache: QueryCache) 
         (plots.tradeoff_plot(rows), "accuracy vs throughput",
          ("Main metric against evaluation throughput (images per second over all encode, score "
           "and rerank stages); the red step line is the Pareto "
-          "frontier, its models labelled in bold.")),
+          "frontier, its models labelled in bold." + _cached_caption(rows))),
         (plots.recall_curves_plot(rows, cache) if rows["task"].iloc[0] == "retrieval" else None,
          "recall@k curves", "Recall@k for k = 1\u202610 from the per-query first-hit ranks."),
         (plots.subset_bars_plot(rows) if rows["task"].iloc[0] == "caption_selection" else None,
@@ -294,7 +321,8 @@ def _plots(rows: pd.DataFrame, history: pd.DataFrame | None, cache: QueryCache) 
          "Each judgment row: the model's score of the pair (CLIP-S or match score) against the human "
          "score (jittered); black bars: the median model score per human score."),
         (plots.latency_memory_plot(rows), "latency and memory",
-         "Per-batch latency percentiles of the main encode stage, and peak memory."),
+         "Per-batch latency percentiles of the stage named beside each row (the image encode "
+         "where it ran), and peak memory."),
         (plots.trend_plot(history) if history is not None else None, "trend",
          "Main metric of each entry across its recorded runs (oldest to newest)."),
     ]

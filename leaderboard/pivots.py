@@ -24,11 +24,17 @@ def _check_unique(df: pd.DataFrame, keys: list[str], what: str) -> None:
             f"pass the latest frame (load(..., history=False)) or filter it first")
 
 
+def _by_view(df: pd.DataFrame) -> pd.DataFrame:
+    """``split`` as the tables show it: a ``--limit`` subset is a column (or index entry) of its
+    own, "test [subset 50, seed 0]", never ranked in the full split's."""
+    return df.assign(split=df["split_view"]) if "split_view" in df.columns else df
+
+
 def models_by_dataset(df: pd.DataFrame, task: str | None = None, value: str = "main_value") -> pd.DataFrame:
     """Rows (label, precision, device) x columns (task, dataset, split) of ``value`` (the
-    main metric by default). With ``task`` given, only that task and columns (dataset, split).
-    A cell with no run is NaN; two records for one cell are an error, never averaged."""
-    sub = df if task is None else df[df["task"] == task]
+    main metric by default); a subset run's split reads "test [subset 50, seed 0]". With
+    ``task`` given, only that task and columns (dataset, split). A cell with no run is NaN; two records for one cell are an error, never averaged."""
+    sub = _by_view(df if task is None else df[df["task"] == task])
     if value not in sub.columns:
         raise LeaderboardError(f"models_by_dataset: no column {value!r} in the frame")
     columns = ["dataset", "split"] if task is not None else ["task", "dataset", "split"]
@@ -56,6 +62,7 @@ def dataset_metrics(df: pd.DataFrame, dataset: str, split: str | None = None,
                                f"{f' split {split!r}' if split else ''}{f' task {task!r}' if task else ''};"
                                f" datasets in the frame: {', '.join(known) or 'none'}")
     keys = ["task", "split", *ROW_KEY]
+    sub = _by_view(sub)
     _check_unique(sub, keys, "dataset_metrics")
     first, last = df.columns.get_loc("main_value") + 1, df.columns.get_loc("device")
     metrics = [c for c in df.columns[first:last] if sub[c].notna().any()]

@@ -197,15 +197,14 @@ def latency_memory_plot(rows: pd.DataFrame) -> bytes | None:
     sub = rows[has_lat | has_mem]
     if sub.empty:
         return None
-    labels, pos = names(sub), np.arange(len(sub))
+    labels, pos = latency_labels(sub), np.arange(len(sub))
     left = 0.3 + 0.055 * max(len(label) for label in labels)  # room for the longest name at 7.5pt
     fig, axes = _figure(left + 5.6, 1.3 + 0.45 * len(sub), ncols=2, left=left, bottom=0.5, wspace=0.08)
     width = 0.26
     for i, (col, name) in enumerate([("latency_p50_ms", "p50"), ("latency_p90_ms", "p90"),
                                      ("latency_p99_ms", "p99")]):
         axes[0].barh(pos + (i - 1) * width, sub[col].fillna(0).to_numpy(float), height=width, label=name)
-    stage = ", ".join(sorted({str(s) for s in sub["latency_stage"].dropna()})) or "main stage"
-    axes[0].set_title(f"latency per batch ({stage})", fontsize=10)
+    axes[0].set_title("latency per batch (stage after each name)", fontsize=10)
     axes[0].set_xlabel("ms")
     axes[0].legend(fontsize=7)
     mem_cols = [(c, n) for c, n in (("peak_rss_mb", "host RSS"), ("peak_device_mem_mb", "device"))
@@ -223,6 +222,22 @@ def latency_memory_plot(rows: pd.DataFrame) -> bytes | None:
         ax.invert_yaxis()
     axes[1].set_yticklabels([])
     return _png(fig)
+
+
+def latency_labels(rows: pd.DataFrame) -> list[str]:
+    """Row names of the latency chart, each with the stage its latency is of (rows differ: a
+    run whose image encode came from the cache has none, and may show another stage), marked
+    "earlier run" where the numbers were measured by another run of the same setup.
+
+    >>> latency_labels(pd.DataFrame({"label": ["a", "b"], "precision": ["fp32"] * 2, "device": ["cpu"] * 2,
+    ...     "latency_stage": ["image_encode", None], "throughput_from": [None, None]}))
+    ['a \u00b7 image_encode', 'b \u00b7 no latency']
+    """
+    out = []
+    for name, stage, source in zip(names(rows), rows["latency_stage"], rows.get("throughput_from", [None] * len(rows))):
+        stage = "no latency" if stage is None or pd.isna(stage) else literal(str(stage))
+        out.append(f"{name} \u00b7 {stage}" + ("" if source is None or pd.isna(source) else " (earlier run)"))
+    return out
 
 
 def trend_plot(history: pd.DataFrame) -> bytes | None:

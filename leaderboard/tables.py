@@ -7,9 +7,9 @@ from typing import Any
 
 import pandas as pd
 
-from .frame import RETRIEVAL_METRICS, ZEROSHOT_METRICS
+from .frame import RETRIEVAL_METRICS, ZEROSHOT_METRICS, not_measured
 
-GroupKey = tuple[str, str, str]  # (task, dataset, split)
+GroupKey = tuple[str, str, str]  # (task, dataset, split view: "test", or "test [subset 50, seed 0]")
 
 TASK_METRICS = {"retrieval": RETRIEVAL_METRICS, "zeroshot": ZEROSHOT_METRICS}
 THROUGHPUT = ["ips_image_encode", "ips_text_encode"]  # always shown; other stages when timed
@@ -22,6 +22,7 @@ LABELS = {
     "git_sha": "git sha", "ips_eval": "eval img/s",
 }
 MISSING = "-"
+CACHED = "cached"  # a speed cell whose stages came from the embedding cache
 
 
 def main_table(df: pd.DataFrame) -> dict[GroupKey, pd.DataFrame]:
@@ -38,8 +39,21 @@ def main_table(df: pd.DataFrame) -> dict[GroupKey, pd.DataFrame]:
         table = sub[table_columns(key[0], sub)].reset_index(drop=True)
         if "label" in sub.columns:  # the readable row name: e.g. "blip (ITC only)"
             table["model"] = sub["label"].fillna(sub["model"]).to_numpy()
-        tables[key] = table
+        tables[key] = _say_cached(table, sub)
     return tables
+
+
+def _say_cached(table: pd.DataFrame, sub: pd.DataFrame) -> pd.DataFrame:
+    """A speed the run did not measure (embedding cache) and no other run supplied reads
+    "cached", not "-" and never the cache's own speed."""
+    if "throughput_cached" not in sub.columns or not sub["throughput_cached"].notna().any():
+        return table
+    table = table.astype({c: object for c in table.columns if c.startswith("ips_")})
+    for i, (_, row) in enumerate(sub.iterrows()):
+        for col in not_measured(row) & set(table.columns):
+            if pd.isna(table.at[i, col]):
+                table.at[i, col] = CACHED
+    return table
 
 
 def table_columns(task: str, sub: pd.DataFrame) -> list[str]:
@@ -130,8 +144,9 @@ def _key_part(value: Any) -> str:
 
 
 def _keys(df: pd.DataFrame) -> pd.Series:
+    split = df["split_view"] if "split_view" in df.columns else df["split"]  # a subset: its own table
     return pd.Series([(_key_part(t), _key_part(d), _key_part(s))
-                      for t, d, s in zip(df["task"], df["dataset"], df["split"])],
+                      for t, d, s in zip(df["task"], df["dataset"], split)],
                      index=df.index, dtype=object)
 
 

@@ -28,7 +28,7 @@ RECALL_METRICS = [k.value for k in (MetricKey.T2I_R1, MetricKey.T2I_R5, MetricKe
 CLASSIFICATION_METRICS = list(stats.CLASSIFICATION_METRICS)  # macro_f1, balanced_acc
 KENDALL_METRICS = list(KENDALL_KEYS.values())  # human_agreement: images resampled, tau recomputed
 CI_METRICS = [*RECALL_METRICS, MetricKey.RSUM.value, MetricKey.ACC1.value, *CLASSIFICATION_METRICS, *KENDALL_METRICS]
-GROUP = ["task", "dataset", "split"]
+GROUP = ["task", "dataset", "split_view"]  # split_view: a --limit subset is its own table
 
 
 def has_interval(metric: str) -> bool:

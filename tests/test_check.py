@@ -280,3 +280,89 @@ def test_baseline_leaves_out_cached_stages_without_throughput():
     rec.timings[stage].items_per_s = None  # served from the embedding cache: no throughput to keep
     entry = check.make_baseline([rec, record("n", "retrieval")], "s")["entries"][0]
     assert stage not in entry["throughput"] and entry["throughput"]
+
+
+# ---- a gate that compared nothing fails (issue 13 item 2)
+
+def _rewrite(baseline: Path, change) -> Path:
+    raw = json.loads(baseline.read_text(encoding="utf-8"))
+    change(raw)
+    baseline.write_text(json.dumps(raw), encoding="utf-8")  # json writes NaN as the bare token NaN
+    return baseline
+
+
+def _nan_metrics(raw: dict) -> None:
+    for e in raw["entries"]:
+        e["metrics"] = {k: float("nan") for k in e["metrics"]}
+
+
+def test_baseline_of_nan_metrics_is_an_error_naming_file_and_entry(baseline, tmp_path, capsys):
+    _rewrite(baseline, _nan_metrics)
+    code, out, err = check_against(capsys, baseline, populate(tmp_path / "cur"))
+    assert code == 2 and "0 regression(s)" not in out
+    assert str(baseline) in err and "entries[0] (big-clip on synthetic/test, retrieval, fp32/cpu)" in err
+    assert "must be a finite number, got nan" in err
+
+
+def test_baseline_with_no_entries_fails(baseline, tmp_path, capsys):
+    _rewrite(baseline, lambda raw: raw.update(entries=[]))
+    code, _, err = check_against(capsys, baseline, populate(tmp_path / "cur"))
+    assert code == 2 and str(baseline) in err and "'entries' is empty" in err and "compare nothing" in err
+
+
+@pytest.mark.parametrize("metrics", [None, {}, "rsum"], ids=["absent", "empty", "not-an-object"])
+def test_baseline_entry_without_metrics_fails_naming_it(baseline, tmp_path, capsys, metrics):
+    def drop(raw):
+        entry = next(e for e in raw["entries"] if e["model"] == "tiny-clip" and e["task"] == "zeroshot")
+        if metrics is None:
+            del entry["metrics"]
+        else:
+            entry["metrics"] = metrics
+    _rewrite(baseline, drop)
+    code, _, err = check_against(capsys, baseline, populate(tmp_path / "cur"))
+    assert code == 2 and str(baseline) in err
+    assert "(tiny-clip on synthetic/test, zeroshot, fp32/cpu) has no 'metrics' to compare" in err
+
+
+@pytest.mark.parametrize("value", ["12.5", True, None, [1]])
+def test_malformed_metric_value_names_file_entry_and_metric(baseline, tmp_path, capsys, value):
+    _rewrite(baseline, lambda raw: raw["entries"][1]["metrics"].update(rsum=value))
+    code, _, err = check_against(capsys, baseline, populate(tmp_path / "cur"))
+    assert code == 2 and str(baseline) in err and "entries[1] (" in err and "metrics['rsum']" in err
+
+
+def test_compare_fails_an_entry_whose_every_metric_was_skipped(baseline, tmp_path):
+    """compare() on a baseline that bypassed load_baseline's checks: nothing compared is a failure."""
+    raw = check.load_baseline(baseline)
+    _nan_metrics(raw)
+    findings = check.compare(check.load_records(populate(tmp_path / "cur")), raw, throughput=False)
+    empty = [f for f in findings if f.kind == "empty"]
+    assert len(empty) == 3 + 1 and all(f.status == "regression" for f in empty)  # each entry, and the gate
+    assert sum("every metric of this baseline entry was skipped" in f.reason for f in empty) == 3
+    text = check.format_findings(findings)
+    assert check.NOTHING_COMPARED in text and "4 regression(s), 0 ok" in text
+
+
+def test_compare_with_throughput_alone_left_is_not_a_pass(baseline, tmp_path):
+    """Accuracy all skipped but throughput compared: the entry's numbers were still not checked."""
+    raw = check.load_baseline(baseline)
+    _nan_metrics(raw)
+    findings = check.compare(check.load_records(populate(tmp_path / "cur")), raw)
+    assert any(f.status == "ok" and f.kind == "throughput" for f in findings)
+    assert sum(f.kind == "empty" for f in findings) == 3
+
+
+def test_compare_of_an_empty_baseline_fails():
+    findings = check.compare([record("tiny-clip", "retrieval")], {"entries": [], "tolerances": {}})
+    assert [(f.kind, f.status, f.reason) for f in findings] == [("empty", "regression", check.NOTHING_COMPARED)]
+
+
+def test_baseline_update_keeps_only_finite_metrics():
+    rec = record("m", "retrieval", metrics={"t2i_medr": float("nan")})
+    entry = check.make_baseline([rec], "s")["entries"][0]
+    assert "t2i_medr" not in entry["metrics"] and entry["metrics"]["rsum"] == RETRIEVAL["rsum"]
+    rec.metrics = {k: float("nan") for k in rec.metrics}
+    with pytest.raises(check.CheckError, match="no finite metric"):
+        check.make_baseline([rec], "s")
+    with pytest.raises(check.CheckError, match="no records"):
+        check.make_baseline([], "s")

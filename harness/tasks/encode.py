@@ -167,8 +167,11 @@ def _fill_missing(entry: CacheEntry, plan, batches, fn, backoff: Backoff, stage:
 
 
 def _image_identity(model, images: ImageSet) -> dict:
-    names = hashlib.sha256("\0".join(str(p) for p in images.paths).encode()).hexdigest()[:32]
-    return {"images": len(images), "image_paths": names, "preprocess": identity_of(model.image_transform())}
+    """The images by content (a file rewritten under its old name is a new entry), not by path."""
+    from harness.digests import images_digest
+
+    return {"images": len(images), "image_content": images_digest(images),
+            "preprocess": identity_of(model.image_transform())}
 
 
 def encode_images(model, images: ImageSet, opts: EncodeOptions, stage: Stage):

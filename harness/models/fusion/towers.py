@@ -130,9 +130,11 @@ def content_key(towers: FrozenTowers, data) -> str:
     ground truth) -- not the loader's fingerprint scheme, which may change without them."""
     from harness.datasets.base import fingerprint
 
+    from harness.digests import images_digest
+
     images = [data.images.key(i) for i in range(len(data.images))]
-    return fingerprint(FEATURE_FORMAT, towers.spec.to_dict(), towers.checkpoint, images, list(data.captions),
-                       list(data.caption_to_image))
+    return fingerprint(FEATURE_FORMAT, towers.spec.to_dict(), towers.checkpoint, images, images_digest(data.images),
+                       list(data.captions), list(data.caption_to_image))
 
 
 def split_slices(feats: dict) -> tuple[dict[str, Any], dict[str, Any]]:
