@@ -133,16 +133,20 @@ def images_digest(images, cache_dir: str | os.PathLike | None = None) -> str:
     pixels (images held in memory), or of the pinned source rows (hub datasets, whose revision
     the dataset fingerprint already names). Raises DatasetError naming a file that vanished."""
     from harness.datasets.errors import DatasetError
+    from harness.datasets.compositional import CroppedImages
     from harness.datasets.images import ArrayImages, HFImages, ImageSet
+    from harness.datasets.winoground import HFCells
 
     h = hashlib.sha256(f"{ALGORITHM}\n".encode())
-    if isinstance(images, ImageSet):
+    if isinstance(images, (ImageSet, CroppedImages)):  # files (ARO's regions: and each one's box)
         try:
             parts: Sequence[str] = file_digests(images.paths, cache_dir)
         except OSError as exc:
             raise DatasetError(f"{exc.filename}: cannot read image file to hash its content "
                                f"({exc.strerror or exc})") from None
         h.update("\n".join(parts).encode())
+        if isinstance(images, CroppedImages):
+            h.update("\n".join(map(str, images.boxes)).encode())
     elif isinstance(images, ArrayImages):
         import numpy as np
 
@@ -150,6 +154,8 @@ def images_digest(images, cache_dir: str | os.PathLike | None = None) -> str:
         h.update("\0".join(images.keys).encode("utf-8", "replace"))
     elif isinstance(images, HFImages):
         h.update(f"{images.origin}\n{images.rows}".encode())
+    elif isinstance(images, HFCells):  # Winoground's image cells of a pinned hub table
+        h.update(f"{images.origin}\n{images.cells}".encode())
     else:
         raise TypeError(f"images_digest: no content identity for {type(images).__name__}")
     return h.hexdigest()[:32]
