@@ -8,11 +8,13 @@ import warnings
 from typing import Any
 
 from harness.datasets.base import (
+    DERIVED_VIEWS,
     DatasetError,
     DatasetRequest,
     RetrievalData,
 )
 from harness.datasets.meta import DatasetMeta
+from harness.datasets.views import JudgmentData
 
 _REPORTED = ("dropped", "bad_", "count_mismatch", "sha256_mismatch", "images_in_no_split", "ignored_files",
              "n_classes_without_images", "conflicting")
@@ -38,6 +40,8 @@ def describe(meta: DatasetMeta, split: str, data_root: str | None, strict: bool 
              decode: bool = False) -> dict[str, Any]:
     report: dict[str, Any] = {"dataset": meta.name, "split": split, "source": meta.source, "license": meta.license}
     for task in meta.tasks:
+        if task in DERIVED_VIEWS:  # e.g. a linear probe: another view (zeroshot) of this and the train split
+            continue
         prefix = task.value
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -52,6 +56,8 @@ def describe(meta: DatasetMeta, split: str, data_root: str | None, strict: bool 
         elif hasattr(data, "items"):  # caption selection
             report[f"{prefix}.items"] = len(data.items)
             report[f"{prefix}.groups"] = sum(it.is_group for it in data.items)
+        elif isinstance(data, JudgmentData):  # human judgments: judged pairs and rows
+            report.update({f"{prefix}.{k}": v for k, v in data.counts().items()})
         else:
             report[f"{prefix}.classes"] = len(data.classnames)
             report[f"{prefix}.templates"] = len(data.templates)
