@@ -80,7 +80,15 @@ def _run_options(args, weights: str | None = None, limit: int | None = None):
                       seed=args.seed, limit=limit, num_workers=args.workers, weights=weights,
                       data_root=args.data_root, rerank_k=args.rerank_k, prefilter=args.prefilter,
                       pair_budget=args.pair_budget, strict=args.strict,
-                      use_cache=not args.no_cache)
+                      use_cache=not args.no_cache, chunk_items=_positive(args, "chunk_items"),
+                      shard_gallery=args.shard_gallery)
+
+
+def _positive(args, name: str) -> int | None:
+    value = getattr(args, name)
+    if value is not None and value <= 0:
+        raise UserError(f"--{name.replace('_', '-')} must be positive, got {value}")
+    return value
 
 
 def _report(outcome) -> str:
@@ -93,12 +101,15 @@ def _report(outcome) -> str:
 
 
 def _run_specs(specs, results: Path, force: bool, keep_going: bool) -> int:
+    from harness import distributed
     from harness.runner import run_one
 
     failures = 0
     for spec in specs:
         try:
-            print(_report(run_one(spec, results, force=force)), flush=True)
+            outcome = run_one(spec, results, force=force)
+            if distributed.current().is_main:  # a sharded run reports once
+                print(_report(outcome), flush=True)
         except Exception as exc:
             if not keep_going:
                 raise
@@ -112,18 +123,34 @@ def _run_specs(specs, results: Path, force: bool, keep_going: bool) -> int:
 def cmd_run(args) -> int:
     from harness.runner import expand
 
+    from harness import distributed
+
     specs = expand(args.model, args.dataset, args.task, args.split,
                    _run_options(args, weights=args.weights, limit=args.limit))
-    return _run_specs(specs, results_arg(args), args.force, keep_going=False)
+    try:
+        return _run_specs(specs, results_arg(args), args.force, keep_going=False)
+    finally:
+        distributed.shutdown()
 
 
 def cmd_sweep(args) -> int:
     from harness.runner import suite_specs
     from harness.suites import get_suite
 
+    from harness import distributed
+
+    if distributed.requested():
+        raise UserError("vlbench sweep runs whole runs, not one run over ranks: unset WORLD_SIZE, or use "
+                        "--executor ray to spread the runs (torchrun is for one `vlbench run`)")
     suite = get_suite(args.suite)
     specs = suite_specs(suite, _run_options(args))
-    print(f"suite {suite.name}: {len(specs)} runs -> {results_arg(args)}", flush=True)
+    print(f"suite {suite.name}: {len(specs)} runs -> {results_arg(args)} (executor {args.executor})", flush=True)
+    if args.executor == "ray":
+        from harness.executors import RayOptions, ray_sweep
+
+        return ray_sweep(specs, results_arg(args), args.force,
+                         RayOptions(address=args.ray_address, gpus_per_run=args.gpus_per_run,
+                                    cpus_per_run=args.cpus_per_run, max_retries=args.max_retries))
     return _run_specs(specs, results_arg(args), args.force, keep_going=True)
 
 
