@@ -67,6 +67,16 @@ def my_ranges(entry) -> list[tuple[int, int]]:
     return [r for r in entry.missing() if owns(r[0] // entry.chunk_items, ctx)]
 
 
+def cached_share(entry, computed: list[tuple[int, int]]) -> int:
+    """Items of this rank's chunks that it read from the cache rather than computed (a chunk
+    another rank stored before this one opened the entry is that rank's, not a cache hit)."""
+    ctx = D.current()
+    if not ctx.active:
+        return entry.info.cached_items
+    owned = sum(e - s for s, e in (entry.range_of(i) for i in range(entry.n_chunks)) if owns(i, ctx))
+    return owned - sum(e - s for s, e in computed)
+
+
 def exchange(entry) -> None:
     """After each rank filled its chunks: every rank gets the chunks it lacks from their owner."""
     ctx = D.current()
@@ -120,7 +130,7 @@ SHARDED_STAGES = ("image_encode", "text_encode", "rerank")  # the others run on 
 
 def merge_timings(timings: dict) -> tuple[dict, dict | None]:
     """(record timings, per-rank description). A sharded stage (:data:`SHARDED_STAGES`) counts
-    the items every rank computed plus those rank 0 read from the cache, and its items/s is the
+    the items of every rank's chunks (computed or read from the cache), and its items/s is the
     sum of the ranks' measured rates (they ran at the same time); any other stage ran on every
     rank (or split its queries and waited for the others): rank 0's items over the slowest
     rank's seconds. Seconds are the slowest rank's."""
@@ -139,8 +149,9 @@ def merge_timings(timings: dict) -> tuple[dict, dict | None]:
         seconds = max(p["seconds"] for p in per)
         if name in SHARDED_STAGES:
             rates = [p["items_per_s"] for p in per if p["items_per_s"] is not None]
-            items = sum(p["items"] - p["cached_items"] for p in per) + own.cached_items
+            items, cached = sum(p["items"] for p in per), sum(p["cached_items"] for p in per)
             rate = sum(rates) if rates else None
+            own = replace(own, cached_items=cached, cached=items == cached and cached > 0)
         else:
             items = own.items
             rate = None if own.items_per_s is None else (items / seconds if seconds > 0 else 0.0)

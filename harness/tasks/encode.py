@@ -130,10 +130,10 @@ def _plan(ranges: list[tuple[int, int]], batch_size: int, longest_first: Callabl
     return plan
 
 
-def _finish(entry: CacheEntry, stage: Stage, backoff: Backoff, device: str, empty_dim: int):
+def _finish(entry: CacheEntry, stage: Stage, backoff: Backoff, device: str, empty_dim: int, ranges):
     import torch
 
-    stage.add_cached(entry.info.cached_items)
+    stage.add_cached(shard_plan.cached_share(entry, ranges))  # one process: entry.info.cached_items
     stage.set_batching(backoff.requested, backoff.size, backoff.events)
     if entry.n_items == 0:
         return torch.empty(0, empty_dim, device=device)
@@ -187,7 +187,7 @@ def encode_images(model, images: ImageSet, opts: EncodeOptions, stage: Stage):
         )
         _fill(entry, ranges, plan, ((px, len(px)) for px in loader), model.encode_images, backoff, stage)
     shard_plan.exchange(entry)
-    return _finish(entry, stage, backoff, opts.device, model.embed_dim)
+    return _finish(entry, stage, backoff, opts.device, model.embed_dim, ranges)
 
 
 def _tokenizer_identity(model) -> str:
@@ -219,4 +219,4 @@ def encode_texts(model, texts: Sequence[str], opts: EncodeOptions, stage: Stage)
         batches = (([texts[i] for i in idx], len(idx)) for chunk in plan for idx in chunk)
         _fill(entry, ranges, plan, batches, encode, backoff, stage)
     shard_plan.exchange(entry)
-    return _finish(entry, stage, backoff, opts.device, model.embed_dim)
+    return _finish(entry, stage, backoff, opts.device, model.embed_dim, ranges)
