@@ -103,12 +103,9 @@ def run_one(spec: RunSpec, results_root: Path, force: bool = False) -> RunOutcom
     started = time.perf_counter()
     distributed.set_stage("data_load")
     with Stage("data_load", ropts.device, warmup=0) as load_stage:
-        data = shard_plan.rank0_first(lambda: dmeta.load(DatasetRequest(
-            split=split, task=tmeta.kind, data_root=opts.data_root, cache_dir=opts.cache_dir, limit=opts.limit,
-            seed=opts.seed, strict=opts.strict)))
+        data = shard_plan.rank0_first(lambda: _load_data(dmeta, tmeta, split, opts))
         load_stage.add_items(len(data.images))
-    run_key = fingerprint(meta.name, meta.source, dmeta.name, split, data.fingerprint, tmeta.name, opts.keyed(),
-                          *weights_content(meta, opts))
+    run_key = _run_key(meta, dmeta, tmeta, split, data, opts)
     path = store.record_path(results_root, meta.name, dmeta.name, split, tmeta.name, run_key)
     if distributed.gather_objects(path.exists() and not force)[0]:  # rank 0 decides for all
         try:
@@ -148,6 +145,31 @@ def run_one(spec: RunSpec, results_root: Path, force: bool = False) -> RunOutcom
         run_key=run_key,
     )
     return RunOutcome(RunStatus.DONE, _save(ctx, results_root, record, result.per_query), record)
+
+
+def _load_data(dmeta, tmeta, split: str, opts: RunOptions):
+    return dmeta.load(DatasetRequest(split=split, task=tmeta.kind, data_root=opts.data_root,
+                                     cache_dir=opts.cache_dir, limit=opts.limit, seed=opts.seed, strict=opts.strict))
+
+
+def _run_key(meta, dmeta, tmeta, split: str, data, opts: RunOptions) -> str:
+    return fingerprint(meta.name, meta.source, dmeta.name, split, data.fingerprint, tmeta.name, opts.keyed(),
+                       *weights_content(meta, opts))
+
+
+def existing_record(spec: RunSpec, results_root: Path) -> Path | None:
+    """The readable record this spec would write, when the store has it (a sweep executor
+    skips it before dispatch); loads the dataset (its fingerprint is part of the key)."""
+    meta = _resolve_model(spec.model)
+    dmeta, tmeta = DATASETS.get(spec.dataset), TASKS.get(spec.task)
+    split = spec.split or dmeta.default_split
+    opts = rerank_settings(meta, tmeta.name, spec.options)
+    key = _run_key(meta, dmeta, tmeta, split, _load_data(dmeta, tmeta, split, opts), opts)
+    path = store.record_path(results_root, meta.name, dmeta.name, split, tmeta.name, key)
+    try:
+        return path if path.exists() and store.read_record(path) else None
+    except RecordError:
+        return None
 
 
 def _save(ctx, results_root: Path, record: ResultRecord, per_query: dict) -> Path:

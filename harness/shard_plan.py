@@ -73,7 +73,7 @@ def cached_share(entry, computed: list[tuple[int, int]]) -> int:
     ctx = D.current()
     if not ctx.active:
         return entry.info.cached_items
-    owned = sum(e - s for s, e in (entry.range_of(i) for i in range(entry.n_chunks)) if owns(i, ctx))
+    owned = sum(end - start for start, end in (entry.range_of(i) for i in range(entry.n_chunks) if owns(i, ctx)))
     return owned - sum(e - s for s, e in computed)
 
 
