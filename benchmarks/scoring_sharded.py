@@ -91,7 +91,7 @@ def main() -> None:
     gallery_mb = (img.numel() + txt.numel()) * 4 / 2**20
     print(f"{args.images} images x {args.captions} captions d={args.dim}, torch {torch.__version__}")
     print(f"1 process, {args.threads} threads: {wall:7.2f} s, peak scoring memory {mem:7.1f} MB "
-          f"(gallery embeddings held {gallery_mb:.0f} MB), rsum {M.metrics_from_ranks(*ref)[M.MetricKey.RSUM]:.4f}")
+          f"(gallery embeddings held {gallery_mb:.0f} MB), rsum {M.metrics_from_ranks(*ref)[M.MetricKey.RSUM]:.4f}", flush=True)
     del img, txt
 
     import torch.multiprocessing as mp
