@@ -8,11 +8,21 @@ Three comparisons, best of ``--repeats`` runs each, harness and bare runs altern
   texts                harness encode_texts (tokenise + encode + timing) vs a plain loop.
 
     .venv/bin/python benchmarks/overhead.py --model tiny-clip-synth --batch-size 64
+
+``--progress`` instead compares the harness with progress bars forced on against bars off
+(images end to end, and texts): on and off alternate (on/off, off/on, ...) and each pair's
+time ratio is kept, so load drifting on a shared machine hits both sides; the median of the
+ratios is printed, with the time spent inside tqdm itself (constructor, update, redraws,
+close) as a share of the stage's. Run it in a terminal (or under ``script``) so the bars
+are really drawn; bars draw from the first batch here (no half-second delay).
+
+    .venv/bin/python benchmarks/overhead.py --progress --limit 300 --repeats 9
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 import torch
@@ -31,6 +41,97 @@ def best_rates(harness_fn, bare_fn, items: int, repeats: int) -> tuple[float, fl
     return items / min(times["h"]), items / min(times["b"])
 
 
+def paired_ratios(on_fn, off_fn, repeats: int) -> tuple[list[float], list[float]]:
+    """(wall, CPU) time of on / off per repeat, the order flipped every repeat (on, off, off,
+    on, ...). The process's CPU time moves far less than wall time when other jobs share the
+    cores, and the bars' own work is CPU work of this process."""
+    wall, cpu = [], []
+    for r in range(repeats):
+        took = {}
+        for side, fn in ((("on", on_fn), ("off", off_fn)) if r % 2 == 0 else (("off", off_fn), ("on", on_fn))):
+            t0, c0 = time.perf_counter(), time.process_time()
+            fn()
+            took[side] = (time.perf_counter() - t0, time.process_time() - c0)
+        wall.append(took["on"][0] / took["off"][0])
+        cpu.append(took["on"][1] / took["off"][1])
+    return wall, cpu
+
+
+class TqdmClock:
+    """Wall and CPU seconds spent inside tqdm's own methods (drawing included) while installed.
+    On a loaded machine wall time inside any code is inflated by waits for a core; the CPU
+    time is the work the bars add."""
+
+    def __init__(self):
+        from tqdm import std
+
+        self.cls, self.seconds, self.cpu, self.saved, self.depth = std.tqdm, 0.0, 0.0, {}, 0
+        self.by_method: dict[str, float] = {}
+
+    def __enter__(self):
+        for name in ("__init__", "update", "close", "refresh"):
+            orig = self.saved[name] = getattr(self.cls, name)
+            setattr(self.cls, name, self._timed(orig, name))
+        return self
+
+    def _timed(self, fn, name: str):
+        def timed(*a, **k):
+            self.depth += 1
+            t0, c0 = time.perf_counter(), time.thread_time()
+            try:
+                return fn(*a, **k)
+            finally:
+                self.depth -= 1
+                if self.depth == 0:  # update -> refresh counts once
+                    dt = time.perf_counter() - t0
+                    self.seconds += dt
+                    self.cpu += time.thread_time() - c0
+                    self.by_method[name] = self.by_method.get(name, 0.0) + dt
+
+        return timed
+
+    def __exit__(self, *exc):
+        for name, fn in self.saved.items():
+            setattr(self.cls, name, fn)
+
+
+def progress_comparison(workloads, repeats: int, mininterval: float | None = None) -> None:
+    import statistics
+    from dataclasses import replace
+
+    from harness import progress
+
+    on = progress.ProgressPolicy(show=True, tty_delay=0.0)
+    if mininterval is not None:
+        on = replace(on, tty_mininterval=mininterval, file_mininterval=mininterval)
+    off = progress.ProgressPolicy(show=False)
+    print(f"progress bars on vs off, stderr a terminal: {progress.is_terminal(sys.stderr)}, "
+          f"{repeats} interleaved pairs, redraw every {on.tty_mininterval}s at most", flush=True)
+    for name, fn, items in workloads:
+        def with_policy(policy, fn=fn):
+            with progress.session(policy):
+                fn()
+
+        with_policy(off)  # warm-up
+        on_wall, on_cpu = [0.0], [0.0]
+
+        def timed_on():
+            t0, c0 = time.perf_counter(), time.process_time()
+            with_policy(on)
+            on_wall[0] += time.perf_counter() - t0
+            on_cpu[0] += time.process_time() - c0
+
+        with TqdmClock() as clock:  # bars-off runs make no tqdm call: only the on runs are charged
+            wall_r, cpu_r = paired_ratios(timed_on, lambda: with_policy(off), repeats)
+        for what, ratios in (("wall", wall_r), ("CPU", cpu_r)):
+            print(f"{name:<20} {items} items  on/off {what:>4} time: median {statistics.median(ratios):.4f} "
+                  f"(min {min(ratios):.4f}, max {max(ratios):.4f})", flush=True)
+        parts = ", ".join(f"{m} {t * 1e3:.1f}" for m, t in sorted(clock.by_method.items()))
+        print(f"{name:<20} inside tqdm over the {repeats} on runs: wall {clock.seconds * 1e3:.1f} ms ({parts}) "
+              f"of {on_wall[0]:.1f} s = {100 * clock.seconds / on_wall[0]:.3f}%; CPU {clock.cpu * 1e3:.1f} ms "
+              f"of {on_cpu[0]:.1f} s = {100 * clock.cpu / on_cpu[0]:.3f}%", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="tiny-clip-synth")
@@ -40,6 +141,10 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--limit", type=int, default=None, help="seeded subset of the test split's images")
     ap.add_argument("--texts", type=int, default=None, help="encode only the first N captions")
+    ap.add_argument("--progress", action="store_true",
+                    help="compare progress bars on vs off (interleaved pairs, median ratio) instead")
+    ap.add_argument("--mininterval", type=float, default=None,
+                    help="with --progress: seconds between redraws (default: the policy's)")
     ap.add_argument("--threads", type=int, default=None,
                     help="torch intra-op threads for both sides (default: torch's; 1 is steadier on a busy machine)")
     args = ap.parse_args()
@@ -93,6 +198,12 @@ def main() -> None:
             for s in range(0, len(texts), bs):
                 F.normalize(net.encode_text(model.tokenize(texts[s:s + bs]).to(dev)).float(), dim=-1)
 
+    if args.progress:
+        print(f"model {args.model}, batch {bs}, device {dev}, fp32, harness workers {workers}, "
+              f"torch threads {torch.get_num_threads()}")
+        progress_comparison([("images, end to end", harness_images, n_img),
+                             ("texts", harness_texts, len(texts))], args.repeats, args.mininterval)
+        return
     print(f"model {args.model}, batch {bs}, device {dev}, fp32, harness workers {workers}, "
           f"torch threads {torch.get_num_threads()}, best of {args.repeats}")
     for name, harness_fn, bare_fn, items in (

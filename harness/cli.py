@@ -4,11 +4,12 @@ the commands, so ``vlbench --help`` and ``vlbench list`` stay instant."""
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 import traceback
 
-from harness import __version__, commands
+from harness import __version__, commands, progress
 from harness.errors import user_errors
 
 
@@ -38,6 +39,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-cache", action="store_true",
                    help="encode everything again, neither reading nor writing the embedding cache "
                         "($VLBENCH_CACHE/embeddings)")
+    progress.add_arguments(p)
 
 
 def _add_executor_options(p: argparse.ArgumentParser) -> None:
@@ -68,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default="synthetic")
     p.add_argument("--split", default=None, help="default: the dataset's standard evaluation split")
     p.add_argument("--task", action="append", default=None,
-                   help="retrieval or zeroshot; repeatable (default: every task the dataset offers)")
+                   help="retrieval, zeroshot, caption_selection, ...; repeatable (default: every task the dataset offers)")
     p.add_argument("--limit", type=int, default=None, help="deterministic subset of N images (seeded)")
     p.add_argument("--weights", default=None, help="local checkpoint file or directory for the model")
     _add_run_options(p)
@@ -86,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--data-root", default=os.environ.get("VLBENCH_DATA"))
     d.add_argument("--strict", action="store_true", help="treat every skipped item as an error")
     d.add_argument("--decode", action="store_true", help="also decode every image (slow; load only checks file ends)")
+    progress.add_arguments(d)
 
     p = sub.add_parser("fit", help="train a fusion head over frozen encoders (fixed, seeded recipe)")
     p.add_argument("model", help="a fusion model (vlbench list models, family fusion)")
@@ -102,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prefilter-weights", default=None,
                    help="cross heads: late-fusion checkpoint that mines negatives and prefilters (default: shipped)")
     p.add_argument("--data-root", default=os.environ.get("VLBENCH_DATA"))
+    progress.add_arguments(p)
 
     p = sub.add_parser("leaderboard", help="rebuild the HTML leaderboard from the results store")
     p.add_argument("--results", default=None)
@@ -110,6 +114,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for intervals and tests")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (fixed: the page is reproducible)")
     p.add_argument("--no-plots", action="store_true", help="tables only (faster)")
+
+    p = sub.add_parser("export", help="write the leaderboard's table (one row per run) as csv, parquet or jsonl")
+    p.add_argument("--results", default=None, help="results folder (env VLBENCH_RESULTS, default results/)")
+    p.add_argument("--format", required=True, choices=["csv", "parquet", "jsonl"])
+    p.add_argument("--out", default=None, help="file to write (default: stdout; parquet needs a file)")
+    p.add_argument("--history", action="store_true", help="every record, not only the latest of each entry")
+
+    p = sub.add_parser("import", help="turn other tools' result files into records (marked as imported)")
+    isub = p.add_subparsers(dest="import_command", required=True)
+    i = isub.add_parser("clip-benchmark", help="CLIP_benchmark result JSONs (clip_benchmark eval --output)")
+    i.add_argument("files", nargs="+", help="result JSON files")
+    i.add_argument("--results", default=None, help="results folder (env VLBENCH_RESULTS, default results/)")
+    i.add_argument("--split", default="test", help="the --split they were evaluated on (not in the JSON; "
+                   "CLIP_benchmark's default: test)")
+    i.add_argument("--model-type", default="open_clip",
+                   help="their --model_type (not in the JSON; CLIP_benchmark's default: open_clip)")
 
     p = sub.add_parser("check", help="compare the latest records with a baseline; exit 1 on a regression")
     p.add_argument("--baseline", required=True, help="baseline JSON file (vlbench baseline update writes one)")
@@ -138,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
 
     handler = getattr(commands, f"cmd_{args.command}")
     try:
-        return handler(args) or 0
+        with progress.session(progress.from_args(args)):
+            return handler(args) or 0
     except KeyboardInterrupt:
         print("vlbench: interrupted", file=sys.stderr)
         return 130
@@ -148,9 +169,23 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, (*user_errors(), ValueError)):
             print(f"vlbench: error: {_one_line(exc)}", file=sys.stderr)
             return 2
+        if isinstance(exc, OSError) and exc.errno in _STORAGE_ERRNOS:
+            print(f"vlbench: error: {_storage_line(exc)}", file=sys.stderr)
+            return 2
         print(f"vlbench: internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
               file=sys.stderr)
         return 1
+
+
+_STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def _storage_line(exc: OSError) -> str:
+    """A full/read-only disk met anywhere (a cache, a library's own files): name the path."""
+    from harness.store import storage_error
+
+    path = exc.filename if exc.filename is not None else "a file (path not reported)"
+    return str(storage_error(path, exc))
 
 
 def _one_line(exc: BaseException) -> str:

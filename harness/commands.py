@@ -76,6 +76,10 @@ def _run_options(args, weights: str | None = None, limit: int | None = None):
         raise UserError(f"--batch-size must be positive, got {args.batch_size}")
     if limit is not None and limit <= 0:
         raise UserError(f"--limit must be positive, got {limit}")
+    if args.workers is not None and args.workers < 0:
+        raise UserError(f"--workers must be 0 or more (0: load images in the main process), got {args.workers}")
+    if args.rerank_k is not None and args.rerank_k < 0:
+        raise UserError(f"--rerank-k must be 0 or more, got {args.rerank_k}")
     return RunOptions(batch_size=args.batch_size, device=args.device, precision=Precision(args.precision),
                       seed=args.seed, limit=limit, num_workers=args.workers, weights=weights,
                       data_root=args.data_root, rerank_k=args.rerank_k, prefilter=args.prefilter,
@@ -100,24 +104,39 @@ def _report(outcome) -> str:
     return f"{name:<22} {where:<16} {rec.task:<9} {rec.main_metric}={main:7.2f}  ({verb}) {outcome.path}"
 
 
-def _run_specs(specs, results: Path, force: bool, keep_going: bool) -> int:
-    from harness import distributed
+def _run_specs(specs, results: Path, force: bool, keep_going: bool, overall: str | None = None) -> int:
+    """Run ``specs``, one line each; ``overall`` names a bar counting the runs (a sweep)."""
+    from harness import distributed, progress
     from harness.runner import run_one
+    from harness.store import StorageError, check_writable
+
+    check_writable(results)  # once, before any model loads: a read-only/full store fails now, not after the compute
 
     failures = 0
-    for spec in specs:
+    for spec in progress.track(specs, overall, unit="run", leave=True) if overall else specs:
         try:
             outcome = run_one(spec, results, force=force)
             if distributed.current().is_main:  # a sharded run reports once
-                print(_report(outcome), flush=True)
+                progress.echo(_report(outcome))
         except Exception as exc:
-            if not keep_going:
+            if not keep_going or isinstance(exc, StorageError):  # a full store fails every later run too
                 raise
             failures += 1
-            print(f"vlbench: error: {spec.model} on {spec.dataset} ({spec.task}): {exc}", file=sys.stderr)
+            progress.echo(f"vlbench: error: {spec.model} on {spec.dataset} ({spec.task}): {exc}", sys.stderr)
     if failures:
         print(f"vlbench: {failures} of {len(specs)} runs failed", file=sys.stderr)
     return 1 if failures else 0
+
+
+def _refuse_rerank_on_dual(args) -> None:
+    """``run --rerank-k`` on a dual encoder would be dropped without a word (a suite's shared
+    rerank_k is meant for its cross-encoders only, so only ``run`` refuses)."""
+    from harness.interfaces import ModelKind
+    from harness.models import resolve
+
+    if args.rerank_k is not None and resolve(args.model).kind == ModelKind.DUAL:
+        raise UserError(f"--rerank-k applies to cross-encoders and BLIP-style models; {args.model} is a dual "
+                        "encoder (it ranks every candidate itself): drop --rerank-k")
 
 
 def cmd_run(args) -> int:
@@ -125,8 +144,9 @@ def cmd_run(args) -> int:
 
     from harness import distributed
 
-    specs = expand(args.model, args.dataset, args.task, args.split,
-                   _run_options(args, weights=args.weights, limit=args.limit))
+    options = _run_options(args, weights=args.weights, limit=args.limit)
+    _refuse_rerank_on_dual(args)
+    specs = expand(args.model, args.dataset, args.task, args.split, options)
     try:
         return _run_specs(specs, results_arg(args), args.force, keep_going=False)
     finally:
@@ -151,7 +171,7 @@ def cmd_sweep(args) -> int:
         return ray_sweep(specs, results_arg(args), args.force,
                          RayOptions(address=args.ray_address, gpus_per_run=args.gpus_per_run,
                                     cpus_per_run=args.cpus_per_run, max_retries=args.max_retries))
-    return _run_specs(specs, results_arg(args), args.force, keep_going=True)
+    return _run_specs(specs, results_arg(args), args.force, keep_going=True, overall=f"suite {suite.name}")
 
 
 def cmd_data(args) -> int:
@@ -191,6 +211,24 @@ def cmd_leaderboard(args) -> int:
     df = leaderboard.load(results)
     print(leaderboard.format_text(df))
     print(f"\nleaderboard: {len(df)} records -> {out}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from leaderboard.export import export
+
+    out, rows = export(results_arg(args), args.format, args.out, history=args.history)
+    print(f"export: {rows} rows as {args.format} -> {out or 'stdout'}", file=sys.stderr)  # stdout: the data
+    return 0
+
+
+def cmd_import(args) -> int:
+    from harness.importers import clip_benchmark
+
+    options = clip_benchmark.ImportOptions(split=args.split, model_type=args.model_type)
+    results = results_arg(args)
+    for src, path in zip(args.files, clip_benchmark.import_files([Path(f) for f in args.files], results, options)):
+        print(f"import: {src} -> {path}")
     return 0
 
 

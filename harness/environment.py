@@ -5,14 +5,21 @@ from __future__ import annotations
 import platform
 import subprocess
 from functools import lru_cache
-from pathlib import Path
 
 from harness import __version__
+from harness.project_files import CHECKOUT_DIR, build_info, installed_from_wheel
 
 
 @lru_cache(maxsize=1)
 def git_sha() -> str | None:
-    root = Path(__file__).resolve().parents[1]
+    """The checkout's commit (``-dirty`` with uncommitted changes); for a wheel install, the
+    commit it was built from. Only a checkout is asked: site-packages may sit inside some other
+    repository (a venv in a clone), whose HEAD says nothing about the installed code."""
+    if installed_from_wheel():
+        return build_info().get("git_sha")
+    root = CHECKOUT_DIR
+    if not (root / ".git").exists():
+        return None
     try:
         out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
                              text=True, timeout=5, check=True).stdout.strip()

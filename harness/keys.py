@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from enum import Enum
 
-__all__ = ["MetricKey", "QueryKey", "HARD_NEGATIVE_PREFIX", "hard_negative_key", "is_hard_negative_key"]
+__all__ = ["MetricKey", "QueryKey", "CaptionKey", "HARD_NEGATIVE_PREFIX", "hard_negative_key", "is_hard_negative_key",
+           "is_caption_selection_key"]
 
 
 class MetricKey(str, Enum):
@@ -57,9 +58,40 @@ class QueryKey(str, Enum):
     CORRECT = "correct"
     PRED = "pred"
     LABEL = "label"
+    # caption selection, one entry per selection item: right (0/1), subset index, category index
+    # (-1: none); then the names those indices point at and the dataset's SelectionSpec (a
+    # one-element list). Winoground groups keep text_score / image_score / group_score (0/1 each).
+    CS_CORRECT = "cs_correct"
+    CS_SUBSET = "cs_subset"
+    CS_CATEGORY = "cs_category"
+    CS_SUBSETS = "cs_subsets"
+    CS_CATEGORIES = "cs_categories"
+    CS_SPEC = "cs_spec"
 
     def __str__(self) -> str:
         return self.value
+
+
+class _Named(str, Enum):
+    """A key enum whose str() is its value (Python 3.11 changed str() of mixin enums)."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class CaptionKey(_Named):
+    """Caption-selection record keys: ``acc`` (main, the macro mean of the subsets) and
+    Winoground's three scores (Thrush et al. 2022); per-subset accuracies are a family of keys,
+    ``acc_<subset>`` (:func:`is_caption_selection_key`, ``harness.caption_metrics.subset_key``).
+
+    >>> CaptionKey.GROUP_SCORE.value, str(CaptionKey.ACC)
+    ('group_score', 'acc')
+    """
+
+    ACC = "acc"
+    TEXT_SCORE = "text_score"
+    IMAGE_SCORE = "image_score"
+    GROUP_SCORE = "group_score"
 
 
 HARD_NEGATIVE_PREFIX = "hn_"
@@ -84,3 +116,16 @@ def is_hard_negative_key(key: str) -> bool:
     (True, False)
     """
     return str(key).startswith(HARD_NEGATIVE_PREFIX) and len(str(key)) > len(HARD_NEGATIVE_PREFIX)
+
+
+CAPTION_SELECTION_KEYS = tuple(k.value for k in CaptionKey)
+
+
+def is_caption_selection_key(key: str) -> bool:
+    """True for ``acc``, ``acc_<subset>`` (``_macro`` / ``_micro`` variants too) and the Winoground scores.
+
+    >>> is_caption_selection_key("acc_swap_att"), is_caption_selection_key("group_score"), is_caption_selection_key("acc1")
+    (True, True, False)
+    """
+    key = str(key)
+    return key in CAPTION_SELECTION_KEYS or (key.startswith("acc_") and len(key) > 4 and not key.endswith(("_lo", "_hi")))

@@ -116,7 +116,8 @@ def run_one(spec: RunSpec, results_root: Path, force: bool = False) -> RunOutcom
     distributed.set_stage("model_load")
     with Stage("model_load", ropts.device, warmup=0) as model_stage:
         model = meta.load(LoadOptions(device=ropts.device, precision=opts.precision, weights=opts.weights))
-        extra = _rerank_plan(meta, model, data, ropts)
+        extra = (_rerank_plan(meta, model, data, ropts) if tmeta.name == "retrieval"
+                 else _task_extra(meta, tmeta.name, ropts))
     workers = default_workers(ropts.device) if opts.num_workers is None else opts.num_workers
     cache = encode_cache(ropts, meta, model, data, split)
     distributed.set_stage(tmeta.name)
@@ -134,7 +135,8 @@ def run_one(spec: RunSpec, results_root: Path, force: bool = False) -> RunOutcom
         options={**opts.keyed(), "num_workers": workers, **precision,
                  "pin_memory": opts.device.startswith("cuda"), "embedding_cache": cache.root is not None,
                  "oom_backoffs": sum(t.oom_backoffs for t in timings.values()),
-                 **(extra["plan"].describe() if extra else {}), **_distributed_options(ctx, opts)},
+                 **(extra["plan"].describe() if "plan" in extra else {}), **_scorer(meta, tmeta.name, extra),
+                 **_distributed_options(ctx, opts)},
         metrics=result.metrics,
         main_metric=result.main_metric,
         timings=timings,
@@ -215,6 +217,9 @@ def rerank_settings(meta, task: str, opts: RunOptions) -> RunOptions:
     their own ITC top-k unless ``rerank_k == 0``; cross-encoders need a positive k."""
     from harness.interfaces import ModelKind
 
+    if task == "caption_selection" and meta.kind == ModelKind.BOTH:
+        # BLIP's two rows: ITM on every pair (default) or ITC cosine (--rerank-k 0), no prefilter
+        return replace(opts, rerank_k=0 if opts.rerank_k == 0 else None, prefilter=None)
     if task != "retrieval" or meta.kind == ModelKind.DUAL:
         if opts.prefilter and meta.kind == ModelKind.DUAL:
             raise ValueError(f"--prefilter applies to cross-encoders; {meta.name} is a dual encoder")
@@ -225,6 +230,19 @@ def rerank_settings(meta, task: str, opts: RunOptions) -> RunOptions:
     if meta.kind == ModelKind.BOTH:
         return replace(opts, rerank_k=k, prefilter=opts.prefilter if k else None)
     return replace(opts, rerank_k=k, prefilter=opts.prefilter or meta.prefilter)
+
+
+def _task_extra(meta, task: str, opts: RunOptions) -> dict:
+    """Caption selection on a model that is both dual and cross (BLIP): ``use_itc`` for its ITC row."""
+    return {"use_itc": opts.rerank_k == 0} if task == "caption_selection" and meta.kind.value == "both" else {}
+
+
+def _scorer(meta, task: str, extra: dict) -> dict:
+    """Caption selection records how pairs were scored: cosine, or the cross-encoder's score."""
+    if task != "caption_selection":
+        return {}
+    dual = meta.kind.value == "dual" or extra.get("use_itc")
+    return {"scorer": "cosine" if dual else "cross-encoder, every pair"}
 
 
 def _rerank_plan(meta, model, data, opts: RunOptions) -> dict:
@@ -300,6 +318,8 @@ def _params(model, meta) -> int | None:
 def _dataset_counts(data) -> dict:
     if hasattr(data, "captions"):
         return {"captions": len(data.captions)}
+    if hasattr(data, "items"):  # caption selection
+        return {"items": len(data.items), "groups": sum(it.is_group for it in data.items)}
     return {"classes": len(data.classnames), "templates": len(data.templates)}
 
 
@@ -314,6 +334,9 @@ def _jsonable(info: dict) -> dict:
     return {k: v for k, v in info.items() if not (isinstance(v, (list, dict)) and len(v) > 50)}
 
 
+CROSS_TASKS = ("retrieval", "caption_selection")  # the tasks a cross-encoder can run
+
+
 def expand(model: str, dataset: str, tasks: list[str] | None, split: str | None,
            options: RunOptions) -> list[RunSpec]:
     """One spec per task; with no task given, every task the dataset offers."""
@@ -322,11 +345,12 @@ def expand(model: str, dataset: str, tasks: list[str] | None, split: str | None,
     if tasks:
         names = [TASKS.resolve(t) for t in tasks]
     else:  # every task the dataset offers that the model can do (cross-encoders: retrieval only)
-        names = [n for n, t in TASKS.items() if t.kind in dmeta.tasks and (kind != "cross" or n == "retrieval")]
+        names = [n for n, t in TASKS.items() if t.kind in dmeta.tasks and (kind != "cross" or n in CROSS_TASKS)]
     specs = [RunSpec(model, dmeta.name, n, split, options) for n in names]
-    if "retrieval" in names and options.rerank_k is None and kind == "both":
-        # BLIP-style models report "ITC only" and "ITC -> ITM k" as separate rows (as the BLIP paper does)
-        specs.append(RunSpec(model, dmeta.name, "retrieval", split, replace(options, rerank_k=0)))
+    for task in ("retrieval", "caption_selection"):
+        if task in names and options.rerank_k is None and kind == "both":
+            # BLIP-style models report "ITC only" and "ITC -> ITM" as separate rows (as the BLIP paper does)
+            specs.append(RunSpec(model, dmeta.name, task, split, replace(options, rerank_k=0)))
     return specs
 
 

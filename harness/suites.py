@@ -1,5 +1,6 @@
 """Named suites: which models x datasets x tasks a sweep runs. Defined as YAML files in
-``benchmarks/suites/`` (found lazily, on first use, never at import)."""
+``benchmarks/suites/`` (a wheel carries copies: harness.project_files), found lazily, on first
+use, never at import."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.project_files import project_path
 from harness.registry import Registry
 
 
@@ -33,9 +35,10 @@ class Suite:
 
 
 def suite_dirs() -> list[Path]:
-    """``VLBENCH_SUITES`` (os.pathsep-separated), then the project's ``benchmarks/suites``."""
+    """``VLBENCH_SUITES`` (os.pathsep-separated), then the project's ``benchmarks/suites`` (a
+    wheel's copy of it when installed from one: harness.project_files)."""
     dirs = [Path(p) for p in os.environ.get("VLBENCH_SUITES", "").split(os.pathsep) if p]
-    dirs.append(Path(__file__).resolve().parents[1] / "benchmarks" / "suites")
+    dirs.append(project_path("benchmarks/suites"))
     return [d for d in dirs if d.is_dir()]
 
 

@@ -67,6 +67,10 @@ def page_columns(task: str, rows: pd.DataFrame) -> list[Col]:
     """The page's columns for one table: model, the task's metrics (with any optional ones the
     rows report), the lead test, throughput, latency, memory, size, provenance."""
     metrics = list(TASK_METRICS.get(task, []))
+    if task == "caption_selection":
+        from .selection import caption_columns
+
+        metrics = caption_columns(rows)
     if not metrics:  # unknown task: whatever metric columns its rows fill
         first, last = rows.columns.get_loc("main_value") + 1, rows.columns.get_loc("device")
         metrics = [c for c in rows.columns[first:last] if rows[c].notna().any()]

@@ -33,7 +33,7 @@ SETUP_STAGES = ("data_load", "model_load")
 _STRING = ["model", "label", "family", "kind", "checkpoint", "prefilter", "dataset", "split",
            "dataset_fingerprint", "task", "main_metric", "device", "device_name", "precision",
            "latency_stage", "harness_version", "git_sha", "torch_version", "python_version",
-           "run_key", "path"]
+           "imported_from", "run_key", "path"]
 _INT = ["params", "n_images", "batch_size", "rerank_k", "limit"]
 
 COLUMNS = [
@@ -45,6 +45,7 @@ COLUMNS = [
     "latency_stage", "latency_p50_ms", "latency_p90_ms", "latency_p99_ms",
     "peak_rss_mb", "peak_device_mem_mb",
     "harness_version", "git_sha", "torch_version", "python_version",
+    "imported_from",  # the tool whose result file `vlbench import` read (no timings); None: run here
     "created_at", "runtime_s", "run_key", "path",
 ]
 
@@ -168,7 +169,7 @@ def _row(rec: ResultRecord, origin: str) -> dict[str, Any]:
     row = {
         "model": text(model.get("name")),
         "label": display_label(text(model.get("name")), text(model.get("kind")), rerank_k, prefilter,
-                               all_pairs=opts.get("all_pairs") is True),
+                               all_pairs=opts.get("all_pairs") is True, task=text(rec.task)),
         "family": text(model.get("family")),
         "kind": text(model.get("kind")), "checkpoint": text(model.get("checkpoint")),
         "params": count(model.get("params")), "rerank_k": rerank_k, "prefilter": prefilter,
@@ -196,13 +197,16 @@ def _row(rec: ResultRecord, origin: str) -> dict[str, Any]:
     }
     for col, keys in _ENV_KEYS.items():
         row[col] = text(_v.pick(env, *keys))
+    row["imported_from"] = text(env.get("imported_from"))
+    if row["imported_from"] and row["label"]:
+        row["label"] = f"{row['label']} [{row['imported_from']}]"  # marked wherever the page names it
     if not row["model"] or not row["run_key"]:
         raise ValueError("model.name and run_key are required")
     return row
 
 
 def display_label(model: str | None, kind: str | None, rerank_k: int | None,
-                  prefilter: str | None, all_pairs: bool = False) -> str | None:
+                  prefilter: str | None, all_pairs: bool = False, task: str | None = None) -> str | None:
     """A row's readable name: the model, plus how a cross-encoder retrieved.
 
     >>> display_label("blip", "both", 0, None), display_label("blip", "both", 128, None)
@@ -211,7 +215,11 @@ def display_label(model: str | None, kind: str | None, rerank_k: int | None,
     ('vilt (top-64 of clip)', 'clip')
     >>> display_label("vilt", "cross", None, None, all_pairs=True)
     'vilt (all pairs)'
+    >>> display_label("blip", "both", None, None, task="caption_selection")  # its other row: ITC only
+    'blip (ITM)'
     """
+    if model is not None and task == "caption_selection" and kind == "both" and rerank_k is None:
+        return f"{model} (ITM)"
     if model is not None and all_pairs:
         return f"{model} (all pairs)"
     if model is None or (rerank_k is None and prefilter is None):

@@ -6,12 +6,12 @@ assets/ (CSS and JS inlined at build time).
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
+
+from harness.store import write_bytes_atomic, write_target
 
 from .frame import load
 from .page import DEFAULT_TITLE, PageOptions, esc, render_page
@@ -31,20 +31,10 @@ def render_html(df: pd.DataFrame, title: str | None = None, history: pd.DataFram
 def build(results_dir: str | Path, out_path: str | Path, title: str | None = None,
           options: PageOptions | None = None) -> Path:
     """Load the records under ``results_dir`` and write the page to ``out_path`` atomically
-    (a failure leaves any previous page in place and no temp file behind)."""
+    (a failure leaves any previous page in place and no temp file behind). A symlinked
+    ``out_path`` is written through to its target; anything but a regular file is refused."""
+    out = Path(out_path)
+    write_target(out)  # refuse a device node, FIFO or folder before the (slow) render
     history = load(results_dir, history=True)
     page = render_html(load(results_dir), title=title, history=history, options=options)
-    out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(page)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out
+    return write_bytes_atomic(out, page.encode("utf-8"))

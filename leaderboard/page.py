@@ -17,7 +17,7 @@ import pandas as pd
 
 from .columns import Col, page_columns
 from .tables import group_title, main_metrics
-from .uncertainty import GROUP, QueryCache, UncertaintyOptions, annotate
+from .uncertainty import GROUP, QueryCache, UncertaintyOptions, annotate, unusable_notes
 
 DEFAULT_TITLE = "vlbench leaderboard"
 MISSING = "-"
@@ -172,7 +172,14 @@ def _section(key, rows: pd.DataFrame, history: pd.DataFrame | None, cache: Query
     return (f'<section class="group" data-task="{esc(task)}" data-dataset="{esc(dataset)}">\n'
             f"<h2>{esc(group_title(key))}</h2>\n<p class=\"meta\">{esc(' · '.join(meta))}</p>\n"
             f'<div class="scroll"><table class="sortable">\n<thead><tr>{head}</tr></thead>\n'
-            f"<tbody>\n{body}\n</tbody>\n</table></div>\n{plots}</section>")
+            f"<tbody>\n{body}\n</tbody>\n</table></div>\n{_sidecar_notes(rows)}{plots}</section>")
+
+
+def _sidecar_notes(rows: pd.DataFrame) -> str:
+    """One visible line per row whose intervals were dropped because its per-query file is
+    unusable (truncated, stale): a missing interval is never silent."""
+    return "".join(f'<p class="note warn">No intervals or lead test for <b>{esc(label)}</b>: {esc(why)}</p>\n'
+                   for label, why in unusable_notes(rows))
 
 
 def _best(rows: pd.DataFrame, col: Col) -> float | None:
@@ -276,6 +283,9 @@ def _plots(rows: pd.DataFrame, history: pd.DataFrame | None, cache: QueryCache) 
           "frontier, its models labelled in bold.")),
         (plots.recall_curves_plot(rows, cache) if rows["task"].iloc[0] == "retrieval" else None,
          "recall@k curves", "Recall@k for k = 1\u202610 from the per-query first-hit ranks."),
+        (plots.subset_bars_plot(rows) if rows["task"].iloc[0] == "caption_selection" else None,
+         "accuracy per subset", "Caption-selection accuracy per subset and their mean, with 95% bootstrap "
+         "intervals over items (resampled within subsets)."),
         (plots.latency_memory_plot(rows), "latency and memory",
          "Per-batch latency percentiles of the main encode stage, and peak memory."),
         (plots.trend_plot(history) if history is not None else None, "trend",

@@ -45,8 +45,18 @@ def names(rows: pd.DataFrame) -> list[str]:
     out = []
     for label, prec, dev in zip(labels, rows["precision"], rows["device"]):
         extra = [str(v) for v in (prec, dev) if not pd.isna(v)]
-        out.append(f"{label} [{' '.join(extra)}]" if labels.count(label) > 1 and extra else label)
+        out.append(literal(f"{label} [{' '.join(extra)}]" if labels.count(label) > 1 and extra else label))
     return out
+
+
+def literal(text: str) -> str:
+    """``text`` shown as typed: matplotlib reads a pair of ``$`` as mathtext (and fails on
+    most model names that have them), so each is escaped.
+
+    >>> print(literal("cost $5-$10"))
+    cost \\$5-\\$10
+    """
+    return text.replace("$", r"\$")
 
 
 def _figure(width: float, height: float, ncols: int = 1, left: float = 0.75, bottom: float = 0.6,
@@ -207,4 +217,35 @@ def trend_plot(history: pd.DataFrame) -> bytes | None:
     ax.set_title(f"{metric} across recorded runs", fontsize=10)
     ax.legend(fontsize=7)
     fig.autofmt_xdate()
+    return _png(fig)
+
+
+def subset_bars_plot(rows: pd.DataFrame) -> bytes | None:
+    """Caption selection: accuracy per subset (``acc_<subset>``, the pinned macro variant where a
+    subset has one), one bar per row, 95% bootstrap intervals as error bars when the frame holds
+    them, and the macro mean ``acc`` as the last group; Winoground's scores where reported."""
+    from .selection import caption_columns
+
+    keys = [k for k in caption_columns(rows) if not k.endswith(("_micro", "_macro"))]
+    keys = [k for k in keys if k != "acc"] + (["acc"] if "acc" in keys else [])
+    if not keys:
+        return None
+    labels = names(rows)
+    n, width = len(rows), 0.8 / max(len(rows), 1)
+    fig, (ax,) = _figure(max(5.2, 0.55 * len(keys) * max(1, n / 2) + 1.2), 4.0, bottom=1.5)
+    x = np.arange(len(keys))
+    for i, ((_, row), label, colour) in enumerate(zip(rows.iterrows(), labels, _colours(n))):
+        values = np.array([row.get(k, np.nan) for k in keys], dtype=float)
+        lo = np.array([row.get(f"{k}_lo", np.nan) for k in keys], dtype=float)
+        hi = np.array([row.get(f"{k}_hi", np.nan) for k in keys], dtype=float)
+        err = np.vstack([values - lo, hi - values])
+        ax.bar(x + (i - (n - 1) / 2) * width, values, width, color=colour, label=label,
+               yerr=np.where(np.isnan(err), 0, err), error_kw={"lw": 0.8, "capsize": 1.5})
+    ax.set_xticks(x)
+    ax.set_xticklabels([k.removeprefix("acc_") if k != "acc" else "acc (mean)" for k in keys],
+                       rotation=35, ha="right", fontsize=8)
+    ax.set_ylim(0, 102)
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title("caption selection per subset (ties wrong)", fontsize=10)
+    fig.legend(*ax.get_legend_handles_labels(), fontsize=7, loc="lower center", ncol=min(n, 4), frameon=False)
     return _png(fig)

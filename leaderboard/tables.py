@@ -44,6 +44,10 @@ def main_table(df: pd.DataFrame) -> dict[GroupKey, pd.DataFrame]:
 
 def table_columns(task: str, sub: pd.DataFrame) -> list[str]:
     metrics = list(TASK_METRICS.get(task, []))
+    if task == "caption_selection":
+        from .selection import caption_columns
+
+        metrics = caption_columns(sub)
     if not metrics:  # unknown task: whatever metrics its records report
         first, last = sub.columns.get_loc("main_value") + 1, sub.columns.get_loc("device")
         metrics = [c for c in sub.columns[first:last] if sub[c].notna().any()]

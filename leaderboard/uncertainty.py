@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness.keys import MetricKey, QueryKey, is_hard_negative_key
+from harness.keys import MetricKey, QueryKey, is_caption_selection_key, is_hard_negative_key
 
-from . import stats
+from . import selection, stats
 
 RECALL_METRICS = [k.value for k in (MetricKey.T2I_R1, MetricKey.T2I_R5, MetricKey.T2I_R10,
                                     MetricKey.I2T_R1, MetricKey.I2T_R5, MetricKey.I2T_R10)]
@@ -31,14 +31,15 @@ GROUP = ["task", "dataset", "split"]
 
 
 def has_interval(metric: str) -> bool:
-    """Whether ``annotate`` can give ``metric`` an interval: the fixed ones and every ``hn_*``."""
-    return metric in CI_METRICS or is_hard_negative_key(metric)
+    """Whether ``annotate`` can give ``metric`` an interval: the fixed ones, every ``hn_*`` and
+    the caption-selection keys (``acc``, ``acc_<subset>``, Winoground's scores)."""
+    return metric in CI_METRICS or is_hard_negative_key(metric) or is_caption_selection_key(metric)
 
 
 def interval_metrics(columns) -> list[str]:
     """The metrics of a frame's columns that get ``_lo`` / ``_hi`` columns, in order."""
-    return [*CI_METRICS, *(c for c in columns if is_hard_negative_key(c) and c not in CI_METRICS
-                           and not str(c).endswith(("_lo", "_hi")))]
+    return [*CI_METRICS, *(c for c in columns if (is_hard_negative_key(c) or is_caption_selection_key(c))
+                           and c not in CI_METRICS and not str(c).endswith(("_lo", "_hi")))]
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ class QueryCache:
                 self.reasons[path] = "no per-query file"
             except (ValueError, OSError) as exc:
                 self._data[path] = None
-                self.reasons[path] = f"per-query file unusable: {exc}"
+                self.reasons[path] = f"{UNUSABLE}: {exc}"
         return self._data[path]
 
 
@@ -129,6 +130,20 @@ def metric_units(queries: dict[str, np.ndarray] | None, metric: str) -> Units | 
     return None
 
 
+UNUSABLE = "per-query file unusable"
+
+
+def unusable_notes(rows: pd.DataFrame) -> list[tuple[str, str]]:
+    """(row label, why) for rows whose per-query file exists but cannot be used (truncated,
+    stale, malformed): their intervals and lead tests are missing, and the page must say so
+    rather than show the row as if it had none to give. A missing file is the ordinary case
+    of a record saved without one and is left to the legend."""
+    if "queries_note" not in rows.columns:
+        return []
+    return [(str(r["label"]), str(r["queries_note"])) for _, r in rows.iterrows()
+            if isinstance(r["queries_note"], str) and r["queries_note"].startswith(UNUSABLE)]
+
+
 def annotate(df: pd.DataFrame, opts: UncertaintyOptions = UncertaintyOptions(),
              cache: QueryCache | None = None) -> pd.DataFrame:
     """``df`` plus interval, lead-test and note columns (index and row order kept)."""
@@ -149,7 +164,7 @@ def annotate(df: pd.DataFrame, opts: UncertaintyOptions = UncertaintyOptions(),
         try:
             intervals = _intervals(queries, row, opts)
         except ValueError as exc:  # outcomes that do not fit the metric: say so, render the rest
-            out.at[idx, "queries_note"] = f"per-query file unusable: {exc}"
+            out.at[idx, "queries_note"] = f"{UNUSABLE}: {exc}"
             continue
         for metric, (lo, hi) in intervals.items():
             out.at[idx, f"{metric}_lo"], out.at[idx, f"{metric}_hi"] = lo, hi
@@ -180,6 +195,9 @@ def _intervals(queries: dict[str, np.ndarray], row: pd.Series,
     if labels is not None and preds is not None and labels.size and set(CLASSIFICATION_METRICS) & set(wanted):
         cis = stats.classification_cis(labels, preds, **boot)
         out.update({m: ci for m, ci in cis.items() if m in wanted})
+    caption_keys = [m for m in wanted if is_caption_selection_key(m)]
+    if caption_keys:  # resampled items within subsets, through the run's own metric function
+        out.update(selection.selection_cis(queries, caption_keys, **boot))
     for metric in wanted:
         groups = queries.get(metric) if is_hard_negative_key(metric) else None
         if groups is not None and groups.size:
@@ -207,6 +225,11 @@ def _lead_tests(group: pd.DataFrame, out: pd.DataFrame, opts: UncertaintyOptions
 def _lead_pvalue(a_queries, b_queries, metric: str, opts: UncertaintyOptions) -> float | None:
     """Paired bootstrap p-value of ``a``'s lead on ``metric`` over ``b``; None when the two
     sidecars lack the outcomes or hold them on different queries (shapes, group sizes)."""
+    if is_caption_selection_key(metric):
+        try:
+            return selection.selection_lead_pvalue(a_queries, b_queries, metric, n_boot=opts.n_boot, seed=opts.seed)
+        except ValueError:
+            return None
     a, b = metric_parts(a_queries, metric), metric_parts(b_queries, metric)
     if a is not None and b is not None:
         if [p.shape for p in a] != [p.shape for p in b]:

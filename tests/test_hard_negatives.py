@@ -44,7 +44,10 @@ def _old_accuracy_from_scores(caption_to_image, n_images, pairs, score):
     from collections import defaultdict
 
     won, total = defaultdict(int), defaultdict(int)
-    for kind, i, j, ci, cj in hn._comparisons(caption_to_image, n_images, pairs):
+    caps = hn.captions_by_image(caption_to_image, n_images)
+    comparisons = [(kind, i, j, caps[i][:k], caps[j][:k]) for i, j, kind in pairs
+                   if (k := min(len(caps[i]), len(caps[j])))]  # the pre-groups pairing, inline
+    for kind, i, j, ci, cj in comparisons:
         wins = 0
         for a, b in zip(ci, cj):
             wins += (score[i, a] > score[i, b]) + (score[j, b] > score[j, a])

@@ -376,7 +376,8 @@ def test_each_format_is_one_module() -> None:
     for name, fmt in FORMATS.items():
         module = fmt.load.__module__ if hasattr(fmt.load, "__module__") else None
         assert module and module.startswith("harness.datasets."), name
-    assert set(FORMATS) == {"synthetic", "flickr8k", "karpathy", "coco_captions", "imagefolder", "csv", "cifar", "hf"}
+    assert {"synthetic", "flickr8k", "karpathy", "coco_captions", "imagefolder", "csv", "cifar", "hf"} <= set(FORMATS)
+    assert {"sugarcrepe", "aro", "winoground", "valse"} <= set(FORMATS)  # caption selection (issue 12)
     assert all(m.spec.format in FORMATS for _, m in D.DATASETS.items())
 
 

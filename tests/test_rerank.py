@@ -323,11 +323,14 @@ def test_runner_reranks_a_registered_cross_encoder(tmp_path, monkeypatch):
 def test_expand_gives_blip_two_retrieval_rows_and_cross_encoders_no_zeroshot():
     from harness.runner import RunOptions, expand
 
+    # synthetic also offers caption_selection (issue 12), which gets BLIP's two rows too
     blip = expand("blip", "synthetic", None, "test", RunOptions())
-    assert sorted((s.task, str(s.options.rerank_k)) for s in blip) == [
+    assert sorted((s.task, str(s.options.rerank_k)) for s in blip if s.task != "caption_selection") == [
         ("retrieval", "0"), ("retrieval", "None"), ("zeroshot", "None")]
+    assert sorted(str(s.options.rerank_k) for s in blip if s.task == "caption_selection") == ["0", "None"]
     vilt = expand("vilt", "synthetic", None, "test", RunOptions())
-    assert [s.task for s in vilt] == ["retrieval"]
+    assert [s.task for s in vilt if s.task != "caption_selection"] == ["retrieval"]
+    assert "zeroshot" not in [s.task for s in vilt]
 
 
 def test_zeroshot_with_a_cross_encoder_is_a_user_error():

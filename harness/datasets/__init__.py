@@ -8,6 +8,7 @@ from __future__ import annotations
 from functools import partial
 
 from harness.datasets import (
+    aro,
     cifar,
     coco_captions,
     csvlabels,
@@ -15,7 +16,10 @@ from harness.datasets import (
     folder,
     hf,
     karpathy,
+    sugarcrepe,
     synthetic,
+    valse,
+    winoground,
 )
 from harness.datasets.base import (
     ClassificationData,
@@ -38,7 +42,8 @@ from harness.datasets.resources import resource
 from harness.registry import Registry
 
 FORMATS: dict[str, Format] = {m.FORMAT.name: m.FORMAT for m in (
-    synthetic, flickr8k, karpathy, coco_captions, folder, csvlabels, cifar, hf)}
+    synthetic, flickr8k, karpathy, coco_captions, folder, csvlabels, cifar, hf,
+    sugarcrepe, aro, winoground, valse)}
 
 
 def _source_text(spec: DatasetSpec) -> str:

@@ -17,6 +17,7 @@ from .images import ImageSet  # noqa: F401 - re-exported
 class TaskKind(str, Enum):
     RETRIEVAL = "retrieval"
     ZEROSHOT = "zeroshot"
+    CAPTION_SELECTION = "caption_selection"  # harness.datasets.selection.CaptionSelectionData
 
 
 @dataclass
@@ -169,6 +170,10 @@ def apply_limit(data: RetrievalData | ClassificationData, limit: int | None, see
     fingerprint whenever it drops anything). ``name`` names a manifest subset."""
     if limit is None:
         return data
+    if hasattr(data, "items"):  # caption selection: a subset of items (and the images they use)
+        from .selection import limit_items
+
+        return limit_items(data, limit, seed, name)
     keep = subset_indices(len(data.images), limit, seed)
     if len(keep) < len(data.images):
         restrict = restrict_retrieval if isinstance(data, RetrievalData) else restrict_classification

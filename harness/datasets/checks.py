@@ -13,6 +13,8 @@ def expected_counts(spec, split: str, task: TaskKind) -> dict[str, int]:
         return {}
     if task is TaskKind.RETRIEVAL:
         want = {"images": s.images, "captions": s.captions}
+    elif task is TaskKind.CAPTION_SELECTION:
+        want = {"items": s.items}
     else:
         only_view = TaskKind.RETRIEVAL not in spec.tasks
         want = {"images": s.classification_images if s.classification_images is not None
@@ -36,6 +38,8 @@ def check_against_manifest(spec, data: RetrievalData | ClassificationData, reque
     got = {"images": len(data.images)}
     if isinstance(data, RetrievalData):
         got["captions"] = len(data.captions)
+    if hasattr(data, "items"):  # caption selection: its size is its items
+        task, got = TaskKind.CAPTION_SELECTION, {"items": len(data.items)}
     diffs = [f"{got[k]} {k} (expected {v})" for k, v in expected_counts(spec, data.split, task).items()
              if got.get(k) != v]
     if diffs:

@@ -20,10 +20,11 @@ _REPORTED = ("dropped", "bad_", "count_mismatch", "sha256_mismatch", "images_in_
 
 def undecodable(images, limit: int = 5) -> tuple[int, list[str]]:
     """Decode every image; count those that fail (examples name the file and the reason)."""
+    from harness import progress
     from harness.datasets.images import ImageDecodeError
 
     count, examples = 0, []
-    for i in range(len(images)):
+    for i in progress.track(range(len(images)), "decode", unit="img"):
         try:
             images.load(i)
         except ImageDecodeError as exc:
@@ -48,6 +49,9 @@ def describe(meta: DatasetMeta, split: str, data_root: str | None, strict: bool 
         report[f"{prefix}.images"] = len(data.images)
         if isinstance(data, RetrievalData):
             report[f"{prefix}.captions"] = len(data.captions)
+        elif hasattr(data, "items"):  # caption selection
+            report[f"{prefix}.items"] = len(data.items)
+            report[f"{prefix}.groups"] = sum(it.is_group for it in data.items)
         else:
             report[f"{prefix}.classes"] = len(data.classnames)
             report[f"{prefix}.templates"] = len(data.templates)

@@ -17,7 +17,13 @@ image file name, like the known ``2258277193_586949ec62.jpg.1``), blank/malforme
 empty captions and repeated ``(image, #n)`` entries (first kept) are skipped; undecodable
 bytes are replaced. Each kind is counted in ``info`` (over the whole token file) and
 reported in one warning naming the file and line numbers. Real images that no official
-split uses (91 of the 8091) are normal: counted in ``info["images_in_no_split"]``, no warning.
+split uses (91 of the 8091) are normal: counted in ``info["images_in_no_split"]``, no warning;
+a caption of an image in no split file and not in the image folder is an *unknown image*
+(warned, counted), unless the token file is the release the manifest pins by sha256 (its
+names are all real Flickr8k images, even where a partial copy lacks them). The manifest's
+``known_defects`` lists the release's own bad lines (the stray ``.jpg.1`` entry): reported
+as always, but ``--strict`` fails only on defects it does not list. A UTF-8 byte-order mark
+at the start of any text file is ignored.
 
 Missing and bad images (the shared policy of :mod:`harness.datasets.assemble`): images are
 looked up in one listing of the image folder and checked cheaply (first bytes, end marker;
@@ -33,6 +39,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +106,8 @@ def _find_text(root: Path, filename: str) -> Path:
 
 def _read_split(path: Path, strict: bool = False) -> list[str]:
     """Image names in file order; a repeated name is kept once (a skip, reported)."""
-    names = [ln.strip() for ln in path.read_text(encoding="utf-8", errors="replace").splitlines()]
+    # utf-8-sig: a byte-order mark (editors on Windows add one) is not part of the first name
+    names = [ln.strip() for ln in path.read_text(encoding="utf-8-sig", errors="replace").splitlines()]
     names = [n for n in names if n]
     unique = list(dict.fromkeys(names))
     if len(unique) < len(names):
@@ -110,13 +119,33 @@ def _lines(nums: list[int]) -> str:
     return ", ".join(map(str, nums[:8])) + (" ..." if len(nums) > 8 else "")
 
 
+@dataclass(frozen=True)
+class TokenContext:
+    """What decides whether a caption's image is *unknown* and which bad lines the release
+    is known to have. ``on_disk``: the image folder's names (None: no unknown-image check,
+    e.g. a token file that covers splits not listed); ``release``: the file is the pinned
+    release (every image name in it is a real Flickr8k image, even if this copy lacks it);
+    ``known_defects``: kind -> line numbers declared in the manifest for these bytes."""
+
+    on_disk: frozenset[str] | None = None
+    release: bool = False
+    known_defects: Mapping[str, frozenset[int]] = field(default_factory=dict)
+
+
+KNOWN_NOTE = " (a known defect of this release, declared in datasets_manifest.yaml)"
+
+
 def read_tokens(blob: bytes, path: Path, known: set[str], strict: bool = False,
-                name: str = NAME) -> tuple[dict[str, dict[int, str]], dict[str, Any]]:
+                name: str = NAME, context: TokenContext | None = None) -> tuple[dict[str, dict[int, str]], dict[str, Any]]:
     """Parse token-file bytes: {image: {n: caption}} for images in ``known``, plus counts.
-    Each kind of problem is one warning naming the file and lines (an error if ``strict``)."""
+    Each kind of problem is one warning naming the file and lines (an error if ``strict``,
+    unless the manifest declares exactly those lines a defect of this file's release)."""
+    ctx = context or TokenContext()
     caps: dict[str, dict[int, str]] = {}
-    bad: dict[str, list[int]] = {"malformed": [], "encoding": [], "empty": [], "duplicate": [], "stray": []}
+    bad: dict[str, list[int]] = {"malformed": [], "encoding": [], "empty": [], "duplicate": [], "stray": [],
+                                 "unknown_image": []}
     stray_names: dict[str, None] = {}
+    unknown_names: dict[str, None] = {}
     unsplit: dict[str, None] = {}
     raw = blob.removeprefix(b"\xef\xbb\xbf").split(b"\n")
     if raw and not raw[-1].strip():
@@ -136,6 +165,9 @@ def read_tokens(blob: bytes, path: Path, known: set[str], strict: bool = False,
             if not image.lower().endswith(IMAGE_SUFFIXES):
                 bad["stray"].append(no)
                 stray_names[image] = None
+            elif ctx.on_disk is not None and image not in ctx.on_disk and not ctx.release:
+                bad["unknown_image"].append(no)  # in no split file and no such image: a typo, another dataset's
+                unknown_names[image] = None
             else:
                 unsplit[image] = None
             continue
@@ -150,15 +182,30 @@ def read_tokens(blob: bytes, path: Path, known: set[str], strict: bool = False,
         slot[int(n)] = caption
     what = {"malformed": "blank or malformed line(s) skipped", "encoding": "line(s) with non-UTF-8 bytes (replaced)",
             "empty": "empty caption(s) skipped", "duplicate": "repeated (image, #n) entr(ies) skipped, first kept",
-            "stray": "stray line(s) naming no image file skipped (" + ", ".join(stray_names) + ")"}
+            "stray": "stray line(s) naming no image file skipped (" + ", ".join(stray_names) + ")",
+            "unknown_image": "caption(s) of image(s) in no split file and not in the image folder skipped ("
+                             + _names(list(unknown_names)) + ")"}
+    known_defects: dict[str, int] = {}
     for kind, nums in bad.items():
         if nums:
-            skip(f"{name}: {len(nums)} {what[kind]} in {path}, line(s) {_lines(nums)}", strict)
+            declared = set(nums) <= ctx.known_defects.get(kind, frozenset())
+            if declared:
+                known_defects[kind] = len(nums)
+            skip(f"{name}: {len(nums)} {what[kind]} in {path}, line(s) {_lines(nums)}"
+                 + (KNOWN_NOTE if declared else ""), strict and not declared)
     counts = {"dropped_malformed_lines": len(bad["malformed"]), "bad_encoding_lines": len(bad["encoding"]),
               "dropped_empty_captions": len(bad["empty"]), "dropped_duplicate_captions": len(bad["duplicate"]),
               "dropped_stray_lines": len(bad["stray"]), "stray_names": list(stray_names),
               "images_in_no_split": len(unsplit)}
+    if bad["unknown_image"]:
+        counts.update(dropped_unknown_image_captions=len(bad["unknown_image"]), unknown_images=list(unknown_names))
+    if known_defects:
+        counts["known_defects"] = known_defects
     return caps, counts
+
+
+def _names(names: list[str], n: int = 5) -> str:
+    return ", ".join(names[:n]) + (f", ... {len(names) - n} more" if len(names) > n else "")
 
 
 def _canonical(split: str) -> str:
@@ -168,7 +215,15 @@ def _canonical(split: str) -> str:
     return s
 
 
-def _scan(request: DatasetRequest, folder: str = NAME) -> dict[str, Any]:
+def _token_context(spec, token_path: Path, sha: str, on_disk: set[str]) -> TokenContext:
+    """The release facts for this token file's bytes, from the manifest entry (if any)."""
+    if spec is None:
+        return TokenContext(on_disk=frozenset(on_disk))
+    return TokenContext(on_disk=frozenset(on_disk), release=spec.annotation_sha256.get(token_path.name) == sha,
+                        known_defects=spec.defects_of(token_path.name, sha))
+
+
+def _scan(request: DatasetRequest, folder: str = NAME, spec=None) -> dict[str, Any]:
     """Everything load() and describe() need, without applying the missing-image policy."""
     split = _canonical(request.split)
     root, token_path = find_root(request.data_root, folder)
@@ -182,9 +237,11 @@ def _scan(request: DatasetRequest, folder: str = NAME) -> dict[str, Any]:
     with os.scandir(image_dir) as it:
         on_disk = {e.name for e in it}
     blob = token_path.read_bytes()
-    caps, counts = read_tokens(blob, token_path, known, request.strict)
+    sha = hashlib.sha256(blob).hexdigest()
+    caps, counts = read_tokens(blob, token_path, known, request.strict,
+                               context=_token_context(spec, token_path, sha, on_disk))
     return {"split": split, "root": root, "token_path": token_path, "split_path": split_path,
-            "token_sha256": hashlib.sha256(blob).hexdigest(),
+            "token_sha256": sha,
             "split_sha256": hashlib.sha256(split_path.read_bytes()).hexdigest(),
             "image_dir": image_dir, "names": names, "on_disk": on_disk, "caps": caps, "counts": counts}
 
@@ -194,7 +251,7 @@ def load(request: DatasetRequest, spec=None) -> RetrievalData:
     ``spec`` (the manifest entry) may name another folder and which splits may be partial."""
     if request.task is not TaskKind.RETRIEVAL:
         raise DatasetError(f"{NAME} has only a retrieval view, not {request.task.value}")
-    s = _scan(request, spec.folder if spec is not None else NAME)
+    s = _scan(request, spec.folder if spec is not None else NAME, spec)
     split_spec = spec.splits.get(s["split"]) if spec is not None else None
     split, names, image_dir, on_disk = s["split"], s["names"], s["image_dir"], s["on_disk"]
     images = [(n, image_dir / n if n in on_disk else None,

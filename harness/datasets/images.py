@@ -8,6 +8,11 @@ Where bad image files are caught (the policy every loader shares):
   such a file like a missing one (fails an evaluation split, dropped and counted otherwise).
 * **At encoding**: a file that passes that check but cannot be decoded raises
   :class:`ImageDecodeError` naming the file; the run fails, nothing is dropped silently.
+* **Huge images**: Pillow refuses files over twice ``PIL.Image.MAX_IMAGE_PIXELS`` (89.5M
+  pixels by default) as possible decompression bombs; the error names the file, and
+  ``VLBENCH_MAX_IMAGE_PIXELS`` (a pixel count, or ``none``) raises the limit.
+* **Cut-short JPEGs** that still end with an end marker decode with grey fill; a warning
+  names the file (:func:`_looks_cut_short`).
 * **Modes**: greyscale, palette, CMYK and 16-bit images are converted to RGB; transparent
   images (RGBA, LA, palette with transparency) are composited on white, not on black.
 """
@@ -70,14 +75,60 @@ def to_rgb(im):
     return im.convert("RGB")
 
 
+PIXELS_ENV = "VLBENCH_MAX_IMAGE_PIXELS"
+
+
+def pixel_limit() -> int | None:
+    """Pillow's decompression-bomb limit, from ``$VLBENCH_MAX_IMAGE_PIXELS`` when set (a
+    whole number of pixels, or ``none`` to lift it) else Pillow's own (89,478,485 pixels,
+    ~9459x9459). Pillow warns above the limit and refuses above twice it."""
+    from PIL import Image
+
+    raw = os.environ.get(PIXELS_ENV, "").strip()
+    if not raw:
+        return Image.MAX_IMAGE_PIXELS
+    if raw.lower() in ("none", "off", "0"):
+        return None
+    try:
+        value = int(raw.replace("_", ""))
+    except ValueError:
+        raise DatasetError(f"{PIXELS_ENV}={raw!r}: give a whole number of pixels, or 'none' for no limit") from None
+    if value < 0:
+        raise DatasetError(f"{PIXELS_ENV}={raw!r}: give a positive number of pixels, or 'none' for no limit")
+    return value
+
+
+def _looks_cut_short(path, im) -> bool:
+    """A baseline JPEG whose data ends early (a cut file with an end marker appended) still
+    decodes: libjpeg fills every block it did not get with mid-grey and Pillow does not pass
+    its "premature end of data" warning on. The fill shows as a bottom MCU row of exactly
+    128 in every channel, which camera JPEG noise makes all but impossible in a real photo."""
+    import numpy as np
+
+    if im.format != "JPEG" or im.mode not in ("RGB", "L", "YCbCr"):
+        return False
+    rows = np.asarray(im)[-8:]
+    return rows.size > 0 and bool((rows == 128).all())
+
+
 def load_rgb(path: str | os.PathLike):
     """Decode ``path`` fully as RGB; any failure is an :class:`ImageDecodeError` naming it."""
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
+    Image.MAX_IMAGE_PIXELS = pixel_limit()  # per call: DataLoader workers read the environment too
     try:
         with Image.open(path) as im:
             im.load()
+            if _looks_cut_short(path, im):
+                warnings.warn(f"{path}: JPEG data ends early (the bottom of the image is libjpeg's grey fill); "
+                              "the file is probably truncated: replace it", stacklevel=2)
             return to_rgb(im)
+    except Image.DecompressionBombError as exc:
+        raise ImageDecodeError(f"{path}: image too large to decode safely ({exc.args[0].split('.')[0]})",
+                               f"if the file is trusted, raise the limit: {PIXELS_ENV}=<pixels> "
+                               f"(or 'none'); Pillow refuses above twice it") from None
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
         raise ImageDecodeError(f"{path}: cannot decode image ({exc})",
                                "check the split with `vlbench data describe`, or replace the file") from None
@@ -145,8 +196,14 @@ class HFImages:
         return len(self.rows)
 
     def load(self, index: int):
+        from PIL import Image
+
+        Image.MAX_IMAGE_PIXELS = pixel_limit()
         try:
             return to_rgb(self.table[self.rows[index]][self.column])
+        except Image.DecompressionBombError as exc:
+            raise ImageDecodeError(f"{self.key(index)}: image too large to decode safely ({exc.args[0].split('.')[0]})",
+                                   f"if the data is trusted, raise the limit: {PIXELS_ENV}=<pixels> (or 'none')") from None
         except (OSError, ValueError, SyntaxError) as exc:
             raise ImageDecodeError(f"{self.key(index)}: cannot decode image ({exc})") from None
 

@@ -306,7 +306,7 @@ def _scan_id_list(src: Source, request: DatasetRequest, split: str, root: Path, 
     if token_path is None:
         raise DatasetNotFound(f"{src.name}: {ann_path} lists image names, so the official {src.token_file} is "
                               f"needed beside it (in {root} or {root / 'annotations'})", _hint(src))
-    names = [ln.strip() for ln in blob.decode("utf-8", errors="replace").splitlines() if ln.strip()]
+    names = [ln.strip() for ln in blob.decode("utf-8-sig", errors="replace").splitlines() if ln.strip()]
     unique = list(dict.fromkeys(names))
     if len(unique) < len(names):
         skip(f"{src.name}: {len(names) - len(unique)} repeated image name(s) in {ann_path} skipped, first kept",

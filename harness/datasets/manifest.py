@@ -19,9 +19,12 @@ Schema of one entry (``?`` = optional)::
         id: <hub id>  revision: <commit or tag>   # kind: hf (both required)
       default_split: test
       splits:
-        <split>: {images?: N, captions?: N, classification_images?: N, partial_ok?: bool,
+        <split>: {images?: N, captions?: N, classification_images?: N, items?: N, partial_ok?: bool,
                   source_split?: <name in the source>, note?: text}
       annotation_sha256?: {<file name>: <64 hex>}
+      known_defects?:                       # a release's own faults, so --strict fails only on new ones
+        - {file: <name>, sha256: <64 hex of that file>, kind: stray | malformed | encoding | empty |
+           duplicate | unknown_image, lines: [N, ...], note: text}
       subsets?: {<dataset name>: {split: <split>, limit: N, seed?: 0}}
       classes?: {names: <key of data/classnames.json> | meta | folders | <file>, templates: <key of
                  data/templates.json> | [<template with {}>...], count?: N}
@@ -37,17 +40,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.project_files import project_path
+
 from .base import DatasetError, TaskKind
 
-MANIFEST_PATH = Path(__file__).resolve().parents[2] / "datasets_manifest.yaml"
+MANIFEST_PATH = project_path("datasets_manifest.yaml")  # the checkout's, or the wheel's copy of it
 SCHEMA_VERSION = 1
 SOURCE_KINDS = ("local", "hf", "generated")
-_ENTRY_KEYS = {"tasks", "format", "source", "default_split", "splits", "annotation_sha256", "subsets",
+_ENTRY_KEYS = {"tasks", "format", "source", "default_split", "splits", "annotation_sha256", "known_defects", "subsets",
                "classes", "options", "license", "citation", "description", "aliases"}
 _REQUIRED = ("tasks", "format", "source", "default_split", "splits", "license", "citation")
 _SOURCE_KEYS = {"local": {"kind", "folder", "layout"}, "hf": {"kind", "id", "revision", "folder", "layout"},
                 "generated": {"kind", "generator", "version", "seed"}}
-_SPLIT_KEYS = {"images", "captions", "classification_images", "partial_ok", "source_split", "note"}
+_SPLIT_KEYS = {"images", "captions", "classification_images", "items", "partial_ok", "source_split", "note"}
 
 
 class ManifestError(DatasetError):
@@ -60,8 +65,24 @@ class SplitSpec:
     images: int | None = None
     captions: int | None = None
     classification_images: int | None = None
+    items: int | None = None  # caption selection: items (true caption + foils, or 2x2 groups)
     partial_ok: bool | None = None  # None: only "train" may load with images missing
     source_split: str | None = None  # the split's name in the source, when it differs
+
+
+DEFECT_KINDS = ("stray", "malformed", "encoding", "empty", "duplicate", "unknown_image")
+
+
+@dataclass(frozen=True)
+class KnownDefect:
+    """Lines of one exact annotation file (by sha256) that are known to be bad in the
+    release: still skipped and reported, but not a ``--strict`` failure."""
+
+    file: str
+    sha256: str
+    kind: str
+    lines: frozenset[int]
+    note: str
 
 
 @dataclass(frozen=True)
@@ -85,6 +106,7 @@ class DatasetSpec:
     description: str = ""
     aliases: tuple[str, ...] = ()
     annotation_sha256: dict[str, str] = field(default_factory=dict)
+    known_defects: tuple[KnownDefect, ...] = ()
     subsets: tuple[SubsetSpec, ...] = ()
     classes: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
@@ -93,6 +115,14 @@ class DatasetSpec:
     @property
     def folder(self) -> str:
         return self.source.get("folder") or self.name
+
+    def defects_of(self, file: str, sha256: str) -> dict[str, frozenset[int]]:
+        """Known bad lines of ``file`` by kind, when its bytes are the release's (sha256)."""
+        out: dict[str, frozenset[int]] = {}
+        for d in self.known_defects:
+            if d.file == file and d.sha256 == sha256:
+                out[d.kind] = out.get(d.kind, frozenset()) | d.lines
+        return out
 
 
 class _Node:
@@ -184,7 +214,8 @@ def _splits(n: _Node) -> dict[str, SplitSpec]:
     for split, node in n.mapping().items():
         keys = node.mapping(allowed=_SPLIT_KEYS)
         out[split] = SplitSpec(
-            name=split, **{k: keys[k].count() for k in ("images", "captions", "classification_images") if k in keys},
+            name=split, **{k: keys[k].count() for k in ("images", "captions", "classification_images", "items")
+               if k in keys},
             **({"partial_ok": keys["partial_ok"].flag()} if "partial_ok" in keys else {}),
             **({"source_split": keys["source_split"].text()} if "source_split" in keys else {}))
     if not out:
@@ -192,14 +223,37 @@ def _splits(n: _Node) -> dict[str, SplitSpec]:
     return out
 
 
+def _sha256_text(node: _Node) -> str:
+    v = node.text().lower()
+    if len(v) != 64 or any(c not in "0123456789abcdef" for c in v):
+        node.fail("must be a sha256 hex digest (64 hex digits)")
+    return v
+
+
 def _sha256(n: _Node) -> dict[str, str]:
-    out = {}
-    for fname, node in n.mapping().items():
-        v = node.text().lower()
-        if len(v) != 64 or any(c not in "0123456789abcdef" for c in v):
-            node.fail("must be a sha256 hex digest (64 hex digits)")
-        out[fname] = v
-    return out
+    return {fname: _sha256_text(node) for fname, node in n.mapping().items()}
+
+
+def _known_defects(n: _Node) -> tuple[KnownDefect, ...]:
+    import yaml
+
+    if not isinstance(n.node, yaml.SequenceNode):
+        n.fail("must be a list of {file, sha256, kind, lines, note}")
+    out = []
+    for i, item in enumerate(n.node.value):
+        node = n.child(item, str(i))
+        keys = node.mapping(allowed={"file", "sha256", "kind", "lines", "note"},
+                            required=("file", "sha256", "kind", "lines", "note"))
+        sha = _sha256_text(keys["sha256"])
+        kind = keys["kind"].text()
+        if kind not in DEFECT_KINDS:
+            keys["kind"].fail(f"unknown defect kind {kind!r}; allowed: {', '.join(DEFECT_KINDS)}")
+        lines = keys["lines"].value()
+        if (not isinstance(lines, list) or not lines
+                or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in lines)):
+            keys["lines"].fail(f"must be a non-empty list of line numbers (>= 1), got {lines!r}")
+        out.append(KnownDefect(keys["file"].text(), sha, kind, frozenset(lines), keys["note"].text()))
+    return tuple(out)
 
 
 def _subsets(n: _Node, splits: dict[str, SplitSpec]) -> tuple[SubsetSpec, ...]:
@@ -260,6 +314,7 @@ def _entry(name: str, n: _Node, formats: Mapping[str, Any], resources: Callable[
         description=keys["description"].text() if "description" in keys else "",
         aliases=tuple(keys["aliases"].names()) if "aliases" in keys else (),
         annotation_sha256=_sha256(keys["annotation_sha256"]) if "annotation_sha256" in keys else {},
+        known_defects=_known_defects(keys["known_defects"]) if "known_defects" in keys else (),
         subsets=_subsets(keys["subsets"], splits) if "subsets" in keys else (),
         classes=classes, options=opt_values, origin=n.where)
 

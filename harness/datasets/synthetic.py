@@ -31,6 +31,8 @@ from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
+from harness.caption_metrics import SelectionSpec
+
 from .base import (
     ClassificationData,
     DatasetError,
@@ -43,6 +45,7 @@ from .base import (
     restrict_retrieval,
     subset_indices,
 )
+from .selection import CaptionItem, CaptionSelectionData, limit_items, swap_groups
 
 NAME = "synthetic"
 GENERATOR_VERSION = 1
@@ -403,13 +406,41 @@ def _load_classification(folder: Path, request: DatasetRequest) -> Classificatio
         templates=list(ann["templates"]), fingerprint=fp, info=info)
 
 
-def load(request: DatasetRequest) -> RetrievalData | ClassificationData:
+# caption selection: one subset per swap kind; acc_binding pools the colour and shape swaps (as hn_binding)
+SELECTION_SPEC = SelectionSpec(("colour", "shape", "relation", "count"), pooled={"binding": ("colour", "shape")})
+
+
+def _load_selection(folder: Path, request: DatasetRequest) -> CaptionSelectionData:
+    """The caption-selection view of a retrieval split, from its swap pairs: per pair and caption
+    position, two SugarCrepe-style items (each image with its caption and the other's as the
+    foil) and one Winoground-style 2x2 group; subsets are the swap kinds. These are exactly the
+    groups the retrieval view's ``hn_*`` accuracies score (``swap_groups``)."""
+    from dataclasses import replace
+
+    ret = _load_retrieval(folder, replace(request, limit=None))
+    caps = ret.captions
+    items = []
+    for kind, i, j, a, b in swap_groups(ret.caption_to_image, len(ret.images), ret.info["hard_negative_pairs"]):
+        subset = kind.removesuffix("_swap")
+        items += [CaptionItem((i,), (caps[a], caps[b]), subset), CaptionItem((j,), (caps[b], caps[a]), subset),
+                  CaptionItem((i, j), (caps[a], caps[b]), subset)]
+    info = {k: v for k, v in ret.info.items() if k not in ("scenes", "hard_negative_of", "hard_negative_pairs")}
+    data = CaptionSelectionData(NAME, request.split, ret.images, items, SELECTION_SPEC,
+                                fingerprint(ret.fingerprint, "caption_selection"), {**info, "items": len(items)})
+    data = data.restrict(range(len(items)))  # only the images that are in a swap pair
+    data.fingerprint = fingerprint(ret.fingerprint, "caption_selection")
+    return limit_items(data, request.limit, request.seed)
+
+
+def load(request: DatasetRequest) -> RetrievalData | ClassificationData | CaptionSelectionData:
     """Generate (first time) or reuse the cached split and return the asked view."""
     if request.split not in SPLIT_SIZES:
         raise DatasetError(f"{NAME}: no split {request.split!r}; splits: {', '.join(SPLIT_SIZES)}")
     folder = cache_root(request.cache_dir) / request.split
     if TaskKind(request.task) is TaskKind.ZEROSHOT:
         return _load_classification(folder / "classification", request)
+    if TaskKind(request.task) is TaskKind.CAPTION_SELECTION:
+        return _load_selection(folder, request)
     return _load_retrieval(folder, request)
 
 
@@ -420,5 +451,5 @@ def iter_training_pairs(split: str = "train", cache_dir: str | None = None) -> I
         yield data.images.paths[image], caption
 
 
-FORMAT = Format(name=NAME, tasks=(TaskKind.RETRIEVAL, TaskKind.ZEROSHOT),
+FORMAT = Format(name=NAME, tasks=(TaskKind.RETRIEVAL, TaskKind.ZEROSHOT, TaskKind.CAPTION_SELECTION),
                 load=lambda spec, request: load(request), probe=lambda spec, data_root: None)

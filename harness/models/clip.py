@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -139,6 +140,8 @@ def load_open_clip(name: str, source: OpenClipSource, options: LoadOptions) -> O
     import open_clip
 
     model_name, ckpt = _resolve_checkpoint(name, source, options)
+    if ckpt and options.weights:
+        W.checkpoint_format(ckpt, name)  # random bytes fail here, naming the file, not deep in torch.load
     precision = "fp32" if options.precision.value in ("fp32", "amp") else options.precision.value
     try:  # open_clip loads a given checkpoint strictly, so its random init can be skipped
         with skip_weight_init() if _strict_load(ckpt) else contextlib.nullcontext():
@@ -150,6 +153,12 @@ def load_open_clip(name: str, source: OpenClipSource, options: LoadOptions) -> O
         if "Error(s) in loading state_dict" in str(exc):
             raise WeightsUnavailableError(f"{name}: checkpoint {ckpt} does not fit {model_name}: "
                                           f"{str(exc).splitlines()[0]}") from None
+        if ckpt:
+            raise W.checkpoint_error(name, ckpt, exc) from None
+        raise
+    except (pickle.UnpicklingError, EOFError, IndexError, KeyError, ValueError) as exc:
+        if ckpt:  # torch.load's answers to a damaged file, or to a pickle weights_only refuses
+            raise W.checkpoint_error(name, ckpt, exc) from None
         raise
     tokenizer = open_clip.get_tokenizer(model_name)
     checkpoint = {"id": ckpt or f"{source.arch}/random-init", "sha256": W.file_digest(ckpt) if ckpt else None}
@@ -212,11 +221,11 @@ def load_tiny_clip(name: str, stem: str, options: LoadOptions, random_init: bool
     """A tiny CLIP from ``harness/weights/<stem>.*``: open_clip config, kept token ids, weights."""
     import open_clip
     import torch
-    from safetensors.torch import load_file
 
     cfg_path, tokens_path = tiny_config_path(stem), WEIGHTS_DIR / f"{stem}.tokens.json"
-    ckpt = Path(options.weights) if options.weights else WEIGHTS_DIR / f"{stem}.safetensors"
-    for p in (cfg_path, tokens_path) + (() if random_init else (ckpt,)):
+    # a --weights path the user gave is checked as theirs; only shipped files are re-created by the script
+    ckpt = W.local_weights(options.weights, name) if options.weights else WEIGHTS_DIR / f"{stem}.safetensors"
+    for p in (cfg_path, tokens_path) + (() if random_init or options.weights else (ckpt,)):
         if not p.exists():
             raise WeightsUnavailableError(f"{name}: missing {p}; re-create it with benchmarks/train_tiny_clip.py")
     open_clip.add_model_config(cfg_path)
@@ -225,8 +234,12 @@ def load_tiny_clip(name: str, stem: str, options: LoadOptions, random_init: bool
     with quiet_logging():  # open_clip warns "initialized randomly" before we load our weights
         model, _, preprocess = open_clip.create_model_and_transforms(stem, device="cpu")
     if not random_init:
-        state = {k: v.float() for k, v in load_file(str(ckpt)).items()}
-        model.load_state_dict(state, strict=True)
+        state = {k: v.float() for k, v in W.load_safetensors(ckpt, name).items()}
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            raise WeightsUnavailableError(f"{name}: checkpoint {ckpt} does not fit {stem}: "
+                                          f"{str(exc).splitlines()[0]}; {W.CHECKPOINT_HINT}") from None
     model = model.to(options.device, dtype=torch_dtype(options.precision))
     context = json.loads(cfg_path.read_text())["text_cfg"]["context_length"]
     tokenizer = CompactTokenizer(tokens["kept_ids"], context)

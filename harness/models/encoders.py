@@ -202,7 +202,7 @@ def load_efficientnet_lite0(options: LoadOptions | None = None, random_init: boo
     path = W.local_weights(options.weights, "efficientnet-lite0") if options.weights else efficientnet_lite0_weights()
     model = _build_efficientnet_lite0()()
     if not random_init:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = W.load_torch_state(path, "efficientnet-lite0")
         model.load_state_dict(state, strict=True)
         model.checkpoint = {"id": f"{EFFNET_PACKAGE}:{path.name}", "sha256": W.file_digest(path)}
     else:

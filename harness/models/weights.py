@@ -39,8 +39,72 @@ def local_weights(path: str, what: str) -> Path:
     """``--weights PATH`` must exist; say so plainly when it does not."""
     p = Path(path).expanduser()
     if not p.exists():
-        raise WeightsUnavailableError(f"{what}: weights path {str(p)!r} does not exist")
+        raise WeightsUnavailableError(f"{what}: weights path {str(p)!r} does not exist; check the --weights path")
     return p
+
+
+CHECKPOINT_HINT = "check that --weights points at this model's checkpoint and that the file is complete"
+
+
+def checkpoint_error(what: str, path: str | Path, exc: BaseException | str) -> WeightsUnavailableError:
+    """One line for a checkpoint that cannot be parsed: the file, the parser's first line
+    (torch's UnpicklingError runs to a dozen), and what to check."""
+    text = exc if isinstance(exc, str) else (str(exc).strip() or type(exc).__name__)
+    first = text.splitlines()[0].strip()
+    kind = "" if isinstance(exc, str) else f"{type(exc).__name__}: "
+    return WeightsUnavailableError(f"{what}: {path} is not a readable checkpoint ({kind}{first}); {CHECKPOINT_HINT}")
+
+
+_ZIP, _PICKLE_PROTOCOLS = b"PK\x03\x04", tuple(bytes([0x80, v]) for v in range(2, 6))
+_NUMPY = b"\x93NUMPY"
+
+
+def checkpoint_format(path: str | Path, what: str) -> str:
+    """``"safetensors"``, ``"zip"`` (torch.save's format, also .npz), ``"pickle"`` (legacy
+    torch.save) or ``"npy"`` from a file's first bytes and, for safetensors, its header;
+    anything else (random bytes, a text file, a truncated header) is an error naming it."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError as exc:
+        raise checkpoint_error(what, path, exc) from None
+    if head.startswith(_ZIP):
+        return "zip"
+    if head[:2] in _PICKLE_PROTOCOLS:
+        return "pickle"
+    if head.startswith(_NUMPY):
+        return "npy"
+    try:
+        safetensors_header(path)
+    except (OSError, ValueError, KeyError) as exc:
+        detail = str(exc).removeprefix(f"{path}: ").removeprefix("not a safetensors file ")
+        raise checkpoint_error(what, path, f"neither safetensors nor a PyTorch/NumPy file {detail}") from None
+    return "safetensors"
+
+
+def load_safetensors(path: str | Path, what: str) -> dict:
+    """``safetensors.torch.load_file`` with a malformed file as one line naming it."""
+    from safetensors.torch import load_file
+
+    fmt = checkpoint_format(path, what)
+    if fmt != "safetensors":
+        raise checkpoint_error(what, path, f"a {fmt} file (torch.save / NumPy); {what} reads .safetensors")
+    try:
+        return load_file(str(path))
+    except Exception as exc:  # noqa: BLE001 - SafetensorError and friends: all mean "not this file"
+        raise checkpoint_error(what, path, exc) from None
+
+
+def load_torch_state(path: str | Path, what: str) -> dict:
+    """``torch.load(weights_only=True)`` (no code runs from the file) with any parse or
+    refusal as one line naming the file."""
+    import torch
+
+    checkpoint_format(path, what)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - UnpicklingError, EOFError, RuntimeError (bad zip), ...
+        raise checkpoint_error(what, path, exc) from None
 
 
 def offline_error(what: str, missing: str) -> WeightsUnavailableError:

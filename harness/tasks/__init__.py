@@ -1,4 +1,4 @@
-"""Task registry: retrieval and zero-shot classification."""
+"""Task registry: retrieval, zero-shot classification, caption selection."""
 
 from harness.datasets.base import TaskKind
 from harness.registry import Registry
@@ -12,5 +12,9 @@ TASKS.register("zeroshot", TaskMeta(
     "zeroshot", TaskKind.ZEROSHOT, "acc1", "harness.tasks.zeroshot:evaluate",
     "zero-shot classification from prompt templates; top-1/5 accuracy, macro-F1, balanced accuracy"),
     aliases=("zero-shot", "classification", "zs"))
+TASKS.register("caption_selection", TaskMeta(
+    "caption_selection", TaskKind.CAPTION_SELECTION, "acc", "harness.tasks.caption_selection:evaluate",
+    "true caption vs foils (SugarCrepe, ARO, VALSE; ties wrong), Winoground text/image/group scores; "
+    "acc = macro mean of the subsets"), aliases=("captions", "compositionality"))
 
 __all__ = ["TASKS", "TaskMeta", "TaskResult"]

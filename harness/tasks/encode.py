@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness import shard_plan
+from harness import progress, shard_plan
 from harness.cache import (
     DEFAULT_CHUNK_ITEMS,
     CacheEntry,
@@ -26,6 +26,7 @@ from harness.datasets.base import ImageSet
 from harness.measure import Stage
 
 EMBEDDING = "embedding"  # tensor name of an embedding chunk
+_UNITS = {"image_encode": "img", "text_encode": "text"}  # what a stage's progress bar counts
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,12 @@ def _fill(entry: CacheEntry, ranges, plan, batches, fn, backoff: Backoff, stage:
     """Encode the given missing chunks and store each as soon as it is complete. ``plan`` is
     :func:`_plan` of ``ranges``; ``batches`` yields (batch, n) in the plan's order.
     Embeddings are put back in item order before they are stored."""
+    with progress.bar(stage.name.replace("_", " "), entry.n_items, unit=_UNITS.get(stage.name, "it"),
+                      initial=entry.info.cached_items) as bar:
+        _fill_missing(entry, ranges, plan, batches, fn, backoff, stage, bar)
+
+
+def _fill_missing(entry: CacheEntry, ranges, plan, batches, fn, backoff: Backoff, stage: Stage, bar) -> None:
     import torch
 
     from harness import distributed, faults
@@ -154,6 +161,7 @@ def _fill(entry: CacheEntry, ranges, plan, batches, fn, backoff: Backoff, stage:
         for _ in chunk:
             batch, n = next(it)
             outs.extend(backoff.run(fn, batch, n, stage))
+            bar.update(n)  # after the batch's timed block; tqdm redraws at most every mininterval
         emb = torch.cat(outs)
         order = torch.as_tensor([i for b in chunk for i in b]) - start
         if not torch.equal(order, torch.arange(end - start)):

@@ -7,12 +7,20 @@ does image i prefer its caption over j's (text side), and does i's caption prefe
 over image j (image side)? Both directions for both images, ties counted as wrong.
 Recall@k can saturate on such data while these scores still separate models that bind
 attributes to objects from bags-of-words.
+
+One implementation with the ``caption_selection`` task: the groups are
+:func:`harness.datasets.selection.swap_groups` and their checks
+:func:`harness.caption_metrics.winoground_checks`, exactly what that task scores on the synthetic
+data; ``hn_<kind>`` is the mean of the four checks, where the task reports the text side alone
+(``acc_<kind>``) and Winoground's all-or-nothing text / image / group scores.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 
+from harness.caption_metrics import winoground_checks
+from harness.datasets.selection import swap_groups
 from harness.keys import hard_negative_key
 
 BINDING_KINDS = ("colour_swap", "shape_swap")
@@ -30,20 +38,11 @@ def captions_by_image(caption_to_image: list[int], n_images: int) -> list[list[i
     return out
 
 
-def _comparisons(caption_to_image: list[int], n_images: int, pairs):
-    """(kind, image i, image j, i's captions, j's captions) per pair, equal-length caption lists."""
-    caps = captions_by_image(caption_to_image, n_images)
-    for i, j, kind in pairs:
-        k = min(len(caps[i]), len(caps[j]))
-        if k:
-            yield kind, i, j, caps[i][:k], caps[j][:k]
-
-
 def needed_pairs(caption_to_image: list[int], n_images: int, pairs) -> list[tuple[int, int]]:
     """Every (image, caption) pair whose score the comparisons need, each once, sorted."""
     out = set()
-    for _, i, j, ci, cj in _comparisons(caption_to_image, n_images, pairs):
-        out.update((img, c) for img in (i, j) for c in ci + cj)
+    for _, i, j, a, b in swap_groups(caption_to_image, n_images, pairs):
+        out.update(((i, a), (i, b), (j, a), (j, b)))
     return sorted(out)
 
 
@@ -64,6 +63,11 @@ def comparison_groups(caption_to_image: list[int], n_images: int, pairs,
     """Per ``hn_*`` key, ``[wins, checks]`` of each group of comparisons linked by a shared
     image (the connected components of that key's pairs), in order of their first pair.
 
+    Each caption position of a swap pair is a Winoground-style 2x2 group
+    (:func:`harness.datasets.selection.swap_groups`, the groups the synthetic caption-selection
+    task scores too) and its four checks are :func:`harness.caption_metrics.winoground_checks`:
+    a ``hn_*`` accuracy is the share of those checks won, pooled.
+
     These are what the per-query sidecar keeps and the leaderboard resamples: the four checks
     of a caption position, the caption positions of a pair, and the pairs of a scene family
     share images and captions, so they succeed or fail together; groups sharing no image are
@@ -76,23 +80,24 @@ def comparison_groups(caption_to_image: list[int], n_images: int, pairs,
     ...                                        [1, 2, "colour_swap"], [3, 4, "colour_swap"]], s)
     {'hn_colour': [[8, 8], [0, 4]], 'hn_binding': [[8, 8], [0, 4]], 'hn_relation': [[4, 4]]}
     """
+    groups = list(swap_groups(caption_to_image, n_images, pairs))
+    if not groups:
+        return {}
+    wins = winoground_checks([[[score[i, a], score[i, b]], [score[j, a], score[j, b]]]
+                              for _, i, j, a, b in groups]).sum(axis=1)
     members: dict[str, list[tuple[int, int, int, int]]] = defaultdict(list)  # (i, j, wins, checks)
-    for kind, i, j, ci, cj in _comparisons(caption_to_image, n_images, pairs):
-        wins = 0
-        for a, b in zip(ci, cj):
-            wins += (score[i, a] > score[i, b]) + (score[j, b] > score[j, a])  # images pick their captions
-            wins += (score[i, a] > score[j, a]) + (score[j, b] > score[i, b])  # captions pick their images
+    for (kind, i, j, _, _), w in zip(groups, wins.tolist()):
         for key in (kind, "binding") if kind in BINDING_KINDS else (kind,):
-            members[metric_key(key)].append((i, j, int(wins), CHECKS_PER_CAPTION * len(ci)))
+            members[metric_key(key)].append((i, j, int(w), CHECKS_PER_CAPTION))
     out: dict[str, list[list[int]]] = {}
     for key, rows in members.items():
         root = _components([(i, j) for i, j, _, _ in rows])
-        groups: dict[int, list[int]] = {}  # component root -> [wins, checks], in first-pair order
+        comps: dict[int, list[int]] = {}  # component root -> [wins, checks], in first-pair order
         for i, _, w, c in rows:
-            group = groups.setdefault(root(i), [0, 0])
+            group = comps.setdefault(root(i), [0, 0])
             group[0] += w
             group[1] += c
-        out[key] = list(groups.values())
+        out[key] = list(comps.values())
     return out
 
 

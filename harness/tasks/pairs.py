@@ -13,6 +13,7 @@ from typing import Any, Sequence
 
 from harness.datasets.base import ImageSet
 from harness.measure import Stage
+from harness.progress import NULL as NULL_BAR
 from harness.tasks.encode import EncodeOptions
 
 DEFAULT_PAIR_BATCH = 256
@@ -61,12 +62,13 @@ def text_features(model, captions: Sequence[str], caption_ids, opts: EncodeOptio
 
 
 def score_pair_index(model, images: ImageSet, captions: Sequence[str], pairs, opts: EncodeOptions,
-                     stage: Stage, pair_batch: int = DEFAULT_PAIR_BATCH, owned=None):
+                     stage: Stage, pair_batch: int = DEFAULT_PAIR_BATCH, bar=NULL_BAR, owned=None):
     """Scores (P,) float32 (CPU) for ``pairs`` (P, 2) = rows of (image id, caption id).
 
-    ``stage`` times the whole pass; its items are pairs, so items/s is pairs/s. With ``owned``
-    (image-batch index -> bool; a rank of a sharded run) only those batches of images are
-    scored, the other pairs' scores are 0, and every batch is the one a single process forms.
+    ``stage`` times the whole pass; its items are pairs, so items/s is pairs/s. ``bar``
+    (:func:`harness.progress.bar`) counts the pairs scored. With ``owned`` (image-batch
+    index -> bool; a rank of a sharded run) only those batches of images are scored, the
+    other pairs' scores are 0, and every batch is the one a single process forms.
     """
     import torch
     from torch.utils.data import DataLoader
@@ -107,4 +109,5 @@ def score_pair_index(model, images: ImageSet, captions: Sequence[str], pairs, op
                 else:
                     out = model.score_pairs(img[local[sel]], [captions[c] for c in chunk[sel, 1].tolist()])
             scores[order[lo + s:lo + s + len(chunk[sel])]] = out.detach().float().cpu()
+            bar.update(len(out))  # outside the timed block
     return scores

@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from harness import progress
 from harness.models.fusion import model as FU
 from harness.models.fusion import eval as E
 from harness.models.fusion.data import load_split
@@ -156,6 +157,27 @@ def _prefilter_head(spec: FU.FusionSpec, towers_spec, weights: str | None, log):
     return head, str(path)
 
 
+def _epoch(head, train_feats, c2i, negatives, opt, sched, opts: FitOptions, gen, bar) -> float:
+    """One pass over every training pair, shuffled; the mean loss. ``negatives``: cross heads' mined ones."""
+    head.train()
+    steps = math.ceil(len(c2i) / opts.batch_size)
+    order, total = torch.randperm(len(c2i), generator=gen), 0.0
+    for s in range(steps):
+        caps = order[s * opts.batch_size:(s + 1) * opts.batch_size]
+        loss = late_loss(head, *train_feats, c2i, caps) if head.cfg.kind == "late" else \
+            cross_loss(head, *train_feats, c2i, caps, negatives, gen)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        if head.cfg.kind == "late":
+            with torch.no_grad():
+                head.logit_scale.clamp_(0, math.log(100))
+        total += loss.item()
+        bar.update(1)
+    return total / steps
+
+
 def fit(spec: FU.FusionSpec, dataset: str, split: str, select_split: str, out: Path, opts: FitOptions,
         data_root: str | None = None, prefilter_weights: str | None = None, towers=None,
         command: str = "", log=print) -> dict:
@@ -185,28 +207,18 @@ def fit(spec: FU.FusionSpec, dataset: str, split: str, select_split: str, out: P
     opt, sched = _optimizer(head, opts, steps * opts.epochs)
     history = [{"epoch": 0, "select": _selection(head, pre[1], feats[1], c2i_select, opts)}]  # the init
     best, best_state = -1.0, None
-    for epoch in range(1, opts.epochs + 1):
-        head.train()
-        order, total = torch.randperm(len(c2i_train), generator=gen), 0.0
-        for s in range(steps):
-            caps = order[s * opts.batch_size:(s + 1) * opts.batch_size]
-            loss = late_loss(head, *feats[0], c2i_train, caps) if spec.head == "late" else \
-                cross_loss(head, *feats[0], c2i_train, caps, negatives, gen)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            if spec.head == "late":
-                with torch.no_grad():
-                    head.logit_scale.clamp_(0, math.log(100))
-            total += loss.item()
-        metrics = _selection(head, pre[1], feats[1], c2i_select, opts)
-        line = {"epoch": epoch, "loss": round(total / steps, 4), "select": metrics,
-                "elapsed_s": round(time.perf_counter() - started)}
-        if metrics["rsum"] > best:
-            best, best_state, line["selected"] = metrics["rsum"], {k: v.clone() for k, v in head.state_dict().items()}, True
-        history.append(line)
-        log(json.dumps(line))
+    # one bar over every step of the fit: its ETA is the whole training's (selection passes excluded)
+    with progress.bar(f"fit {spec.name}", steps * opts.epochs, unit="step") as bar:
+        for epoch in range(1, opts.epochs + 1):
+            bar.set_description(f"fit {spec.name} epoch {epoch}/{opts.epochs}")
+            loss = _epoch(head, feats[0], c2i_train, negatives, opt, sched, opts, gen, bar)
+            metrics = _selection(head, pre[1], feats[1], c2i_select, opts)
+            line = {"epoch": epoch, "loss": round(loss, 4), "select": metrics,
+                    "elapsed_s": round(time.perf_counter() - started)}
+            if metrics["rsum"] > best:
+                best, best_state, line["selected"] = metrics["rsum"], {k: v.clone() for k, v in head.state_dict().items()}, True
+            history.append(line)
+            log(json.dumps(line))
     # what ships is fp16: select metrics are measured again from the rounded weights
     head.load_state_dict({k: v.half().float() for k, v in best_state.items()})
     head.eval()
@@ -273,7 +285,7 @@ def fit_command(spec: FU.FusionSpec, args) -> dict:
                + (f" --data-root {args.data_root}" if args.data_root else ""))
     card = fit(spec, dataset, args.split, select, out, opts, data_root=args.data_root,
                prefilter_weights=args.prefilter_weights, command=command,
-               log=lambda m: print(m, flush=True))
+               log=progress.echo)
     print(f"{spec.name}: epoch {card['selected_epoch']} selected on {dataset}/{select}: "
           f"{json.dumps(card['select_metrics'])} -> {out / card['checkpoint']}", flush=True)
     return card

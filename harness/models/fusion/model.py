@@ -119,12 +119,16 @@ def save_checkpoint(path: str | Path, head, towers: TowerSpec) -> None:
 def load_head(path: str | Path, what: str):
     """(head in eval mode, TowerSpec) from a checkpoint; strict: no missing/unexpected keys."""
     from safetensors import safe_open
-    from safetensors.torch import load_file
 
     from harness.models.fusion.heads import HeadConfig, build_head
 
-    with safe_open(str(path), framework="pt") as f:
-        raw = (f.metadata() or {}).get(METADATA_KEY)
+    if W.checkpoint_format(path, what) != "safetensors":
+        raise W.checkpoint_error(what, path, f"not a safetensors file; {what} reads vlbench fusion .safetensors")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            raw = (f.metadata() or {}).get(METADATA_KEY)
+    except Exception as exc:  # noqa: BLE001 - SafetensorError: a damaged or foreign file
+        raise W.checkpoint_error(what, path, exc) from None
     if not raw:
         raise WeightsUnavailableError(f"{what}: {path} is not a vlbench fusion checkpoint (no {METADATA_KEY} metadata)")
     meta = json.loads(raw)
@@ -132,7 +136,7 @@ def load_head(path: str | Path, what: str):
         raise WeightsUnavailableError(f"{what}: {path} has checkpoint format {meta.get('format')}, "
                                       f"expected {CHECKPOINT_FORMAT}")
     head = build_head(HeadConfig(**meta["head"]))
-    state = {k: v.float() for k, v in load_file(str(path)).items()}
+    state = {k: v.float() for k, v in W.load_safetensors(path, what).items()}
     result = head.load_state_dict(state, strict=False)
     if result.missing_keys or result.unexpected_keys:
         raise WeightsUnavailableError(f"{what}: {path} does not fit a {meta['head']['kind']} head "

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from harness import progress
 from harness.interfaces import LoadOptions
 
 FEATURE_FORMAT = 1  # bump when what the towers return changes, so old caches are not reused
@@ -79,11 +80,14 @@ def _batched(fn, items, batch_size: int, what: str, log) -> dict:
 
     parts: list[dict] = []
     started = time.perf_counter()
-    for start in range(0, len(items), batch_size):
-        parts.append({k: v.cpu() for k, v in fn(items[start:start + batch_size]).items()})
-        done = min(start + batch_size, len(items))
-        if log and (len(parts) % 20 == 0 or done == len(items)):
-            log(f"{what}: {done}/{len(items)} ({done / (time.perf_counter() - started):.1f}/s)")
+    with progress.bar(f"features: {what}", len(items), unit=what.rstrip("s")) as bar:
+        for start in range(0, len(items), batch_size):
+            parts.append({k: v.cpu() for k, v in fn(items[start:start + batch_size]).items()})
+            done = min(start + batch_size, len(items))
+            bar.update(done - start)
+            # the periodic lines are the progress report where no bar is drawn; the last one stays
+            if log and (done == len(items) or (len(parts) % 20 == 0 and not progress.showing())):
+                log(f"{what}: {done}/{len(items)} ({done / (time.perf_counter() - started):.1f}/s)")
     return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
 

@@ -1,0 +1,56 @@
+"""The leaderboard's DataFrame (:func:`leaderboard.load`) as a file for pandas, duckdb, polars
+or a spreadsheet: CSV, Parquet or JSON Lines, written atomically.
+
+Parquet keeps every column's type (strings, nullable integers, UTC times); CSV and JSON Lines
+write times as ISO 8601 and missing values as empty / ``null``.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+FORMATS = ("csv", "parquet", "jsonl")
+
+
+class ExportError(ValueError):
+    pass
+
+
+def to_bytes(df: pd.DataFrame, fmt: str) -> bytes:
+    """``df`` in ``fmt``; the index (a row number) is left out."""
+    if fmt == "csv":
+        return df.to_csv(index=False, date_format="%Y-%m-%dT%H:%M:%S%z").encode("utf-8")
+    if fmt == "jsonl":
+        text = df.to_json(orient="records", lines=True, date_format="iso", date_unit="s", force_ascii=False)
+        return (text if text.endswith("\n") or not text else text + "\n").encode("utf-8")
+    if fmt == "parquet":
+        try:
+            import pyarrow  # noqa: F401 - pandas' parquet engine
+        except ImportError:
+            raise ExportError("--format parquet needs pyarrow (pip install pyarrow)") from None
+        buf = io.BytesIO()
+        df.to_parquet(buf, index=False, engine="pyarrow")
+        return buf.getvalue()
+    raise ExportError(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")
+
+
+def export(results: str | Path, fmt: str, out: str | Path | None = None,
+           history: bool = False) -> tuple[Path | None, int]:
+    """Write the frame of ``results`` to ``out`` (atomically), or to stdout when ``out`` is None
+    (not for parquet, which is binary). Returns the path written and the number of rows."""
+    from harness.store import write_bytes_atomic
+    from leaderboard.frame import load
+
+    if out is None and fmt == "parquet":
+        raise ExportError("--format parquet is binary: give --out FILE")
+    df = load(results, history=history)
+    data = to_bytes(df, fmt)
+    if out is None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+        return None, len(df)
+    return write_bytes_atomic(Path(out), data), len(df)
