@@ -96,8 +96,8 @@ def _ok(results: list[subprocess.CompletedProcess]) -> None:
 
 def test_two_ranks_equal_one_on_synthetic_retrieval_and_zeroshot(tmp_path):
     args = ["--chunk-items", "32", "--limit", "96", "--split", "test"]
-    results = launch(["run", "--model", "tiny-clip-synth", "--dataset", "synthetic", *args,
-                      "--results", str(tmp_path / "dist")])
+    results = launch(["run", "--model", "tiny-clip-synth", "--dataset", "synthetic", *args, "--task", "retrieval",
+                      "--task", "zeroshot", "--results", str(tmp_path / "dist")])
     _ok(results)
     assert results[1].stdout == "" and len(results[0].stdout.splitlines()) == 2  # rank 0 reports
     ref = single(tmp_path, "tiny-clip-synth", "synthetic", ["retrieval", "zeroshot"],
@@ -107,7 +107,7 @@ def test_two_ranks_equal_one_on_synthetic_retrieval_and_zeroshot(tmp_path):
 
 def test_two_ranks_equal_one_on_a_reranked_cross_encoder(tmp_path):
     results = launch(["run", "--model", "fusion-xattn-synth", "--dataset", "synthetic", "--split", "test",
-                      "--rerank-k", "10", "--limit", "48", "--chunk-items", "16", "--batch-size", "16",
+                      "--task", "retrieval", "--rerank-k", "10", "--limit", "48", "--chunk-items", "16", "--batch-size", "16",
                       "--results", str(tmp_path / "dist")])
     _ok(results)
     ref = single(tmp_path, "fusion-xattn-synth", "synthetic", ["retrieval"],
