@@ -262,6 +262,21 @@ class CacheEntry:
         # chunks another process finished meanwhile stay listed; a bad one is overwritten by put
         return {**fresh, "chunks": dict(on_disk["chunks"])}
 
+    def chunks(self) -> dict[int, dict]:
+        """The valid chunks held now: index -> tensors."""
+        return dict(self._chunks)
+
+    def adopt(self, index: int, tensors: Mapping[str, Any]) -> None:
+        """Hold a chunk another process computed and stored (a rank of a sharded run):
+        kept in memory only, and counted neither as computed nor as read from the cache."""
+        if index not in self._chunks:
+            start, end = self.range_of(index)
+            if any(t.shape[0] != end - start for t in tensors.values()):
+                raise CacheError(f"chunk {index} from another rank does not hold {end - start} items")
+            held = next(iter(self._chunks.values()), None)  # memory-only chunks may sit on a GPU
+            device = next(iter(held.values())).device if held else None
+            self._chunks[index] = {n: t.to(device) if device is not None else t for n, t in tensors.items()}
+
     def load(self) -> dict:
         """All chunks concatenated along dim 0 (on the CPU when read from or written to disk);
         every chunk must be present."""

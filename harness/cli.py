@@ -34,10 +34,26 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="linear_probe: fit on K seeded training images per class (default: the whole train split)")
     p.add_argument("--strict", action="store_true",
                    help="fail on any skipped data (bad lines, duplicate entries, dropped images) instead of warning")
+    p.add_argument("--chunk-items", type=int, default=None,
+                   help="items per embedding-cache chunk, the unit a sharded run deals to its ranks (default 2048)")
+    p.add_argument("--shard-gallery", action="store_true",
+                   help="under torchrun: each rank scores a slice of the gallery (automatic when it is too big)")
     p.add_argument("--no-cache", action="store_true",
                    help="encode everything again, neither reading nor writing the embedding cache "
                         "($VLBENCH_CACHE/embeddings)")
     progress.add_arguments(p)
+
+
+def _add_executor_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--executor", default="local", choices=["local", "ray"],
+                   help="local: one run after another here (default); ray: each run a Ray task "
+                        "(pip install 'vlbench[ray]')")
+    p.add_argument("--ray-address", default=None,
+                   help="join this Ray cluster (host:port or ray://host:port; default: a local instance)")
+    p.add_argument("--gpus-per-run", type=float, default=0, help="ray: GPUs each run asks for (default 0)")
+    p.add_argument("--cpus-per-run", type=float, default=1, help="ray: CPUs each run asks for (default 1)")
+    p.add_argument("--max-retries", type=int, default=1,
+                   help="ray: attempts after a failed or killed run before it is reported (default 1)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sweep", help="run every entry of a suite (skips runs already in the store)")
     p.add_argument("--suite", required=True, help="suite name (vlbench list suites) or a YAML path")
     _add_run_options(p)
+    _add_executor_options(p)
 
     p = sub.add_parser("data", help="inspect datasets")
     dsub = p.add_subparsers(dest="data_command", required=True)

@@ -86,7 +86,15 @@ def _run_options(args, weights: str | None = None, limit: int | None = None):
                       seed=args.seed, limit=limit, num_workers=args.workers, weights=weights,
                       data_root=args.data_root, rerank_k=args.rerank_k, prefilter=args.prefilter,
                       pair_budget=args.pair_budget, strict=args.strict, shots=args.shots,
-                      use_cache=not args.no_cache)
+                      use_cache=not args.no_cache, chunk_items=_positive(args, "chunk_items"),
+                      shard_gallery=args.shard_gallery)
+
+
+def _positive(args, name: str) -> int | None:
+    value = getattr(args, name)
+    if value is not None and value <= 0:
+        raise UserError(f"--{name.replace('_', '-')} must be positive, got {value}")
+    return value
 
 
 def _report(outcome) -> str:
@@ -100,7 +108,7 @@ def _report(outcome) -> str:
 
 def _run_specs(specs, results: Path, force: bool, keep_going: bool, overall: str | None = None) -> int:
     """Run ``specs``, one line each; ``overall`` names a bar counting the runs (a sweep)."""
-    from harness import progress
+    from harness import distributed, progress
     from harness.runner import run_one
     from harness.store import StorageError, check_writable
 
@@ -109,7 +117,9 @@ def _run_specs(specs, results: Path, force: bool, keep_going: bool, overall: str
     failures = 0
     for spec in progress.track(specs, overall, unit="run", leave=True) if overall else specs:
         try:
-            progress.echo(_report(run_one(spec, results, force=force)))
+            outcome = run_one(spec, results, force=force)
+            if distributed.current().is_main:  # a sharded run reports once
+                progress.echo(_report(outcome))
         except Exception as exc:
             if not keep_going or isinstance(exc, StorageError):  # a full store fails every later run too
                 raise
@@ -134,19 +144,35 @@ def _refuse_rerank_on_dual(args) -> None:
 def cmd_run(args) -> int:
     from harness.runner import expand
 
+    from harness import distributed
+
     options = _run_options(args, weights=args.weights, limit=args.limit)
     _refuse_rerank_on_dual(args)
     specs = expand(args.model, args.dataset, args.task, args.split, options)
-    return _run_specs(specs, results_arg(args), args.force, keep_going=False)
+    try:
+        return _run_specs(specs, results_arg(args), args.force, keep_going=False)
+    finally:
+        distributed.shutdown()
 
 
 def cmd_sweep(args) -> int:
     from harness.runner import suite_specs
     from harness.suites import get_suite
 
+    from harness import distributed
+
+    if distributed.requested():
+        raise UserError("vlbench sweep runs whole runs, not one run over ranks: unset WORLD_SIZE, or use "
+                        "--executor ray to spread the runs (torchrun is for one `vlbench run`)")
     suite = get_suite(args.suite)
     specs = suite_specs(suite, _run_options(args))
-    print(f"suite {suite.name}: {len(specs)} runs -> {results_arg(args)}", flush=True)
+    print(f"suite {suite.name}: {len(specs)} runs -> {results_arg(args)} (executor {args.executor})", flush=True)
+    if args.executor == "ray":
+        from harness.executors import RayOptions, ray_sweep
+
+        return ray_sweep(specs, results_arg(args), args.force,
+                         RayOptions(address=args.ray_address, gpus_per_run=args.gpus_per_run,
+                                    cpus_per_run=args.cpus_per_run, max_retries=args.max_retries))
     return _run_specs(specs, results_arg(args), args.force, keep_going=True, overall=f"suite {suite.name}")
 
 

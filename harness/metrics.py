@@ -18,7 +18,7 @@ __all__ = [
     "MetricKey", "first_hit_ranks", "retrieval_ranks", "recall_from_ranks", "median_rank",
     "retrieval_metrics", "pessimistic_predictions", "per_sample_correct",
     "classification_metrics", "classification_metrics_from_preds", "topk_candidates",
-    "reranked_first_hit_ranks",
+    "reranked_first_hit_ranks", "sliced_first_hit_ranks", "sliced_retrieval_ranks",
 ]
 
 
@@ -46,7 +46,8 @@ def auto_chunk(gallery_block: int, budget_bytes: int = SCORING_BUDGET_BYTES) -> 
 
 def first_hit_ranks(query_emb: torch.Tensor, gallery_emb: torch.Tensor,
                     query_labels: torch.Tensor, gallery_labels: torch.Tensor,
-                    chunk_size: int | None = None, gallery_chunk: int | None = None) -> torch.Tensor:
+                    chunk_size: int | None = None, gallery_chunk: int | None = None,
+                    owned=None) -> torch.Tensor:
     """1-based rank of the best-scoring correct gallery item for each query, pessimistic.
 
     Gallery item ``j`` is correct for query ``i`` iff ``query_labels[i] == gallery_labels[j]``.
@@ -57,7 +58,9 @@ def first_hit_ranks(query_emb: torch.Tensor, gallery_emb: torch.Tensor,
     :func:`auto_chunk`) and the gallery ``gallery_chunk`` items at a time (None: whole
     gallery); with several gallery chunks each block is scored twice (a max pass, then a
     count pass) so the threshold and the counts come from bit-identical scores.
-    Every query needs at least one correct item (ValueError otherwise).
+    Every query needs at least one correct item (ValueError otherwise). With ``owned``
+    (query-chunk index -> bool) only those chunks are ranked, the others' ranks are 0: the
+    ranks of a process group's members then add up to the single-process ranks.
 
     >>> q = torch.tensor([[1., 0.], [0., 1.]])
     >>> g = torch.tensor([[1., 0.], [0., 1.], [0., 1.]])
@@ -74,13 +77,15 @@ def first_hit_ranks(query_emb: torch.Tensor, gallery_emb: torch.Tensor,
     gspans = _spans(g.shape[0], gallery_chunk)
     if chunk_size is None:
         chunk_size = auto_chunk(max(b - a for a, b in gspans))
-    ranks = torch.empty(q.shape[0], dtype=torch.long, device=dev)
+    ranks = torch.zeros(q.shape[0], dtype=torch.long, device=dev)
 
     def block(qs: slice, gs: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         scores = q[qs] @ g[gs[0]:gs[1]].T
         return scores, ql[qs, None] == gl[None, gs[0]:gs[1]]
 
-    for q0, q1 in _spans(q.shape[0], chunk_size):
+    for index, (q0, q1) in enumerate(_spans(q.shape[0], chunk_size)):
+        if owned is not None and not owned(index):
+            continue
         qs = slice(q0, q1)
         cached = block(qs, gspans[0]) if len(gspans) == 1 else None
         thr = torch.full((q1 - q0,), float("-inf"), device=dev)
@@ -100,7 +105,7 @@ def first_hit_ranks(query_emb: torch.Tensor, gallery_emb: torch.Tensor,
 
 def retrieval_ranks(image_emb: torch.Tensor, text_emb: torch.Tensor,
                     caption_to_image: torch.Tensor, chunk_size: int | None = None,
-                    gallery_chunk: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                    gallery_chunk: int | None = None, owned=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-query 1-based ranks ``(t2i_ranks (M,), i2t_ranks (N',))``, pessimistic on ties.
 
     Text->image: every caption is a query over all N images (images without captions
@@ -114,17 +119,85 @@ def retrieval_ranks(image_emb: torch.Tensor, text_emb: torch.Tensor,
     >>> t2i.tolist(), i2t.tolist()
     ([1, 2, 3], [1, 1])
     """
+    c2i, image_ids, queried = _retrieval_labels(image_emb, text_emb, caption_to_image)
+    t2i = first_hit_ranks(text_emb, image_emb, c2i, image_ids, chunk_size, gallery_chunk, owned)
+    i2t = first_hit_ranks(image_emb[queried.to(image_emb.device)], text_emb, queried, c2i,
+                          chunk_size, gallery_chunk, owned)
+    return t2i, i2t
+
+
+def _retrieval_labels(image_emb, text_emb, caption_to_image):
+    """(caption_to_image, image ids, images with >= 1 caption), checked."""
     c2i = caption_to_image.to(text_emb.device).long()
     n = image_emb.shape[0]
     if c2i.ndim != 1 or c2i.shape[0] != text_emb.shape[0] or c2i.shape[0] == 0:
         raise ValueError("caption_to_image must be a non-empty (M,) tensor matching text_emb")
     if int(c2i.min()) < 0 or int(c2i.max()) >= n:
         raise ValueError(f"caption_to_image values must lie in [0, {n})")
-    image_ids = torch.arange(n, device=c2i.device)
-    t2i = first_hit_ranks(text_emb, image_emb, c2i, image_ids, chunk_size, gallery_chunk)
-    queried = torch.bincount(c2i, minlength=n).nonzero().squeeze(1)  # images with captions
-    i2t = first_hit_ranks(image_emb[queried.to(image_emb.device)], text_emb, queried, c2i,
-                          chunk_size, gallery_chunk)
+    return c2i, torch.arange(n, device=c2i.device), torch.bincount(c2i, minlength=n).nonzero().squeeze(1)
+
+
+def _no_reduce(tensor: torch.Tensor, op: str) -> torch.Tensor:
+    return tensor
+
+
+def sliced_first_hit_ranks(query_emb: torch.Tensor, gallery_slice: torch.Tensor,
+                           query_labels: torch.Tensor, slice_labels: torch.Tensor, chunk_size: int,
+                           all_reduce=_no_reduce) -> torch.Tensor:
+    """:func:`first_hit_ranks` when each process holds one slice of the gallery.
+
+    A query's rank is ``1 + #(wrong items scoring >= t)`` with ``t`` its best correct score
+    over the whole gallery: each slice contributes its best correct score (``all_reduce(x,
+    "max")`` gives ``t``) and then its count of wrong items at or above ``t`` (``all_reduce(x,
+    "sum")``), so the rank is exact, ties counted against the model. ``all_reduce`` is the
+    identity in one process (one slice = the whole gallery); ``chunk_size`` queries are scored
+    at a time, so each block is the single-process block restricted to the slice.
+
+    >>> q = torch.tensor([[1., 0.], [0., 1.]])
+    >>> g = torch.tensor([[1., 0.], [0., 1.], [0., 1.]])
+    >>> sliced_first_hit_ranks(q, g, torch.tensor([0, 1]), torch.tensor([0, 1, 2]), 2).tolist()
+    [1, 2]
+    """
+    dev = query_emb.device
+    q, g = query_emb.float(), gallery_slice.to(dev).float()
+    ql, gl = query_labels.to(dev), slice_labels.to(dev)
+    if not (torch.isfinite(q).all() and torch.isfinite(g).all()):
+        raise ValueError("embeddings contain NaN or inf")
+    spans = _spans(q.shape[0], chunk_size)
+    thr = torch.full((q.shape[0],), float("-inf"), device=dev)
+    for q0, q1 in spans:
+        scores = q[q0:q1] @ g.T
+        thr[q0:q1] = scores.masked_fill(ql[q0:q1, None] != gl[None, :], float("-inf")).amax(1) \
+            if g.shape[0] else thr[q0:q1]
+    thr = all_reduce(thr, "max")
+    if torch.isneginf(thr).any():
+        raise ValueError(f"query {int(torch.isneginf(thr).nonzero()[0])} has no correct gallery item")
+    count = torch.zeros(q.shape[0], dtype=torch.long, device=dev)
+    for q0, q1 in spans:
+        scores = q[q0:q1] @ g.T
+        count[q0:q1] = ((scores >= thr[q0:q1, None]) & (ql[q0:q1, None] != gl[None, :])).sum(1)
+    return all_reduce(count, "sum") + 1
+
+
+def sliced_retrieval_ranks(image_emb: torch.Tensor, text_emb: torch.Tensor,
+                           caption_to_image: torch.Tensor, slice_of, all_reduce=_no_reduce,
+                           chunk_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`retrieval_ranks` with each process scoring its gallery slice ``slice_of(n) ->
+    (start, end)`` of the images (text->image) and of the captions (image->text); query chunks
+    as the whole gallery's (:func:`auto_chunk`) unless ``chunk_size`` is given.
+
+    >>> img = torch.tensor([[1., 0.], [0., 1.], [.8, .6]])
+    >>> txt = torch.tensor([[1., 0.], [.6, .8], [.8, .6]])
+    >>> [r.tolist() for r in sliced_retrieval_ranks(img, txt, torch.tensor([0, 1, 1]), lambda n: (0, n))]
+    [[1, 2, 3], [1, 1]]
+    """
+    c2i, image_ids, queried = _retrieval_labels(image_emb, text_emb, caption_to_image)
+    a, b = slice_of(image_emb.shape[0])
+    t2i = sliced_first_hit_ranks(text_emb, image_emb[a:b], c2i, image_ids[a:b],
+                                 chunk_size or auto_chunk(image_emb.shape[0]), all_reduce)
+    a, b = slice_of(text_emb.shape[0])
+    i2t = sliced_first_hit_ranks(image_emb[queried.to(image_emb.device)], text_emb[a:b], queried, c2i[a:b],
+                                 chunk_size or auto_chunk(text_emb.shape[0]), all_reduce)
     return t2i, i2t
 
 

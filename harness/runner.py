@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 
-from harness import store
+from harness import distributed, faults, shard_plan, store
 from harness.datasets import DATASETS, DatasetRequest
 from harness.datasets.base import fingerprint
 from harness.interfaces import LoadOptions, Precision
@@ -43,6 +43,8 @@ class RunOptions:
     pair_budget: int = DEFAULT_PAIR_BUDGET  # all pairs scored when images x captions fit, no prefilter
     strict: bool = False  # skipped data fails the run (recorded as dataset.info.strict)
     shots: int | None = None  # linear_probe: K seeded training images per class (None: all of train)
+    chunk_items: int | None = None  # embedding-cache chunk = unit of work of a sharded run (None: 2048)
+    shard_gallery: bool = False     # sharded run: each rank scores a slice of the gallery (same numbers)
 
     def keyed(self) -> dict:
         """The options that can change a result (paths to data do not; weights do).
@@ -53,6 +55,8 @@ class RunOptions:
             out.update(rerank_k=self.rerank_k, prefilter=self.prefilter, pair_budget=self.pair_budget)
         if self.shots is not None:
             out["shots"] = self.shots
+        if self.chunk_items is not None:  # batches never straddle a chunk, so it can change numbers
+            out.update(chunk_items=self.chunk_items)
         return out
 
 
@@ -97,19 +101,18 @@ def run_one(spec: RunSpec, results_root: Path, force: bool = False) -> RunOutcom
     opts = rerank_settings(meta, tmeta.name, opts)
     check_device(opts.device)
     precision = _precision_info(opts)  # refuses fp16 on CPU before any loading
+    ctx, rank_device = distributed.from_env(opts.device)  # one process: (SINGLE, opts.device)
+    ropts = replace(opts, device=rank_device)  # this rank's device; the key keeps the device asked for
     import torch
 
     started = time.perf_counter()
-    with Stage("data_load", opts.device, warmup=0) as load_stage:
-        data = dmeta.load(DatasetRequest(split=split, task=tmeta.kind, data_root=opts.data_root,
-                                         cache_dir=opts.cache_dir, limit=opts.limit, seed=opts.seed,
-                                         strict=opts.strict))
+    distributed.set_stage("data_load")
+    with Stage("data_load", ropts.device, warmup=0) as load_stage:
+        data = shard_plan.rank0_first(lambda: _load_data(dmeta, tmeta, split, opts))
         load_stage.add_items(len(data.images))
-        images = images_content(data, opts)
-    run_key = fingerprint(meta.name, meta.source, dmeta.name, split, data.fingerprint, tmeta.name, opts.keyed(),
-                          *weights_content(meta, opts), images)
+    run_key = _run_key(meta, dmeta, tmeta, split, data, opts)
     path = store.record_path(results_root, meta.name, dmeta.name, split, tmeta.name, run_key)
-    if path.exists() and not force:
+    if distributed.gather_objects(path.exists() and not force)[0]:  # rank 0 decides for all
         try:
             return RunOutcome(RunStatus.SKIPPED, path, store.read_record(path))
         except RecordError:
@@ -117,15 +120,20 @@ def run_one(spec: RunSpec, results_root: Path, force: bool = False) -> RunOutcom
     if opts.shots is not None and tmeta.name != "linear_probe":
         raise ValueError(f"--shots applies to linear_probe, not {tmeta.name}")
     torch.manual_seed(opts.seed)
-    with Stage("model_load", opts.device, warmup=0) as model_stage:
-        model = meta.load(LoadOptions(device=opts.device, precision=opts.precision, weights=opts.weights))
-        extra = _rerank_plan(meta, model, data, opts) if tmeta.name == "retrieval" else _task_extra(meta, tmeta.name, opts)
+    distributed.set_stage("model_load")
+    with Stage("model_load", ropts.device, warmup=0) as model_stage:
+        model = meta.load(LoadOptions(device=ropts.device, precision=opts.precision, weights=opts.weights))
+        extra = (_rerank_plan(meta, model, data, ropts) if tmeta.name == "retrieval"
+                 else _task_extra(meta, tmeta.name, ropts))
     if opts.shots is not None:
         extra = {**extra, "shots": opts.shots}
-    workers = default_workers(opts.device) if opts.num_workers is None else opts.num_workers
-    cache = encode_cache(opts, meta, model, data, split)
-    result = tmeta.evaluate(model, data, EncodeOptions(opts.batch_size, opts.device, workers, cache=cache), **extra)
+    workers = default_workers(ropts.device) if opts.num_workers is None else opts.num_workers
+    cache = encode_cache(ropts, meta, model, data, split)
+    distributed.set_stage(tmeta.name)
+    result = tmeta.evaluate(model, data, EncodeOptions(opts.batch_size, ropts.device, workers, cache=cache,
+                                                       shard_gallery=opts.shard_gallery), **extra)
     timings = {"data_load": load_stage.timing(), "model_load": model_stage.timing(), **result.timings}
+    timings, dist_info = shard_plan.merge_timings(timings)  # one process: as they are, None
     record = ResultRecord(
         model={"name": meta.name, "family": meta.family, "kind": meta.kind.value, "source": meta.source,
                "checkpoint": model.checkpoint.get("id"), "checkpoint_sha256": model.checkpoint.get("sha256"),
@@ -137,17 +145,62 @@ def run_one(spec: RunSpec, results_root: Path, force: bool = False) -> RunOutcom
                  "pin_memory": opts.device.startswith("cuda"), "embedding_cache": cache.root is not None,
                  "oom_backoffs": sum(t.oom_backoffs for t in timings.values()),
                  **(extra["plan"].describe() if "plan" in extra else {}), **_scorer(meta, tmeta.name, extra),
-                 **result.details},
+                 **result.details, **_distributed_options(ctx, opts)},
         metrics=result.metrics,
         main_metric=result.main_metric,
         timings=timings,
         memory=_peak_memory(timings),
-        environment=_environment(opts.device),
+        environment={**_environment(ropts.device), **({"distributed": dist_info} if dist_info else {})},
         created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         runtime_s=time.perf_counter() - started,
         run_key=run_key,
     )
-    return RunOutcome(RunStatus.DONE, store.save(results_root, record, result.per_query), record)
+    return RunOutcome(RunStatus.DONE, _save(ctx, results_root, record, result.per_query), record)
+
+
+def _load_data(dmeta, tmeta, split: str, opts: RunOptions):
+    return dmeta.load(DatasetRequest(split=split, task=tmeta.kind, data_root=opts.data_root,
+                                     cache_dir=opts.cache_dir, limit=opts.limit, seed=opts.seed, strict=opts.strict))
+
+
+def _run_key(meta, dmeta, tmeta, split: str, data, opts: RunOptions) -> str:
+    return fingerprint(meta.name, meta.source, dmeta.name, split, data.fingerprint, tmeta.name, opts.keyed(),
+                       *weights_content(meta, opts), images_content(data, opts))
+
+
+def existing_record(spec: RunSpec, results_root: Path) -> Path | None:
+    """The readable record this spec would write, when the store has it (a sweep executor
+    skips it before dispatch); loads the dataset (its fingerprint is part of the key)."""
+    meta = _resolve_model(spec.model)
+    dmeta, tmeta = DATASETS.get(spec.dataset), TASKS.get(spec.task)
+    split = spec.split or dmeta.default_split
+    opts = rerank_settings(meta, tmeta.name, spec.options)
+    key = _run_key(meta, dmeta, tmeta, split, _load_data(dmeta, tmeta, split, opts), opts)
+    path = store.record_path(results_root, meta.name, dmeta.name, split, tmeta.name, key)
+    try:
+        return path if path.exists() and store.read_record(path) else None
+    except RecordError:
+        return None
+
+
+def _save(ctx, results_root: Path, record: ResultRecord, per_query: dict) -> Path:
+    """Rank 0 alone writes; the others wait for it, so a failed write fails every rank."""
+    faults.maybe("run", ctx.rank)
+    distributed.set_stage("writing the record")
+    if ctx.is_main:
+        path = store.save(results_root, record, per_query)
+    else:
+        path = store.record_path(results_root, record.model["name"], record.dataset["name"],
+                                 record.dataset["split"], record.task, record.run_key)
+    distributed.barrier()
+    return path
+
+
+def _distributed_options(ctx, opts: RunOptions) -> dict:
+    out = {"world_size": ctx.world_size}
+    if ctx.active:
+        out.update(dist_backend=ctx.backend, shard_gallery=opts.shard_gallery)
+    return out
 
 
 def weights_identity(meta, weights: str | None) -> list | None:
@@ -258,18 +311,24 @@ def encode_cache(opts: RunOptions, meta, model, data, split: str) -> EncodeCache
     from harness.cache import cache_root, module_digest
 
     if not opts.use_cache:
-        return EncodeCache(root=None)
+        return EncodeCache(root=None, chunk_items=_chunk_items(opts))
     ckpt = getattr(model, "checkpoint", None) or {}
     weights = ckpt.get("sha256")
     if not weights:
         inner = getattr(model, "model", None)
         if inner is None or not hasattr(inner, "state_dict"):
-            return EncodeCache(root=None)  # nothing identifies the weights: never risk a stale hit
+            return EncodeCache(root=None, chunk_items=_chunk_items(opts))  # nothing identifies the weights: never risk a stale hit
         weights = "params:" + module_digest(inner)
     identity = {"model": meta.name, "source": meta.source, "checkpoint": ckpt.get("id"), "weights": weights,
                 "precision": opts.precision.value, "device_type": opts.device.split(":")[0],
                 "dataset": data.name, "split": split, "dataset_fingerprint": data.fingerprint}
-    return EncodeCache(root=str(cache_root(opts.cache_dir)), identity=identity)
+    return EncodeCache(root=str(cache_root(opts.cache_dir)), identity=identity, chunk_items=_chunk_items(opts))
+
+
+def _chunk_items(opts: RunOptions) -> int:
+    from harness.cache import DEFAULT_CHUNK_ITEMS
+
+    return opts.chunk_items or DEFAULT_CHUNK_ITEMS
 
 
 def _resolve_model(name: str):

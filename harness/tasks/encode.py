@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness import progress
+from harness import progress, shard_plan
 from harness.cache import (
     DEFAULT_CHUNK_ITEMS,
     CacheEntry,
@@ -47,6 +47,7 @@ class EncodeOptions:
     num_workers: int = 0
     warmup_batches: int = 1
     cache: EncodeCache | None = None  # None: no cache (benchmarks, direct calls)
+    shard_gallery: bool = False       # a sharded run: each rank scores a slice of the gallery
 
 
 class _Pixels:
@@ -130,30 +131,32 @@ def _plan(ranges: list[tuple[int, int]], batch_size: int, longest_first: Callabl
     return plan
 
 
-def _finish(entry: CacheEntry, stage: Stage, backoff: Backoff, device: str, empty_dim: int):
+def _finish(entry: CacheEntry, stage: Stage, backoff: Backoff, device: str, empty_dim: int, ranges):
     import torch
 
-    stage.add_cached(entry.info.cached_items)
+    stage.add_cached(shard_plan.cached_share(entry, ranges))  # one process: entry.info.cached_items
     stage.set_batching(backoff.requested, backoff.size, backoff.events)
     if entry.n_items == 0:
         return torch.empty(0, empty_dim, device=device)
     return entry.load()[EMBEDDING].to(device, non_blocking=True)
 
 
-def _fill(entry: CacheEntry, plan, batches, fn, backoff: Backoff, stage: Stage) -> None:
-    """Encode the entry's missing chunks and store each as soon as it is complete. ``plan`` is
-    :func:`_plan` of ``entry.missing()``; ``batches`` yields (batch, n) in the plan's order.
+def _fill(entry: CacheEntry, ranges, plan, batches, fn, backoff: Backoff, stage: Stage) -> None:
+    """Encode the given missing chunks and store each as soon as it is complete. ``plan`` is
+    :func:`_plan` of ``ranges``; ``batches`` yields (batch, n) in the plan's order.
     Embeddings are put back in item order before they are stored."""
     with progress.bar(stage.name.replace("_", " "), entry.n_items, unit=_UNITS.get(stage.name, "it"),
                       initial=entry.info.cached_items) as bar:
-        _fill_missing(entry, plan, batches, fn, backoff, stage, bar)
+        _fill_missing(entry, ranges, plan, batches, fn, backoff, stage, bar)
 
 
-def _fill_missing(entry: CacheEntry, plan, batches, fn, backoff: Backoff, stage: Stage, bar) -> None:
+def _fill_missing(entry: CacheEntry, ranges, plan, batches, fn, backoff: Backoff, stage: Stage, bar) -> None:
     import torch
 
+    from harness import distributed, faults
+
     it = iter(batches)
-    for (start, end), chunk in zip(entry.missing(), plan):
+    for (start, end), chunk in zip(ranges, plan):
         outs = []
         for _ in chunk:
             batch, n = next(it)
@@ -164,6 +167,7 @@ def _fill_missing(entry: CacheEntry, plan, batches, fn, backoff: Backoff, stage:
         if not torch.equal(order, torch.arange(end - start)):
             emb = emb[torch.argsort(order)]
         entry.put(start, end, {EMBEDDING: emb})
+        faults.maybe("encode", distributed.current().rank)
 
 
 def _image_identity(model, images: ImageSet) -> dict:
@@ -181,7 +185,8 @@ def encode_images(model, images: ImageSet, opts: EncodeOptions, stage: Stage):
     stored = opts.cache is not None and opts.cache.root is not None
     entry = _entry(opts, "images", _image_identity(model, images) if stored else {}, len(images))
     backoff = Backoff(opts.batch_size, opts.device)
-    plan = _plan(entry.missing(), opts.batch_size)
+    ranges = shard_plan.my_ranges(entry)  # all missing chunks in one process
+    plan = _plan(ranges, opts.batch_size)
     if plan:
         cuda = str(opts.device).startswith("cuda")
         loader = DataLoader(
@@ -191,8 +196,9 @@ def encode_images(model, images: ImageSet, opts: EncodeOptions, stage: Stage):
             pin_memory=cuda,  # page-locked batches let the adapter's .to(non_blocking=True) overlap
             prefetch_factor=2 if opts.num_workers else None,
         )
-        _fill(entry, plan, ((px, len(px)) for px in loader), model.encode_images, backoff, stage)
-    return _finish(entry, stage, backoff, opts.device, model.embed_dim)
+        _fill(entry, ranges, plan, ((px, len(px)) for px in loader), model.encode_images, backoff, stage)
+    shard_plan.exchange(entry)
+    return _finish(entry, stage, backoff, opts.device, model.embed_dim, ranges)
 
 
 def _tokenizer_identity(model) -> str:
@@ -215,11 +221,13 @@ def encode_texts(model, texts: Sequence[str], opts: EncodeOptions, stage: Stage)
         ident["tokenizer"] = _tokenizer_identity(model)
     entry = _entry(opts, "texts", ident, len(texts))
     backoff = Backoff(opts.batch_size, opts.device)
-    plan = _plan(entry.missing(), opts.batch_size, longest_first=lambda i: len(texts[i]))
+    ranges = shard_plan.my_ranges(entry)
+    plan = _plan(ranges, opts.batch_size, longest_first=lambda i: len(texts[i]))
     if plan:
         def encode(batch: list[str]):
             return model.encode_texts(model.tokenize(batch))
 
         batches = (([texts[i] for i in idx], len(idx)) for chunk in plan for idx in chunk)
-        _fill(entry, plan, batches, encode, backoff, stage)
-    return _finish(entry, stage, backoff, opts.device, model.embed_dim)
+        _fill(entry, ranges, plan, batches, encode, backoff, stage)
+    shard_plan.exchange(entry)
+    return _finish(entry, stage, backoff, opts.device, model.embed_dim, ranges)

@@ -62,11 +62,13 @@ def text_features(model, captions: Sequence[str], caption_ids, opts: EncodeOptio
 
 
 def score_pair_index(model, images: ImageSet, captions: Sequence[str], pairs, opts: EncodeOptions,
-                     stage: Stage, pair_batch: int = DEFAULT_PAIR_BATCH, bar=NULL_BAR):
+                     stage: Stage, pair_batch: int = DEFAULT_PAIR_BATCH, bar=NULL_BAR, owned=None):
     """Scores (P,) float32 (CPU) for ``pairs`` (P, 2) = rows of (image id, caption id).
 
     ``stage`` times the whole pass; its items are pairs, so items/s is pairs/s. ``bar``
-    (:func:`harness.progress.bar`) counts the pairs scored.
+    (:func:`harness.progress.bar`) counts the pairs scored. With ``owned`` (image-batch
+    index -> bool; a rank of a sharded run) only those batches of images are scored, the
+    other pairs' scores are 0, and every batch is the one a single process forms.
     """
     import torch
     from torch.utils.data import DataLoader
@@ -83,14 +85,17 @@ def score_pair_index(model, images: ImageSet, captions: Sequence[str], pairs, op
         txt = text_features(model, captions, cap_ids, opts)
         cap_row = torch.full((len(captions),), -1, dtype=torch.long)
         cap_row[cap_ids] = torch.arange(len(cap_ids))
+    n_ids, bs = len(image_ids), opts.batch_size
+    starts = [s for i, s in enumerate(range(0, n_ids, bs)) if owned is None or owned(i)]
     loader = DataLoader(_ImageSubset(images, image_ids.tolist(), model.image_transform()),
-                        batch_size=opts.batch_size, shuffle=False, num_workers=opts.num_workers,
-                        pin_memory=str(opts.device).startswith("cuda"))
+                        batch_sampler=[list(range(s, min(s + bs, n_ids))) for s in starts],
+                        num_workers=opts.num_workers, pin_memory=str(opts.device).startswith("cuda"))
     sorted_pairs = pairs[order]
     bounds = torch.searchsorted(sorted_pairs[:, 0].contiguous(), image_ids)  # first pair per image
     bounds = torch.cat([bounds, torch.tensor([len(pairs)])])
-    done = 0
-    for pixels in loader:
+    if owned is not None:
+        scores.zero_()
+    for done, pixels in zip(starts, loader):
         first, last = done, done + len(pixels)
         lo, hi = int(bounds[first]), int(bounds[last])
         chunk = sorted_pairs[lo:hi]
@@ -105,5 +110,4 @@ def score_pair_index(model, images: ImageSet, captions: Sequence[str], pairs, op
                     out = model.score_pairs(img[local[sel]], [captions[c] for c in chunk[sel, 1].tolist()])
             scores[order[lo + s:lo + s + len(chunk[sel])]] = out.detach().float().cpu()
             bar.update(len(out))  # outside the timed block
-        done = last
     return scores

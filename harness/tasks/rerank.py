@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from harness import progress
+from harness import progress, shard_plan
 from harness.datasets.base import RetrievalData
 from harness.measure import Stage
 from harness.tasks.encode import EncodeOptions
@@ -169,8 +169,10 @@ def rerank_ranks(cross, data: RetrievalData, image_emb, text_emb, plan: RerankPl
     unique, inverse = torch.unique(keys, return_inverse=True)
     pairs = torch.stack([unique // m, unique % m], 1)
     with rerank_stage, progress.bar("rerank", len(pairs), unit="pair") as bar:
+        # a sharded run: each rank scores its image batches, then all ranks get all
         scores = score_pair_index(cross, data.images, data.captions, pairs, opts, rerank_stage, plan.pair_batch,
-                                  bar)
+                                  bar, owned=shard_plan.pair_batches_owned())
+    scores = shard_plan.gather_scores(scores)
     scored = scores[inverse]
     n_t2i, n_i2t = t2i_pairs.shape[0], i2t_pairs.shape[0]
     t2i, i2t = cand.ranks(scored[:n_t2i], scored[n_t2i:n_t2i + n_i2t])

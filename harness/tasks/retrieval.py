@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from harness import shard_plan
 from harness.datasets.base import RetrievalData
 from harness.keys import QueryKey
 from harness.measure import Stage
@@ -29,7 +30,7 @@ def evaluate(model, data: RetrievalData, opts: EncodeOptions, plan: RerankPlan |
     image_emb, text_emb, stages = _embed(model, data, opts)
     gt = torch.as_tensor(data.caption_to_image, dtype=torch.long, device=image_emb.device)
     with Stage("scoring", opts.device, warmup=0) as score_stage:
-        t2i, i2t = M.retrieval_ranks(image_emb, text_emb, gt)
+        t2i, i2t = shard_plan.retrieval_ranks(image_emb, text_emb, gt, opts.shard_gallery)  # M.retrieval_ranks alone
         score_stage.add_items(len(t2i) + len(i2t))
     metrics = {k.value: float(v) for k, v in M.metrics_from_ranks(t2i, i2t).items()}
     groups = {}
