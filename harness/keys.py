@@ -12,7 +12,7 @@ from __future__ import annotations
 from enum import Enum
 
 __all__ = ["MetricKey", "QueryKey", "CaptionKey", "HARD_NEGATIVE_PREFIX", "hard_negative_key", "is_hard_negative_key",
-           "is_caption_selection_key", "KENDALL_KEYS"]
+           "is_caption_selection_key", "AgreementKey", "KENDALL_KEYS"]
 
 
 class MetricKey(str, Enum):
@@ -37,9 +37,6 @@ class MetricKey(str, Enum):
     ACC5 = "acc5"
     MACRO_F1 = "macro_f1"
     BALANCED_ACC = "balanced_acc"
-    # human_agreement: Kendall tau x 100 of model scores vs human judgments (CLIPScore protocol)
-    KENDALL_TAU_C = "kendall_tau_c"  # Flickr8k-Expert
-    KENDALL_TAU_B = "kendall_tau_b"  # Flickr8k-CF
 
     def __str__(self) -> str:  # Python 3.11 changed str() of mixin enums; keep the value
         return self.value
@@ -138,4 +135,12 @@ def is_caption_selection_key(key: str) -> bool:
     key = str(key)
     return key in CAPTION_SELECTION_KEYS or (key.startswith("acc_") and len(key) > 4 and not key.endswith(("_lo", "_hi")))
 # Kendall variant -> the record key it is reported under
-KENDALL_KEYS = {"b": MetricKey.KENDALL_TAU_B.value, "c": MetricKey.KENDALL_TAU_C.value}
+class AgreementKey(_Named):
+    """human_agreement record keys: Kendall tau x 100 of model scores against human judgments
+    (CLIPScore's protocol, Hessel et al. 2021): tau-c on Flickr8k-Expert, tau-b on Flickr8k-CF."""
+
+    KENDALL_TAU_C = "kendall_tau_c"
+    KENDALL_TAU_B = "kendall_tau_b"
+
+
+KENDALL_KEYS = {"b": AgreementKey.KENDALL_TAU_B.value, "c": AgreementKey.KENDALL_TAU_C.value}

@@ -110,7 +110,8 @@ def run_one(spec: RunSpec, results_root: Path, force: bool = False) -> RunOutcom
     with Stage("data_load", ropts.device, warmup=0) as load_stage:
         data = shard_plan.rank0_first(lambda: _load_data(dmeta, tmeta, split, opts))
         load_stage.add_items(len(data.images))
-    run_key = _run_key(meta, dmeta, tmeta, split, data, opts)
+    images = images_content(data, opts)
+    run_key = _run_key(meta, dmeta, tmeta, split, data, opts, images)
     path = store.record_path(results_root, meta.name, dmeta.name, split, tmeta.name, run_key)
     if distributed.gather_objects(path.exists() and not force)[0]:  # rank 0 decides for all
         try:
@@ -163,9 +164,9 @@ def _load_data(dmeta, tmeta, split: str, opts: RunOptions):
                                      cache_dir=opts.cache_dir, limit=opts.limit, seed=opts.seed, strict=opts.strict))
 
 
-def _run_key(meta, dmeta, tmeta, split: str, data, opts: RunOptions) -> str:
+def _run_key(meta, dmeta, tmeta, split: str, data, opts: RunOptions, images: dict) -> str:
     return fingerprint(meta.name, meta.source, dmeta.name, split, data.fingerprint, tmeta.name, opts.keyed(),
-                       *weights_content(meta, opts), images_content(data, opts))
+                       *weights_content(meta, opts), images)
 
 
 def existing_record(spec: RunSpec, results_root: Path) -> Path | None:
@@ -175,7 +176,8 @@ def existing_record(spec: RunSpec, results_root: Path) -> Path | None:
     dmeta, tmeta = DATASETS.get(spec.dataset), TASKS.get(spec.task)
     split = spec.split or dmeta.default_split
     opts = rerank_settings(meta, tmeta.name, spec.options)
-    key = _run_key(meta, dmeta, tmeta, split, _load_data(dmeta, tmeta, split, opts), opts)
+    data = _load_data(dmeta, tmeta, split, opts)
+    key = _run_key(meta, dmeta, tmeta, split, data, opts, images_content(data, opts))
     path = store.record_path(results_root, meta.name, dmeta.name, split, tmeta.name, key)
     try:
         return path if path.exists() and store.read_record(path) else None
