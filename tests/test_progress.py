@@ -177,7 +177,7 @@ def _lines(out: str) -> list[str]:
 
 def test_no_terminal_prints_one_line_per_run_and_nothing_else(capsys, tmp_path) -> None:
     args = ("run", "--model", "tiny-clip-synth", "--dataset", "synthetic", "--limit", "24", "--workers", "0",
-            "--results", str(tmp_path))
+            "--task", "retrieval", "--task", "zeroshot", "--results", str(tmp_path))
     code, out, err = run_cli(capsys, *args)
     assert code == 0 and err == ""
     lines = _lines(out)
@@ -188,7 +188,8 @@ def test_no_terminal_prints_one_line_per_run_and_nothing_else(capsys, tmp_path) 
 
 def test_forced_progress_counts_every_item_on_stderr(capsys, tmp_path) -> None:
     code, out, err = run_cli(capsys, "run", "--model", "tiny-clip-synth", "--dataset", "synthetic", "--limit", "24",
-                             "--workers", "0", "--results", str(tmp_path), "--no-cache", "--progress")
+                             "--workers", "0", "--task", "retrieval", "--task", "zeroshot", "--results", str(tmp_path),
+                             "--no-cache", "--progress")
     assert code == 0 and len(_lines(out)) == 2  # stdout unchanged: bars go to stderr
     records = {}
     for path in tmp_path.rglob("*.json"):

@@ -323,9 +323,9 @@ def test_runner_reranks_a_registered_cross_encoder(tmp_path, monkeypatch):
 def test_expand_gives_blip_two_retrieval_rows_and_cross_encoders_no_zeroshot():
     from harness.runner import RunOptions, expand
 
-    # synthetic also offers caption_selection (issue 12), which gets BLIP's two rows too
+    # synthetic also offers caption_selection (issue 12), which gets BLIP's two rows too, and linear_probe
     blip = expand("blip", "synthetic", None, "test", RunOptions())
-    assert sorted((s.task, str(s.options.rerank_k)) for s in blip if s.task != "caption_selection") == [
+    assert sorted((s.task, str(s.options.rerank_k)) for s in blip if s.task in ("retrieval", "zeroshot")) == [
         ("retrieval", "0"), ("retrieval", "None"), ("zeroshot", "None")]
     assert sorted(str(s.options.rerank_k) for s in blip if s.task == "caption_selection") == ["0", "None"]
     vilt = expand("vilt", "synthetic", None, "test", RunOptions())
