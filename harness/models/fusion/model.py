@@ -83,7 +83,7 @@ def param_count(path: str | Path) -> int | None:
 
     try:
         header = W.safetensors_header(path)
-        towers = TowerSpec(**json.loads(header["__metadata__"][METADATA_KEY])["towers"])
+        towers = _towers_in(header)
         parts = [ENCODERS.get(towers.image_encoder).params, ENCODERS.get(towers.text_encoder).params]
     except (OSError, ValueError, KeyError, TypeError):
         return None  # missing or foreign file, unknown tower: the listing shows "-"
@@ -91,8 +91,29 @@ def param_count(path: str | Path) -> int | None:
 
 
 def local_files(name: str, weights: str | None) -> list[Path]:
-    """The one file :func:`load_fusion` reads the head from (the towers are pip packages)."""
-    return [Path(weights).expanduser() if weights else checkpoint_path(name)]
+    """What :func:`load_fusion` reads: the head's checkpoint, then the files of the frozen
+    towers its metadata names (``EncoderMeta.files``: weights packages, tokeniser). Only the
+    head when its header cannot be read; loading then reports why."""
+    head = Path(weights).expanduser() if weights else checkpoint_path(name)
+    try:
+        towers = _header_towers(head)
+    except (OSError, ValueError, KeyError, TypeError):
+        return [head]
+    return [head, *_tower_files(towers)]
+
+
+def _header_towers(path: Path) -> TowerSpec:
+    return _towers_in(W.safetensors_header(path))
+
+
+def _towers_in(header: dict) -> TowerSpec:
+    return TowerSpec(**json.loads(header["__metadata__"][METADATA_KEY])["towers"])
+
+
+def _tower_files(towers: TowerSpec) -> list[Path]:
+    from harness.models.encoders import ENCODERS
+
+    return [f for enc in (towers.image_encoder, towers.text_encoder) for f in ENCODERS.get(enc).files()]
 
 
 def card_path(checkpoint: str | Path) -> Path:
@@ -229,7 +250,8 @@ def load_fusion(name: str, options: LoadOptions):
     if head.cfg.kind != spec.head:
         raise WeightsUnavailableError(f"{name}: {path} holds a {head.cfg.kind} head, expected {spec.head}")
     towers = load_towers(towers_spec, options)
-    return wrap(name, head, towers, {"id": str(path), "sha256": W.file_digest(path)})
+    # the towers' own checkpoints (ids + sha256) are part of what the numbers depend on
+    return wrap(name, head, towers, {"id": str(path), "sha256": W.file_digest(path), "components": towers.checkpoint})
 
 
 def register(models) -> None:
