@@ -194,6 +194,30 @@ def load_baseline(path: Path) -> dict:
     return raw
 
 
+def only_models(baseline: dict, names: list[str], where: str) -> dict:
+    """The baseline restricted to the named models' entries (aliases resolved). A name with
+    no entry is a CheckError naming the file's models: a check must compare something."""
+    wanted = {_canonical_model(n): n for n in names}
+    have = sorted({e.get("model") for e in baseline["entries"]})
+    absent = [n for name, n in wanted.items() if name not in have]
+    if absent:
+        raise CheckError(f"{where}: no baseline entries for {', '.join(map(repr, absent))}; "
+                         f"its models: {', '.join(have)}")
+    return {**baseline, "entries": [e for e in baseline["entries"] if e.get("model") in wanted]}
+
+
+def _canonical_model(name: str) -> str:
+    """A registered model's name for an alias; other names (imported runs, models registered
+    by a plugin not loaded here) as given."""
+    from harness.models import resolve
+    from harness.registry import UnknownNameError
+
+    try:
+        return resolve(name).name
+    except UnknownNameError:
+        return name
+
+
 def _entry_name(e: dict) -> str:
     return (f"{_run_name(e)} on {e.get('dataset')}/{e.get('split')}, {e.get('task')}, "
             f"{e.get('precision')}/{e.get('device')}")

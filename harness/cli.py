@@ -79,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sweep", help="run every entry of a suite (skips runs already in the store)")
     p.add_argument("--suite", required=True, help="suite name (vlbench list suites) or a YAML path")
+    p.add_argument("--model", dest="only_models", action="append", default=None, metavar="NAME",
+                   help="run only the suite's runs of this model (repeatable)")
     _add_run_options(p)
     _add_executor_options(p)
 
@@ -137,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", default=None, help="baseline JSON file (vlbench baseline update writes one)")
     p.add_argument("--results", default=None, help="results folder (env VLBENCH_RESULTS, default results/)")
     p.add_argument("--no-throughput", action="store_true", help="check accuracy only, not items/s")
+    p.add_argument("--model", dest="only_models", action="append", default=None, metavar="NAME",
+                   help="with --baseline: compare only this model's baseline entries (repeatable; "
+                        "an error when the baseline has none)")
     p.add_argument("--throughput-ratios", default=None, metavar="FILE",
                    help="run the ratio benchmarks (harness path vs bare reference, interleaved) and fail when "
                         "a median ratio falls below its floor in FILE (benchmarks/baselines/perf_ratios.json); "

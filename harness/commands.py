@@ -166,6 +166,8 @@ def cmd_sweep(args) -> int:
                         "--executor ray to spread the runs (torchrun is for one `vlbench run`)")
     suite = get_suite(args.suite)
     specs = suite_specs(suite, _run_options(args))
+    if args.only_models:
+        specs = _only_models(specs, args.only_models, f"suite {suite.name}")
     print(f"suite {suite.name}: {len(specs)} runs -> {results_arg(args)} (executor {args.executor})", flush=True)
     if args.executor == "ray":
         from harness.executors import RayOptions, ray_sweep
@@ -174,6 +176,19 @@ def cmd_sweep(args) -> int:
                          RayOptions(address=args.ray_address, gpus_per_run=args.gpus_per_run,
                                     cpus_per_run=args.cpus_per_run, max_retries=args.max_retries))
     return _run_specs(specs, results_arg(args), args.force, keep_going=True, overall=f"suite {suite.name}")
+
+
+def _only_models(specs: list, names: list[str], where: str) -> list:
+    """The specs of the named models (aliases resolved); a name with none is an error naming
+    the models ``where`` has, not an empty sweep that passes."""
+    from harness.models import resolve
+
+    wanted = {resolve(n).name: n for n in names}
+    have = sorted({s.model for s in specs})
+    absent = [n for name, n in wanted.items() if name not in have]
+    if absent:
+        raise UserError(f"{where} has no runs of {', '.join(map(repr, absent))}; its models: {', '.join(have)}")
+    return [s for s in specs if s.model in wanted]
 
 
 def cmd_data(args) -> int:
@@ -249,6 +264,8 @@ def _baseline_check(args) -> int:
     from harness import check
 
     baseline = check.load_baseline(Path(args.baseline))
+    if args.only_models:
+        baseline = check.only_models(baseline, args.only_models, args.baseline)
     findings = check.compare(check.load_records(results_arg(args)), baseline, throughput=not args.no_throughput)
     print(f"baseline {args.baseline} (suite {baseline.get('suite')}) vs {results_arg(args)}")
     print(check.format_findings(findings))

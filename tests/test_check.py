@@ -366,3 +366,19 @@ def test_baseline_update_keeps_only_finite_metrics():
         check.make_baseline([rec], "s")
     with pytest.raises(check.CheckError, match="no records"):
         check.make_baseline([], "s")
+
+
+def test_model_filter_compares_only_that_models_entries(baseline, tmp_path, capsys):
+    results = populate(tmp_path / "cur", skip=(RUNS[-1],))  # one run of another model missing
+    code, out, _ = check_against(capsys, baseline, results)
+    assert code == 1 and "no current record" in out
+    only = sorted({m for m, _ in RUNS if m != RUNS[-1][0]})
+    code, out, _ = check_against(capsys, baseline, results, *[a for m in only for a in ("--model", m)])
+    assert code == 0, out
+    assert "REGRESSION" not in out and "big-clip" not in out
+
+
+def test_model_filter_naming_no_entry_is_an_error_not_an_empty_pass(baseline, tmp_path, capsys):
+    code, out, err = check_against(capsys, baseline, populate(tmp_path / "cur"), "--model", "tiny-clip-synth")
+    assert code == 2 and "no baseline entries for 'tiny-clip-synth'" in err and str(baseline) in err
+    assert "its models:" in err and out == ""

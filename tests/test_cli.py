@@ -142,6 +142,21 @@ def test_sweep_runs_suite_file_and_resumes(capsys, tmp_path, monkeypatch):
     assert code == 0 and out.count("skipped") == 2
 
 
+def test_sweep_model_filter_runs_only_that_models_runs(capsys, tmp_path):
+    suite = tmp_path / "mini.yaml"
+    suite.write_text("name: mini\nruns:\n  - models: [tiny-clip-random, tiny-clip-synth]\n    datasets: synthetic\n"
+                     "    tasks: [zeroshot]\n    limit: 24\n")
+    results = tmp_path / "res"
+    code, out, err = run_cli(capsys, "sweep", "--suite", str(suite), "--model", "tiny-clip-random", "--workers", "0",
+                             "--results", str(results))
+    assert code == 0, err
+    assert "1 runs" in out and "tiny-clip-random" in out and "tiny-clip-synth " not in out
+    code, _, err = run_cli(capsys, "sweep", "--suite", str(suite), "--model", "fusion-late-synth",
+                           "--results", str(results))
+    assert code == 2 and "suite mini has no runs of 'fusion-late-synth'" in err
+    assert "its models: tiny-clip-random, tiny-clip-synth" in err
+
+
 def test_bad_suite_names_file_and_key(capsys, tmp_path):
     suite = tmp_path / "bad.yaml"
     suite.write_text("runs:\n  - models: [a]\n    datasets: [b]\n    taks: [retrieval]\n")
