@@ -101,3 +101,59 @@ def test_unpacked_wheel_runs_without_a_checkout_and_takes_user_files(wheel, tmp_
                                 capture_output=True, text=True, timeout=120)
         assert listed.returncode == 0, listed.stderr[-2000:]
         assert all(n in listed.stdout.split() for n in names), (what, listed.stdout)
+
+
+def _imports(tree) -> tuple[set[str], set[str]]:
+    """(top-level modules imported anywhere, those imported only inside ``try: ... except
+    ImportError``), lazy imports in functions included."""
+    import ast
+
+    every, guarded = set(), set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Try) and any(
+                isinstance(h.type, ast.Name) and h.type.id in ("ImportError", "ModuleNotFoundError")
+                for h in node.handlers):
+            guarded |= {n for stmt in node.body for n in _names(stmt)}
+        every |= set(_names(node)) if isinstance(node, (ast.Import, ast.ImportFrom)) else set()
+    return every, guarded
+
+
+def _names(node) -> list[str]:
+    import ast
+
+    if isinstance(node, ast.Import):
+        return [a.name.split(".")[0] for a in node.names]
+    if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+        return [node.module.split(".")[0]]
+    return []
+
+
+def test_every_third_party_import_is_a_declared_dependency(wheel):
+    """CI installs the wheel with --no-deps beside make setup's environment (which resolves the
+    same pyproject), so this is where an import of an undeclared package -- one that only the
+    test extra or a dependency's dependency brings -- fails: each third-party module that
+    harness/ or leaderboard/ imports is a base Requires-Dist of the wheel, unless every import
+    of it sits in a ``try/except ImportError`` that names what to install (ray, pyarrow)."""
+    import ast
+    import importlib.metadata as md
+    import re
+
+    norm = lambda name: re.sub(r"[-_.]+", "-", name).lower()  # noqa: E731 - PEP 503
+    with zipfile.ZipFile(wheel) as zf:
+        meta = next(n for n in zf.namelist() if n.endswith(".dist-info/METADATA"))
+        requires = [ln.split(":", 1)[1].strip() for ln in zf.read(meta).decode().splitlines()
+                    if ln.startswith("Requires-Dist:")]
+    base = {norm(re.split(r"[ ;<>=!~\[]", r, maxsplit=1)[0]) for r in requires if "extra ==" not in r}
+    dists = md.packages_distributions()
+    unguarded, seen = {}, set()
+    for path in sorted([*ROOT.glob("harness/**/*.py"), *ROOT.glob("leaderboard/**/*.py")]):
+        every, guarded = _imports(ast.parse(path.read_text(encoding="utf-8")))
+        third = every - set(sys.stdlib_module_names) - {"harness", "leaderboard", "__future__"}
+        seen |= third
+        for mod in third - guarded:
+            unguarded.setdefault(mod, str(path.relative_to(ROOT)))
+    assert {"torch", "open_clip", "tqdm", "yaml", "ray"} <= seen  # the scan found the imports it must
+    undeclared = {mod: (where, dists.get(mod)) for mod, where in unguarded.items()
+                  if not any(norm(d) in base for d in dists.get(mod, [mod]))}
+    assert not undeclared, f"imported but not a base dependency in pyproject.toml: {undeclared}"
+    assert "ray" not in unguarded  # the optional extra stays optional
