@@ -164,9 +164,9 @@ def test_slow_process_exit_fails_the_whole_process_gate(tmp_path):
 
     (committed,) = gate.load_floors(FLOORS, only=["process"])
     opts = replace(committed.options, items=8, batch_size=8, repeats=1, warmup=0)
-    planted = whole_process(opts, plant_path=perf_plants.slow_process_exit(tmp_path, factor=4.0))
+    planted = whole_process(opts, plant_path=perf_plants.slow_process_exit(tmp_path, factor=2.5))
     # one pair of processes: at load 25 a bare process alone took 0.5-2x a vlbench run, so the
-    # plant makes vlbench 5x slower than itself, not merely 2x slower than the bare process
+    # plant makes vlbench 3.5x slower than itself, not merely 2x slower than the bare process
     assert gate.evaluate(committed, planted).status == "regression", planted
     assert planted.extra["stage_floor_s"] > 0
 
