@@ -324,7 +324,8 @@ def encode_cache(opts: RunOptions, meta, model, data, split: str) -> EncodeCache
     identity = {"model": meta.name, "source": meta.source, **_content_identity(ckpt), "weights": weights,
                 "precision": opts.precision.value, "device_type": opts.device.split(":")[0],
                 "dataset": data.name, "split": split, "dataset_fingerprint": data.fingerprint}
-    return EncodeCache(root=str(cache_root(opts.cache_dir)), identity=identity, chunk_items=_chunk_items(opts))
+    return EncodeCache(root=str(cache_root(opts.cache_dir)), identity=identity, chunk_items=_chunk_items(opts),
+                       digest_dir=opts.cache_dir)
 
 
 def _content_identity(ckpt: dict) -> dict:

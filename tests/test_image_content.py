@@ -195,3 +195,17 @@ def test_embedding_cache_key_follows_image_content(tmp_path):
     before = _image_identity(Model(), ImageSet([f]))
     f.write_bytes(b"other")
     assert _image_identity(Model(), ImageSet([f])) != before
+
+
+def test_a_run_with_its_own_cache_dir_reads_and_writes_one_digest_table(tmp_path, vlbench_cache, monkeypatch,
+                                                                        no_racy_window):
+    """The run key and the embedding-cache key read the same table (the run's cache_dir), so a
+    first run hashes each image once and leaves no second table in $VLBENCH_CACHE."""
+    flickr8k_copy(tmp_path / "data", vlbench_cache)
+    read = _counting(monkeypatch)
+    own = tmp_path / "own-cache"
+    done = run(spec(tmp_path / "data", cache_dir=str(own)), tmp_path / "results")
+    assert done.status == runner.RunStatus.DONE and not done.record.timings["image_encode"].cached
+    assert sorted(read) == sorted(set(read)) and len(read) == N_IMAGES  # each image hashed once
+    assert list((own / digests.FOLDER).iterdir())
+    assert not (vlbench_cache / digests.FOLDER).exists() or not list((vlbench_cache / digests.FOLDER).iterdir())

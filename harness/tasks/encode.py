@@ -38,6 +38,7 @@ class EncodeCache:
     root: str | None
     identity: dict[str, Any] = field(default_factory=dict)
     chunk_items: int = DEFAULT_CHUNK_ITEMS
+    digest_dir: str | None = None  # the run's cache_dir: the image-digest table its run key read
 
 
 @dataclass(frozen=True)
@@ -170,11 +171,12 @@ def _fill_missing(entry: CacheEntry, ranges, plan, batches, fn, backoff: Backoff
         faults.maybe("encode", distributed.current().rank)
 
 
-def _image_identity(model, images: ImageSet) -> dict:
-    """The images by content (a file rewritten under its old name is a new entry), not by path."""
+def _image_identity(model, images: ImageSet, digest_dir: str | None) -> dict:
+    """The images by content (a file rewritten under its old name is a new entry), not by path;
+    read from the same digest table as the run key (so no file is hashed twice)."""
     from harness.digests import images_digest
 
-    return {"images": len(images), "image_content": images_digest(images),
+    return {"images": len(images), "image_content": images_digest(images, digest_dir),
             "preprocess": identity_of(model.image_transform())}
 
 
@@ -183,7 +185,7 @@ def encode_images(model, images: ImageSet, opts: EncodeOptions, stage: Stage):
     from torch.utils.data import DataLoader
 
     stored = opts.cache is not None and opts.cache.root is not None
-    entry = _entry(opts, "images", _image_identity(model, images) if stored else {}, len(images))
+    entry = _entry(opts, "images", _image_identity(model, images, opts.cache.digest_dir) if stored else {}, len(images))
     backoff = Backoff(opts.batch_size, opts.device)
     ranges = shard_plan.my_ranges(entry)  # all missing chunks in one process
     plan = _plan(ranges, opts.batch_size)
