@@ -12,6 +12,7 @@ import pytest
 from conftest import FLICKR8K, needs_flickr8k
 from imagefiles import jpeg_bytes
 from judgment_fixture import write_fixture
+from tests.fakes import TableDual, id_pixels
 
 from harness import agreement as A
 from harness.datasets import DATASETS, DatasetError, DatasetRequest, TaskKind
@@ -210,12 +211,6 @@ def test_real_copy_lacks_the_test_images() -> None:
 
 # -------------------------------------------------------------------------------------- task
 
-def _ids(i):  # module level: picklable
-    import torch
-
-    return torch.tensor([float(i)])
-
-
 class _Images:
     """Images are their indices (fake models look scores up)."""
 
@@ -232,27 +227,6 @@ class _Images:
         return _Images(len(keep))
 
 
-class TableDual:
-    name, embed_dim = "table-dual", 8
-
-    def __init__(self, img, txt):
-        self.img, self.txt = img, txt
-
-    def image_transform(self):
-        return _ids
-
-    def tokenize(self, texts):
-        import torch
-
-        return torch.tensor([int(t[1:]) for t in texts])
-
-    def encode_images(self, pixels):
-        return self.img[pixels[:, 0].long()]
-
-    def encode_texts(self, tokens):
-        return self.txt[tokens]
-
-
 class PairTable:
     """A cross-encoder whose match score is a fixed table [image, caption]."""
 
@@ -262,7 +236,7 @@ class PairTable:
         self.table = table
 
     def image_transform(self):
-        return _ids
+        return id_pixels
 
     def score_pairs(self, pixels, texts):
         import torch

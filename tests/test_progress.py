@@ -141,12 +141,13 @@ def test_bar_updates_stay_outside_the_timed_batches(monkeypatch) -> None:
 
 
 def test_rerank_bar_counts_every_scored_pair(capsys) -> None:
-    from tests.test_rerank import PlainScorer, TableDual, make_data, oracle, run
+    from tests.fakes import TableDual
+    from tests.test_rerank import PlainScorer, make_data, oracle, run
 
     data = make_data()
     cross = PlainScorer(oracle(data))
     with progress.session(ProgressPolicy(show=True)):
-        result = run(cross, data, prefilter=TableDual(len(data.images), len(data.captions)), k=5)
+        result = run(cross, data, prefilter=TableDual.random(len(data.images), len(data.captions)), k=5)
     pairs = cross.pairs_seen
     assert pairs > 0 and result.timings["rerank"].items == pairs
     assert final_counts(capsys.readouterr().err)["rerank"] == [(pairs, pairs)]

@@ -11,6 +11,7 @@ from harness.interfaces import CrossEncoder, DualEncoder, FactoredCrossEncoder, 
 from harness.tasks import rerank, retrieval
 from harness.tasks.encode import EncodeOptions
 from harness.tasks.hard_negatives import hard_negative_accuracy
+from tests.fakes import TableDual, id_pixels
 
 OPTS = EncodeOptions(batch_size=8)
 
@@ -27,39 +28,12 @@ class IdImages(ImageSet):
         return index
 
 
-def id_pixels(i):  # module level: picklable for loader workers
-    return torch.tensor([float(i)])
-
-
 def make_data(n_images=12, per_image=3, seed=0):
     g = torch.Generator().manual_seed(seed)
     c2i = torch.arange(n_images).repeat_interleave(per_image)[torch.randperm(n_images * per_image, generator=g)]
     captions = [f"c{j}" for j in range(len(c2i))]
     # one caption-less distractor image at the end
     return RetrievalData("toy", "test", IdImages(n_images + 1), captions, c2i.tolist(), "fp")
-
-
-class TableDual:
-    """A dual encoder with seeded random unit embeddings per image id / caption id."""
-
-    name, embed_dim = "table-dual", 16
-
-    def __init__(self, n_images, n_captions, seed=1):
-        g = torch.Generator().manual_seed(seed)
-        self.img = torch.nn.functional.normalize(torch.randn(n_images, 16, generator=g), dim=1)
-        self.txt = torch.nn.functional.normalize(torch.randn(n_captions, 16, generator=g), dim=1)
-
-    def image_transform(self):
-        return id_pixels
-
-    def tokenize(self, texts):
-        return torch.tensor([int(t[1:]) for t in texts])
-
-    def encode_images(self, pixels):
-        return self.img[pixels[:, 0].long()]
-
-    def encode_texts(self, tokens):
-        return self.txt[tokens]
 
 
 class FactoredScorer:
@@ -174,7 +148,7 @@ def prefilter_ranks(data, dual):
 @pytest.mark.parametrize("k", [1, 3, 5])
 def test_oracle_reaches_the_prefilter_recall_ceiling(k):
     data = make_data()
-    dual = TableDual(len(data.images), len(data.captions))
+    dual = TableDual.random(len(data.images), len(data.captions))
     t2i_pre, i2t_pre = prefilter_ranks(data, dual)
     res = run(FactoredScorer(oracle(data)), data, dual, k)
     t2i, i2t = torch.tensor(res.per_query["t2i_rank"]), torch.tensor(res.per_query["i2t_rank"])
@@ -187,7 +161,7 @@ def test_oracle_reaches_the_prefilter_recall_ceiling(k):
 
 def test_constant_scorer_keeps_the_prefilter_order():
     data = make_data()
-    dual = TableDual(len(data.images), len(data.captions))
+    dual = TableDual.random(len(data.images), len(data.captions))
     t2i_pre, i2t_pre = prefilter_ranks(data, dual)
     res = run(FactoredScorer(lambda i, c: torch.zeros(len(i))), data, dual, 6)
     assert res.per_query["t2i_rank"] == t2i_pre.tolist()
@@ -199,8 +173,8 @@ class TiedDual(TableDual):
 
     def __init__(self, n_images, n_captions, seed=3):
         g = torch.Generator().manual_seed(seed)
-        self.img = (torch.randint(0, 2, (n_images, 4), generator=g) - 0.5).float()
-        self.txt = (torch.randint(0, 2, (n_captions, 4), generator=g) - 0.5).float()
+        super().__init__((torch.randint(0, 2, (n_images, 4), generator=g) - 0.5).float(),
+                         (torch.randint(0, 2, (n_captions, 4), generator=g) - 0.5).float())
 
 
 @pytest.mark.parametrize("seed,k", [(0, 3), (1, 5), (2, 1)])
@@ -224,7 +198,7 @@ def test_fit_selection_and_run_rank_alike_with_ties(seed, k):
 
 def test_all_pairs_with_a_dot_product_scorer_equals_the_dual_encoder():
     data = make_data()
-    dual = TableDual(len(data.images), len(data.captions))
+    dual = TableDual.random(len(data.images), len(data.captions))
     dot = FactoredScorer(lambda i, c: (dual.img[i] * dual.txt[c]).sum(1))
     res = run(dot, data, prefilter=None)
     ref = retrieval.evaluate(dual, data, OPTS)
@@ -235,7 +209,7 @@ def test_all_pairs_with_a_dot_product_scorer_equals_the_dual_encoder():
 
 def test_each_image_and_caption_is_encoded_once_and_plain_scorers_agree():
     data = make_data(n_images=20, per_image=2)
-    dual = TableDual(len(data.images), len(data.captions))
+    dual = TableDual.random(len(data.images), len(data.captions))
     factored, plain = FactoredScorer(oracle(data)), PlainScorer(oracle(data))
     a, b = run(factored, data, dual, 4), run(plain, data, dual, 4)
     assert sorted(factored.images_seen) == sorted(set(factored.images_seen))  # vision tower once per image
@@ -249,7 +223,7 @@ def test_protocols_recognised():
     f = FactoredScorer(lambda i, c: i)
     assert isinstance(f, FactoredCrossEncoder) and isinstance(f, CrossEncoder)
     assert not isinstance(PlainScorer(None), FactoredCrossEncoder)
-    assert isinstance(TableDual(1, 1), DualEncoder)
+    assert isinstance(TableDual.random(1, 1), DualEncoder)
 
 
 def test_over_budget_without_prefilter_is_a_clear_error():
@@ -260,7 +234,7 @@ def test_over_budget_without_prefilter_is_a_clear_error():
 def test_cross_hard_negatives_equal_dual_ones_for_a_dot_scorer():
     data = make_data(n_images=6, per_image=2)
     data.info["hard_negative_pairs"] = [[0, 1, "colour_swap"], [2, 3, "relation_swap"], [4, 5, "shape_swap"]]
-    dual = TableDual(len(data.images), len(data.captions), seed=5)
+    dual = TableDual.random(len(data.images), len(data.captions), seed=5)
     dot = FactoredScorer(lambda i, c: (dual.img[i] * dual.txt[c]).sum(1))
     res = run(dot, data, prefilter=None)  # all pairs; the hard negatives ride in the same pass
     got = {k: v for k, v in res.metrics.items() if k.startswith("hn_")}
