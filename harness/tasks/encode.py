@@ -171,7 +171,7 @@ def _fill_missing(entry: CacheEntry, ranges, plan, batches, fn, backoff: Backoff
         faults.maybe("encode", distributed.current().rank)
 
 
-def _image_identity(model, images: ImageSet, digest_dir: str | None) -> dict:
+def _image_identity(model, images: ImageSet, digest_dir: str | None = None) -> dict:
     """The images by content (a file rewritten under its old name is a new entry), not by path;
     read from the same digest table as the run key (so no file is hashed twice)."""
     from harness.digests import images_digest
