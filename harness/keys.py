@@ -15,7 +15,14 @@ __all__ = ["MetricKey", "QueryKey", "CaptionKey", "HARD_NEGATIVE_PREFIX", "hard_
            "is_caption_selection_key", "AgreementKey", "KENDALL_KEYS"]
 
 
-class MetricKey(str, Enum):
+class _Named(str, Enum):
+    """A key enum whose str() is its value (Python 3.11 changed str() of mixin enums)."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class MetricKey(_Named):
     """Metric keys of result records; the value is the exact string stored.
 
     >>> MetricKey.T2I_R1.value, str(MetricKey.RSUM), MetricKey("acc5") is MetricKey.ACC5
@@ -38,11 +45,8 @@ class MetricKey(str, Enum):
     MACRO_F1 = "macro_f1"
     BALANCED_ACC = "balanced_acc"
 
-    def __str__(self) -> str:  # Python 3.11 changed str() of mixin enums; keep the value
-        return self.value
 
-
-class QueryKey(str, Enum):
+class QueryKey(_Named):
     """Keys of the per-query sidecar (beside ``run_key``); values are JSON lists, one entry per
     query. Retrieval: 1-based first-hit ranks per caption (t2i) and per captioned image (i2t);
     zero-shot: top-1 hit, top-1 predicted class and true class per image (``label`` since the
@@ -72,16 +76,6 @@ class QueryKey(str, Enum):
     SCORE = "score"
     HUMAN = "human"
     GROUP = "group"
-
-    def __str__(self) -> str:
-        return self.value
-
-
-class _Named(str, Enum):
-    """A key enum whose str() is its value (Python 3.11 changed str() of mixin enums)."""
-
-    def __str__(self) -> str:
-        return self.value
 
 
 class CaptionKey(_Named):
