@@ -211,8 +211,15 @@ def weights_identity(meta, weights: str | None) -> list | None:
     changed checkpoint changes the run key. None for weights resolved only at load (hub)."""
     from harness.models.weights import content_digest
 
-    files = meta.local_files(weights) if meta.local_files is not None else ([Path(weights)] if weights else [])
-    return [[Path(f).name, content_digest(f)] for f in files] or None
+    return [[Path(f).name, content_digest(f)] for f in _local_weight_files(meta, weights)] or None
+
+
+def _local_weight_files(meta, weights: str | None) -> list[Path]:
+    """The files a model's loader reads its weights from (``ModelMeta.local_files``, else
+    ``--weights PATH`` itself, else none: hub weights)."""
+    if meta.local_files is not None:
+        return meta.local_files(weights)
+    return [Path(weights)] if weights else []
 
 
 def _prefetch_digests(meta, opts: RunOptions) -> None:
@@ -221,8 +228,7 @@ def _prefetch_digests(meta, opts: RunOptions) -> None:
     from harness.models.weights import prefetch_digest
 
     try:
-        files = meta.local_files(opts.weights) if meta.local_files is not None else (
-            [Path(opts.weights)] if opts.weights else [])
+        files = _local_weight_files(meta, opts.weights)
     except Exception:  # noqa: BLE001 - weights_identity raises it with its own message
         return
     for f in files:
