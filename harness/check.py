@@ -194,16 +194,30 @@ def load_baseline(path: Path) -> dict:
     return raw
 
 
+def select_models(items: list, names: list[str], model_of, canonical=None) -> tuple[list, list[str], list[str]]:
+    """``(the items of the named models, the names with no item, every model the items hold)``;
+    ``canonical`` maps a name to the model's registered name (default: aliases resolved,
+    unregistered names kept as given). Callers raise on the second, so a narrowed sweep or
+    check never passes having nothing.
+
+    >>> select_models([{"m": "a"}, {"m": "b"}], ["b", "z"], lambda e: e["m"], canonical=str)
+    ([{'m': 'b'}], ['z'], ['a', 'b'])
+    """
+    canonical = canonical or _canonical_model
+    wanted = {canonical(n): n for n in names}
+    have = sorted({model_of(x) for x in items})
+    absent = [n for name, n in wanted.items() if name not in have]
+    return [x for x in items if model_of(x) in wanted], absent, have
+
+
 def only_models(baseline: dict, names: list[str], where: str) -> dict:
     """The baseline restricted to the named models' entries (aliases resolved). A name with
     no entry is a CheckError naming the file's models: a check must compare something."""
-    wanted = {_canonical_model(n): n for n in names}
-    have = sorted({e.get("model") for e in baseline["entries"]})
-    absent = [n for name, n in wanted.items() if name not in have]
+    entries, absent, have = select_models(baseline["entries"], names, lambda e: e.get("model"))
     if absent:
         raise CheckError(f"{where}: no baseline entries for {', '.join(map(repr, absent))}; "
                          f"its models: {', '.join(have)}")
-    return {**baseline, "entries": [e for e in baseline["entries"] if e.get("model") in wanted]}
+    return {**baseline, "entries": entries}
 
 
 def _canonical_model(name: str) -> str:

@@ -181,14 +181,14 @@ def cmd_sweep(args) -> int:
 def _only_models(specs: list, names: list[str], where: str) -> list:
     """The specs of the named models (aliases resolved); a name with none is an error naming
     the models ``where`` has, not an empty sweep that passes."""
+    from harness.check import select_models
     from harness.models import resolve
 
-    wanted = {resolve(n).name: n for n in names}
-    have = sorted({s.model for s in specs})
-    absent = [n for name, n in wanted.items() if name not in have]
+    # strict here: an unregistered name is the registry's error (with its did-you-mean)
+    kept, absent, have = select_models(specs, names, lambda s: s.model, canonical=lambda n: resolve(n).name)
     if absent:
         raise UserError(f"{where} has no runs of {', '.join(map(repr, absent))}; its models: {', '.join(have)}")
-    return [s for s in specs if s.model in wanted]
+    return kept
 
 
 def cmd_data(args) -> int:
