@@ -36,11 +36,6 @@ def run(cmd: list[str], root: Path) -> float:
     return wall
 
 
-def latest_record(results: Path) -> dict:
-    recs = [p for p in results.rglob("*.json") if not p.name.endswith(".queries.json")]
-    return json.loads(max(recs, key=lambda p: p.stat().st_mtime).read_text())
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--before", required=True, help="root of the other tree (holding its harness/)")
@@ -56,7 +51,7 @@ def main() -> None:
     args = ap.parse_args()
     sys.path.insert(0, args.after)
     from harness.perfgate.benches import BenchOptions
-    from harness.perfgate.process import vlbench_command, write_spec
+    from harness.perfgate.process import latest_record, stage_floor, vlbench_command, write_spec
 
     weights = str(Path(args.weights).resolve()) if args.weights else None
     opts = BenchOptions(model=args.model, items=args.limit or 10**9, batch_size=args.batch_size, dataset=args.dataset,
@@ -81,7 +76,7 @@ def main() -> None:
             wall = run(vlbench_command(opts, results), root)
             rec = latest_record(results)
             t = {k: v["seconds"] for k, v in rec["timings"].items()}
-            floor = t["model_load"] + t["image_encode"] + t["text_encode"]
+            floor = stage_floor(t)
             rows[side].append({"wall": wall, "floor": floor, "cpu": CPU["last"], **t})
             metrics.setdefault(side, rec["metrics"])
             print(f"round {r} {side:<7} wall {wall:7.2f}s  cpu {CPU['last']:7.2f}s  floor {floor:7.2f}s  ratio {wall / floor:.3f}  "

@@ -88,15 +88,31 @@ def whole_process(o, plant_path: str | None = None):
         return replace(m, extra=_stage_view(results, m.harness_s))
 
 
+FLOOR_STAGES = ("model_load", "image_encode", "text_encode")  # issue 15's floor of a whole run
+
+
+def stage_floor(stage_seconds: dict) -> float:
+    """Seconds of the floor stages (those a record lacks count 0)."""
+    return sum(stage_seconds.get(k, 0.0) for k in FLOOR_STAGES)
+
+
+def latest_record(results: Path) -> dict | None:
+    """The newest record under ``results`` as raw JSON (``store.iter_record_files``: no
+    sidecars, nothing in flight); None when there is none."""
+    from harness.store import iter_record_files
+
+    recs = iter_record_files(results) if results.is_dir() else []
+    return json.loads(max(recs, key=lambda p: p.stat().st_mtime).read_text()) if recs else None
+
+
 def _stage_view(results: Path, wall: float) -> dict:
     """The last record's stage seconds and the issue's ratio: wall / (load + encode)."""
-    recs = [p for p in results.rglob("*.json") if not p.name.endswith(".queries.json")]
-    if not recs:
+    rec = latest_record(results)
+    if rec is None:
         return {}
-    t = json.loads(max(recs, key=lambda p: p.stat().st_mtime).read_text())["timings"]
-    stages = {k: t[k]["seconds"] for k in ("model_load", "image_encode", "text_encode", "scoring", "data_load")
-              if k in t}
-    floor = sum(stages.get(k, 0.0) for k in ("model_load", "image_encode", "text_encode"))
+    t = rec["timings"]
+    stages = {k: t[k]["seconds"] for k in (*FLOOR_STAGES, "scoring", "data_load") if k in t}
+    floor = stage_floor(stages)
     return {"stages_s": stages, "stage_floor_s": floor, "stage_floor_ratio": wall / floor if floor else None}
 
 
