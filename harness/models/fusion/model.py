@@ -96,14 +96,10 @@ def local_files(name: str, weights: str | None) -> list[Path]:
     head when its header cannot be read; loading then reports why."""
     head = Path(weights).expanduser() if weights else checkpoint_path(name)
     try:
-        towers = _header_towers(head)
+        towers = _towers_in(W.safetensors_header(head))
     except (OSError, ValueError, KeyError, TypeError):
         return [head]
     return [head, *_tower_files(towers)]
-
-
-def _header_towers(path: Path) -> TowerSpec:
-    return _towers_in(W.safetensors_header(path))
 
 
 def _towers_in(header: dict) -> TowerSpec:
