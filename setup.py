@@ -1,7 +1,7 @@
 """Build step (configuration is in pyproject.toml): a wheel carries the project files vlbench
 reads at run time -- the datasets manifest and the suites -- copied at build time from the
 checkout, which stays their one source of truth. What is copied, and to where, is the table
-``SHIPPED`` in harness/project_files.py, which the run-time lookup reads too."""
+``SHIPPED`` in harness/core/project_files.py, which the run-time lookup reads too."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent
 
 def _project_files_module():
     # Loaded by path: importing the package at build time would need its dependencies.
-    spec = importlib.util.spec_from_file_location("_vlbench_project_files", ROOT / "harness" / "project_files.py")
+    spec = importlib.util.spec_from_file_location("_vlbench_project_files", ROOT / "harness" / "core" / "project_files.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

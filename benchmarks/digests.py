@@ -1,4 +1,4 @@
-"""Cost of identifying images by content (harness.digests): cold (nothing remembered, every
+"""Cost of identifying images by content (harness.results.identity): cold (nothing remembered, every
 file read and hashed) and warm (a stat per file, digests from the table), on the Flickr8k dev
 split and on N small generated files.
 
@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness import digests
+from harness.results import identity as digests
 
 
 def _timed(fn, repeats: int) -> list[float]:

@@ -124,8 +124,8 @@ def hostile_test(args) -> None:
     from html.parser import HTMLParser
 
     sys.path.insert(0, str(ROOT))
-    from harness import store
-    from harness.records import ResultRecord, StageTiming
+    from harness.results import store
+    from harness.results.records import ResultRecord, StageTiming
 
     results = args.work / "hostile"
     for i, bad in enumerate(HOSTILE):

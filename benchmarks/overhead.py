@@ -99,7 +99,7 @@ def progress_comparison(workloads, repeats: int, mininterval: float | None = Non
     import statistics
     from dataclasses import replace
 
-    from harness import progress
+    from harness.core import progress
 
     on = progress.ProgressPolicy(show=True, tty_delay=0.0)
     if mininterval is not None:
@@ -152,8 +152,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     from harness.datasets import DatasetRequest, TaskKind, synthetic
-    from harness.interfaces import LoadOptions
-    from harness.measure import Stage, default_workers
+    from harness.core.interfaces import LoadOptions
+    from harness.core.measure import Stage, default_workers
     from harness.models import resolve
     from harness.tasks.encode import EncodeOptions, encode_images, encode_texts
 

@@ -35,8 +35,8 @@ def main() -> None:
     ap.add_argument("--only", action="append", default=None)
     ap.add_argument("--out", default=None, help="write every ratio as JSON here")
     args = ap.parse_args()
-    from harness.perfgate.benches import run_bench
-    from harness.perfgate.gate import load_floors
+    from harness.gate.perf.benches import run_bench
+    from harness.gate.perf.gate import load_floors
 
     floors = load_floors(Path(args.floors), args.only)
     ratios: dict[str, dict[str, list[float]]] = {c: {f.name: [] for f in floors} for c in ("as_is", "loaded")}

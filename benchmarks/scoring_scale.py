@@ -20,7 +20,7 @@ import torch
 def peak_mb(device: str) -> float:
     if device.startswith("cuda"):
         return torch.cuda.max_memory_allocated() / 2**20
-    from harness.measure import peak_rss_mb
+    from harness.core.measure import peak_rss_mb
 
     return peak_rss_mb()
 
@@ -29,13 +29,13 @@ def reset_peak(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     else:
-        from harness.measure import reset_peak_rss
+        from harness.core.measure import reset_peak_rss
 
         reset_peak_rss()
 
 
 def run(n_images: int, n_captions: int, dim: int, device: str, chunk: int, seed: int = 0) -> dict:
-    from harness import metrics as M
+    from harness.metrics import functional as M
 
     g = torch.Generator(device="cpu").manual_seed(seed)
     img = torch.nn.functional.normalize(torch.randn(n_images, dim, generator=g), dim=-1).to(device)
@@ -63,7 +63,7 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=512)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--chunk", type=int, default=None,
-                    help="queries per scoring chunk (default: sized to harness.metrics.SCORING_BUDGET_BYTES)")
+                    help="queries per scoring chunk (default: sized to harness.metrics.functional.SCORING_BUDGET_BYTES)")
     ap.add_argument("--steps", type=int, default=3, help="also run 1/4, 1/2 ... of the size")
     args = ap.parse_args()
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {args.device}")

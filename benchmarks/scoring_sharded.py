@@ -1,9 +1,9 @@
 """Retrieval scoring with the gallery split over ranks (``--shard-gallery``) vs one process.
 
 Random unit-norm embeddings as in scoring_scale.py (each image with captions/images
-captions). One process runs :func:`harness.metrics.retrieval_ranks`; then N gloo ranks
+captions). One process runs :func:`harness.metrics.functional.retrieval_ranks`; then N gloo ranks
 (torch.multiprocessing, as torchrun would start them on one host) each hold the queries and
-ONLY their slice of the gallery and run :func:`harness.metrics.sliced_retrieval_ranks`
+ONLY their slice of the gallery and run :func:`harness.metrics.functional.sliced_retrieval_ranks`
 (a max all-reduce of best positive scores, a sum all-reduce of counts). Prints whether every
 per-query rank is identical, wall time, and peak scoring memory: the growth of peak RSS over
 the resident inputs while scoring (the scoring blocks), per process.
@@ -35,7 +35,7 @@ def _rss_mb() -> float:
 
 def measure(fn) -> tuple[object, float, float]:
     """(result, wall s, peak RSS growth MB) of ``fn()``."""
-    from harness.measure import peak_rss_mb, reset_peak_rss
+    from harness.core.measure import peak_rss_mb, reset_peak_rss
 
     reset_peak_rss()
     base = _rss_mb()
@@ -47,8 +47,8 @@ def measure(fn) -> tuple[object, float, float]:
 def _rank(rank: int, world: int, port: int, args, queue) -> None:
     import torch.distributed as dist
 
-    from harness import metrics as M
-    from harness import shard_plan
+    from harness.metrics import functional as M
+    from harness.parallel import shard_plan
 
     torch.set_num_threads(max(1, args.threads // world))
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
@@ -83,7 +83,7 @@ def main() -> None:
     ap.add_argument("--ranks", type=int, default=2)
     ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     args = ap.parse_args()
-    from harness import metrics as M
+    from harness.metrics import functional as M
 
     torch.set_num_threads(args.threads)
     img, txt, gt = embeddings(args.images, args.captions, args.dim)

@@ -1,6 +1,6 @@
 """A whole ``vlbench run`` process against its floor, two code trees side by side (issue 15
 item 4): e.g. the tree before a start-up change and after it, plus the bare reference
-process (model load + bare encode, harness.perfgate.process). Rounds interleave
+process (model load + bare encode, harness.gate.perf.process). Rounds interleave
 before / after / bare, so all three meet the same machine load; every run is cold
 (``--no-cache``, ``--force``) and each tree's metrics must be identical.
 
@@ -29,7 +29,7 @@ CPU = {}  # the last run's user + system CPU seconds (less sensitive to machine 
 
 
 def run(cmd: list[str], root: Path) -> float:
-    from harness.perfgate.process import timed_run
+    from harness.gate.perf.process import timed_run
 
     env = {**os.environ, "PYTHONPATH": str(root), "HF_HUB_OFFLINE": "1", "VLBENCH_OFFLINE": "1"}
     wall, CPU["last"] = timed_run(cmd, env, cwd=root)
@@ -50,8 +50,8 @@ def main() -> None:
     ap.add_argument("--data-root", default=None)
     args = ap.parse_args()
     sys.path.insert(0, args.after)
-    from harness.perfgate.benches import BenchOptions
-    from harness.perfgate.process import latest_record, stage_floor, vlbench_command, write_spec
+    from harness.gate.perf.benches import BenchOptions
+    from harness.gate.perf.process import latest_record, stage_floor, vlbench_command, write_spec
 
     weights = str(Path(args.weights).resolve()) if args.weights else None
     opts = BenchOptions(model=args.model, items=args.limit or 10**9, batch_size=args.batch_size, dataset=args.dataset,
@@ -67,7 +67,7 @@ def main() -> None:
         for side in ("before", "after", "bare") if r % 2 == 0 else ("after", "before", "bare"):
             root = Path(args.before if side == "before" else args.after).resolve()
             if side == "bare":
-                wall = run([sys.executable, "-m", "harness.perfgate.process", str(spec)], root)
+                wall = run([sys.executable, "-m", "harness.gate.perf.process", str(spec)], root)
                 rows[side].append({"wall": wall, "cpu": CPU["last"]})
                 print(f"round {r} bare    wall {wall:7.2f}s  cpu {CPU['last']:7.2f}s  (load {os.getloadavg()[0]:.1f})",
                       flush=True)

@@ -40,7 +40,7 @@ def pixels(images, transform) -> torch.Tensor:
 
 
 def evaluate(model, tokenizer, px: torch.Tensor, data) -> dict:
-    from harness import metrics as M
+    from harness.metrics import functional as M
 
     model.eval()
     with torch.inference_mode():

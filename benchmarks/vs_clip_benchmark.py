@@ -66,7 +66,7 @@ def write_annotations(split: str, limit: int | None, data_root: str | None, out:
 
 
 def timed(cmd: list[str], env: dict) -> float:
-    from harness.perfgate.process import timed_run
+    from harness.gate.perf.process import timed_run
 
     try:
         return timed_run(cmd, env)[0]

@@ -10,13 +10,14 @@ from __future__ import annotations
 import io
 import sys
 from pathlib import Path
+from harness.core.errors import UserError
 
 import pandas as pd
 
 FORMATS = ("csv", "parquet", "jsonl")
 
 
-class ExportError(ValueError):
+class ExportError(UserError, ValueError):
     pass
 
 
@@ -42,7 +43,7 @@ def export(results: str | Path, fmt: str, out: str | Path | None = None,
            history: bool = False) -> tuple[Path | None, int]:
     """Write the frame of ``results`` to ``out`` (atomically), or to stdout when ``out`` is None
     (not for parquet, which is binary). Returns the path written and the number of rows."""
-    from harness.store import write_bytes_atomic
+    from harness.results.store import write_bytes_atomic
     from leaderboard.frame import load
 
     if out is None and fmt == "parquet":

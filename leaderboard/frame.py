@@ -10,12 +10,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.records import RecordError, ResultRecord
+from harness.results.records import RecordError, ResultRecord
 
 from . import _values as _v
+from harness.core.errors import UserError
 
 
-class LeaderboardError(ValueError):
+class LeaderboardError(UserError, ValueError):
     """A results directory or record the leaderboard cannot read; the message names it."""
 
 
@@ -84,7 +85,7 @@ def load(results_dir: str | Path, history: bool = False) -> pd.DataFrame:
 
 
 def iter_record_paths(root: Path) -> list[Path]:
-    from harness.store import iter_record_files
+    from harness.results.store import iter_record_files
 
     return iter_record_files(root)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.store import write_bytes_atomic, write_target
+from harness.results.store import write_bytes_atomic, write_target
 
 from . import perf
 from .frame import load

@@ -10,7 +10,7 @@ from typing import Any
 
 
 def read(results_dir: str | Path) -> dict | None:
-    from harness.perfgate.gate import read_result
+    from harness.gate.perf.gate import read_result
 
     return read_result(Path(results_dir))
 

@@ -2,7 +2,7 @@
 
 Items are resampled *within their subset* (a stratified bootstrap: each part of a benchmark
 keeps its size, as the benchmark fixes it), and every resample goes through the very function
-the run's numbers came from (:func:`harness.caption_metrics.selection_metrics`), so ``acc``
+the run's numbers came from (:func:`harness.metrics.selection.selection_metrics`), so ``acc``
 (the macro mean), ``acc_<subset>``, the ARO macro/micro pair and pooled keys all get intervals.
 Winoground's text / image / group scores resample groups.
 """
@@ -13,8 +13,8 @@ from collections import defaultdict
 
 import numpy as np
 
-from harness import caption_metrics as CM
-from harness.keys import QueryKey
+from harness.metrics import selection as CM
+from harness.metrics.keys import QueryKey
 
 from . import stats
 
@@ -113,7 +113,7 @@ def caption_columns(rows) -> list[str]:
     >>> caption_columns(pd.DataFrame({"acc_b": [1.0], "acc": [2.0], "group_score": [None], "acc_a_lo": [0.0]}))
     ['acc', 'acc_b']
     """
-    from harness.keys import is_caption_selection_key
+    from harness.metrics.keys import is_caption_selection_key
 
     filled = [c for c in rows.columns if is_caption_selection_key(c) and rows[c].notna().any()]
     head = [k for k in (CM.ACC, *GROUP_KEYS) if k in filled]

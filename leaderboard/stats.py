@@ -1,7 +1,7 @@
 """Uncertainty for leaderboard numbers: bootstrap intervals and paired significance tests.
 
 Everything works on per-query outcomes (the ``<record>.queries.json`` sidecar written by
-``harness.store.save``): retrieval keeps ``t2i_rank`` / ``i2t_rank`` (1-based first-hit
+``harness.results.store.save``): retrieval keeps ``t2i_rank`` / ``i2t_rank`` (1-based first-hit
 ranks) and, per hard-negative key, ``[wins, checks]`` per independent group of comparisons;
 zero-shot keeps ``correct`` (bools), ``pred`` and ``label`` (class ids). Resampling is over
 queries (groups, for hard negatives), so an interval says how much a number would move on
@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from harness import confusion
-from harness.keys import MetricKey
-from harness.store import QUERIES_SUFFIX, queries_path, read_record
+from harness.metrics import confusion
+from harness.metrics.keys import MetricKey
+from harness.results.store import QUERIES_SUFFIX, queries_path, read_record
 
 __all__ = [
     "accuracy_ci", "bootstrap_ci", "classification_cis", "classification_rows", "classification_statistic",
@@ -305,7 +305,7 @@ CLASSIFICATION_METRICS = {MetricKey.MACRO_F1.value: confusion.macro_f1,
 
 
 def classification_statistic(samples: np.ndarray) -> np.ndarray:
-    """Macro-F1 and balanced accuracy (``harness.confusion``, the functions the run's numbers
+    """Macro-F1 and balanced accuracy (``harness.metrics.confusion``, the functions the run's numbers
     come from) of ``(b, n, 2)`` resampled ``[label, pred]`` rows: ``(b, 2)``.
 
     Classes absent from a resample drop out exactly as they do from the metric (a class
@@ -362,7 +362,7 @@ def rsum_parts(t2i_rank, i2t_rank, ks=(1, 5, 10)) -> list[np.ndarray]:
 
 
 def sidecar_path(record_path: str | Path) -> Path:
-    """``.../name.json`` -> ``.../name.queries.json`` (the path ``harness.store.save`` writes)."""
+    """``.../name.json`` -> ``.../name.queries.json`` (the path ``harness.results.store.save`` writes)."""
     return queries_path(Path(record_path))
 
 

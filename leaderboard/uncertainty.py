@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness.keys import KENDALL_KEYS, MetricKey, QueryKey, is_caption_selection_key, is_hard_negative_key
+from harness.metrics.keys import KENDALL_KEYS, MetricKey, QueryKey, is_caption_selection_key, is_hard_negative_key
 
 from . import selection, stats
 
@@ -210,7 +210,7 @@ def _intervals(queries: dict[str, np.ndarray], row: pd.Series,
 def _kendall_cis(queries: dict[str, np.ndarray], wanted: list[str], boot: dict) -> dict[str, tuple[float, float]]:
     """Kendall tau x 100 intervals resampling query images (``group``), from the per-row
     model scores and human scores of a human_agreement sidecar."""
-    from harness.agreement import grouped_tau_ci
+    from harness.metrics.agreement import grouped_tau_ci
 
     score, human, group = (queries.get(k.value) for k in (QueryKey.SCORE, QueryKey.HUMAN, QueryKey.GROUP))
     if score is None or human is None or group is None or not score.size:

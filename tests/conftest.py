@@ -28,3 +28,12 @@ def offline_env(monkeypatch, vlbench_cache, tmp_path):
 
 def needs_flickr8k():
     return pytest.mark.skipif(not FLICKR8K.is_dir(), reason=f"Flickr8k development copy not found at {FLICKR8K}")
+
+
+@pytest.fixture
+def no_racy_window(monkeypatch):
+    """Remember digests of files written just now (ctime cannot be set back to leave the
+    2 s racy window; the window itself is tested on its own)."""
+    from harness.results import identity
+
+    monkeypatch.setattr(identity, "RACY_NS", -1)

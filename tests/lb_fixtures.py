@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import store
-from harness.records import ResultRecord, StageTiming
+from harness.results import store
+from harness.results.records import ResultRecord, StageTiming
 
 HOSTILE = "<script>alert(1)</script>"
 HOSTILE_FAMILY = '"><img src=x onerror=alert(2)>'

@@ -8,7 +8,7 @@ import contextlib
 import time
 from pathlib import Path
 
-from harness.measure import Stage
+from harness.core.measure import Stage
 
 
 def sleep_per_batch(monkeypatch, factor: float = 2.0) -> None:
@@ -49,7 +49,7 @@ def copy_embeddings(monkeypatch, copies: int = 3) -> None:
     them on the way would), ``copies`` times, before ranking."""
     import torch
 
-    from harness import metrics as M
+    from harness.metrics import functional as M
 
     original = M.retrieval_ranks
 

@@ -91,7 +91,7 @@ def test_decode_failure_during_encoding_fails_the_run(tmp_path: Path) -> None:
     import torch
 
     from harness.datasets.images import ImageSet
-    from harness.measure import Stage
+    from harness.core.measure import Stage
     from harness.tasks.encode import EncodeOptions, encode_images
 
     class Model:
@@ -109,7 +109,7 @@ def test_decode_failure_during_encoding_fails_the_run(tmp_path: Path) -> None:
 
 
 def test_cli_shows_a_worker_error_as_its_last_line() -> None:
-    from harness.cli import _one_line
+    from harness.cli.main import _one_line
 
     wrapped = DatasetError("Caught ImageDecodeError in DataLoader worker process 0.\nOriginal Traceback (most "
                            "recent call last):\n  File \"x.py\", line 1\nharness.datasets.images.ImageDecodeError: "
@@ -296,7 +296,7 @@ def test_registered_subsets() -> None:
 # ------------------------------------------------------------------ the command line
 
 def run_cli(capsys, *argv):
-    from harness.cli import main
+    from harness.cli.main import main
 
     code = main(list(argv))
     out, err = capsys.readouterr()
@@ -327,9 +327,9 @@ def test_cli_list_datasets_says_why_not(capsys, tmp_path: Path) -> None:
 
 
 def test_strict_flag_reaches_the_dataset_request(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from harness import runner
-    from harness.cli import build_parser
-    from harness.commands import _run_options
+    from harness.run import runner
+    from harness.cli.main import build_parser
+    from harness.cli.commands import _run_options
 
     args = build_parser().parse_args(["run", "--model", "tiny-clip-synth", "--strict"])
     opts = _run_options(args)

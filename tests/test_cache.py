@@ -6,7 +6,7 @@ import warnings
 import pytest
 import torch
 
-from harness.cache import MANIFEST, CacheError, key_digest, load_or_compute, open_entry
+from harness.results.cache import MANIFEST, CacheError, key_digest, load_or_compute, open_entry
 
 KEY = {"model": "m", "weights": "abc", "precision": "fp32", "kind": "images"}
 

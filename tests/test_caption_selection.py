@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from harness import caption_metrics as CM
+from harness.metrics import selection as CM
 from harness.datasets import DATASETS, DatasetNotFound, DatasetRequest, TaskKind
 from harness.datasets.base import DatasetError
 from harness.tasks import caption_selection as task
@@ -259,9 +259,9 @@ def test_winoground_jsonl_groups(tmp_path):
 
 
 def test_winoground_offline_error_names_both_sources(tmp_path, monkeypatch):
-    import harness.models.weights as W
+    import harness.core.network as N
 
-    monkeypatch.setattr(W, "host_reachable", lambda *a, **k: False)
+    monkeypatch.setattr(N, "host_reachable", lambda *a, **k: False)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     with pytest.raises(DatasetNotFound, match=r"examples\.jsonl not found.*facebook/winoground"):
         DATASETS.get("winoground").load(DatasetRequest("test", TaskKind.CAPTION_SELECTION, data_root=str(tmp_path)))
@@ -354,13 +354,13 @@ def test_winoground_hf_save_to_disk_copy(tmp_path):
 def test_doctests_pass():
     import doctest
 
-    import harness.caption_metrics
+    import harness.metrics.selection
     import harness.datasets.selection
-    import harness.keys
+    import harness.metrics.keys
     import harness.tasks.caption_selection
     import leaderboard.selection
 
-    for module in (harness.caption_metrics, harness.datasets.selection, harness.tasks.caption_selection,
-                   harness.keys, leaderboard.selection):
+    for module in (harness.metrics.selection, harness.datasets.selection, harness.tasks.caption_selection,
+                   harness.metrics.keys, leaderboard.selection):
         result = doctest.testmod(module)
         assert result.attempted > 0 and result.failed == 0, module.__name__

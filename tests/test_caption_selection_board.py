@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness import caption_metrics as CM
-from harness import check, store
-from harness.records import ResultRecord
+from harness.metrics import selection as CM
+from harness.gate import check
+from harness.results import store
+from harness.results.records import ResultRecord
 from harness.tasks import caption_selection as task
 from leaderboard import load
 from leaderboard.uncertainty import UncertaintyOptions, annotate
@@ -56,8 +57,11 @@ def test_intervals_lead_test_and_page(tmp_path):
 def test_runner_gives_every_kind_its_rows():
     from dataclasses import replace
 
-    from harness.interfaces import ModelKind, ModelMeta
-    from harness.runner import RunOptions, expand, rerank_settings
+    from harness.core.interfaces import ModelKind, ModelMeta
+    from harness.run.runner import RunOptions, expand
+    from harness.tasks import TASKS
+
+    rerank_settings = lambda meta, task, o: TASKS.get(task).settings(meta, o)  # noqa: E731
 
     both = ModelMeta("b", "blip", ModelKind.BOTH, "hf:x", loader=lambda o: None)
     cross = replace(both, kind=ModelKind.CROSS, prefilter="p")

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import check, store
-from harness.cli import main
-from harness.records import ResultRecord
+from harness.gate import check
+from harness.results import store
+from harness.cli.main import main
+from harness.results.records import ResultRecord
 from tests.test_leaderboard import RETRIEVAL, make_record
 
 RUNS = [("tiny-clip", "retrieval"), ("tiny-clip", "zeroshot"), ("big-clip", "retrieval")]

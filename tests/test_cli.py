@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from harness.cli import main
-from harness.metrics import MetricKey
+from harness.cli.main import main
+from harness.metrics.functional import MetricKey
 from tests.conftest import ROOT, needs_flickr8k
 
 RETRIEVAL_KEYS = {"t2i_R@1", "t2i_R@5", "t2i_R@10", "i2t_R@1", "i2t_R@5", "i2t_R@10", "rsum",
@@ -22,9 +22,9 @@ def run_cli(capsys, *argv):
 
 
 def test_help_is_instant_and_imports_no_torch():
-    code = ("import sys, harness.cli as c\n"
+    code = ("import sys, harness.cli.main as c\n"
             "try:\n    c.main(['--help'])\nexcept SystemExit:\n    pass\n"
-            "import harness.models, harness.datasets, harness.tasks, harness.suites\n"
+            "import harness.models, harness.datasets, harness.tasks, harness.run.suites\n"
             "assert 'torch' not in sys.modules, 'torch imported at import time'\n"
             "assert 'open_clip' not in sys.modules\n")
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, cwd=ROOT)

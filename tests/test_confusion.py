@@ -1,4 +1,4 @@
-"""harness.confusion (the one definition of macro-F1 / balanced accuracy) and harness.keys."""
+"""harness.metrics.confusion (the one definition of macro-F1 / balanced accuracy) and harness.metrics.keys."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-import harness.confusion as C
-import harness.keys as K
-from harness.metrics import MetricKey, classification_metrics_from_preds
+import harness.metrics.confusion as C
+import harness.metrics.keys as K
+from harness.metrics.functional import MetricKey, classification_metrics_from_preds
 
 
 def naive_macro_f1_and_balanced(labels: list[int], preds: list[int]) -> tuple[float, float]:
@@ -79,7 +79,7 @@ def test_bad_inputs_are_named():
 
 
 def test_metric_key_keeps_its_import_path_and_values():
-    from harness import metrics
+    from harness.metrics import functional as metrics
 
     assert metrics.MetricKey is K.MetricKey and str(K.MetricKey.BALANCED_ACC) == "balanced_acc"
     assert K.hard_negative_key("relation_swap") == "hn_relation" and not K.is_hard_negative_key("hn_")

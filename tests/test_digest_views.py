@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from harness.datasets.compositional import CroppedImages
 from harness.datasets.winoground import HFCells
-from harness.digests import images_digest
+from harness.datasets.identity import images_digest
 
 
 def test_cropped_regions_are_keyed_by_file_content_and_box(tmp_path):

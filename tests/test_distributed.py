@@ -16,11 +16,11 @@ import pytest
 import torch
 
 from conftest import FLICKR8K, ROOT, needs_flickr8k
-from harness import metrics as M
-from harness import shard_plan
-from harness.cli import main
-from harness.runner import RunStatus, expand, run_one
-from harness.store import iter_record_files, queries_path
+from harness.metrics import functional as M
+from harness.parallel import shard_plan
+from harness.cli.main import main
+from harness.run.runner import RunStatus, expand, run_one
+from harness.results.store import iter_record_files, queries_path
 
 TIMEOUT = 240
 
@@ -62,7 +62,7 @@ def single(tmp_path: Path, model: str, dataset: str, tasks: list[str], cli_opts:
     """The same runs in this process, one rank, into their own store."""
     from dataclasses import replace
 
-    from harness.runner import RunOptions
+    from harness.run.runner import RunOptions
 
     root = tmp_path / "single"
     for spec in expand(model, dataset, tasks, cli_opts.pop("split", None), replace(RunOptions(), **cli_opts)):
@@ -140,7 +140,7 @@ def test_a_dead_rank_fails_the_run_naming_it_and_keeps_finished_chunks(tmp_path)
     assert len(lines) == 1 and "rank 1 of 2 died during retrieval" in lines[0], results[0].stderr
     assert not (tmp_path / "dist").exists() or not iter_record_files(tmp_path / "dist")
     # the re-run (one process) reads back the chunks both ranks had finished, and they are right
-    from harness.runner import RunOptions
+    from harness.run.runner import RunOptions
 
     os.environ["VLBENCH_EMBEDDINGS"] = str(cache)  # monkeypatched per test by conftest
     spec = expand("tiny-clip-synth", "synthetic", ["retrieval"], "test", RunOptions(limit=96, chunk_items=32))[0]
@@ -175,8 +175,8 @@ def test_world_size_without_master_addr_is_one_line(monkeypatch, capsys, tmp_pat
 
 
 def test_cuda_with_fewer_gpus_than_ranks_is_one_line():
-    from harness.distributed import cuda_device_for
-    from harness.errors import UserError
+    from harness.parallel.distributed import cuda_device_for
+    from harness.core.errors import UserError
 
     assert cuda_device_for(0, 2, 2) == "cuda:0"
     with pytest.raises(UserError, match=r"--device cuda with 4 ranks on this node but 2 GPU\(s\): LOCAL_RANK 3"):

@@ -6,12 +6,12 @@ import json
 import pytest
 import torch
 
-from harness.cli import main
+from harness.cli.main import main
 from harness.datasets import DatasetRequest, TaskKind, synthetic
-from harness.interfaces import LoadOptions, Precision
-from harness.measure import Stage
+from harness.core.interfaces import LoadOptions, Precision
+from harness.core.measure import Stage
 from harness.models import resolve
-from harness.runner import RunOptions, RunSpec, run_one
+from harness.run.runner import RunOptions, RunSpec, run_one
 from harness.tasks.encode import EncodeCache, EncodeOptions, encode_images, encode_texts
 
 

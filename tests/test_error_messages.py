@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.cli import main
+from harness.cli.main import main
 from harness.datasets.images import ImageDecodeError, load_rgb
 
 
@@ -67,7 +67,7 @@ def test_unreadable_weights_name_the_file(capsys, tmp_path, model, make):
 
 
 def test_torch_unpickling_error_is_cut_to_its_first_line(tmp_path):
-    from harness.interfaces import WeightsUnavailableError
+    from harness.core.interfaces import WeightsUnavailableError
     from harness.models.weights import load_torch_state
 
     path = pickled_payload(tmp_path / "evil.pt")
@@ -177,7 +177,7 @@ def test_flat_grey_photo_not_taken_for_truncation(tmp_path):
     (["--model", "tiny-clip-random", "--rerank-k", "5"], "tiny-clip-random is a dual encoder"),
 ])
 def test_bad_options_are_refused_before_any_work(capsys, tmp_path, monkeypatch, argv, words):
-    from harness import runner
+    from harness.run import runner
 
     monkeypatch.setattr(runner, "run_one", lambda *a, **k: pytest.fail("the run started"))
     code, _, err = run_cli(capsys, *RUN, *argv, "--results", str(tmp_path))

@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from harness.interfaces import (
+from harness.core.interfaces import (
     DualEncoder,
     FactoredCrossEncoder,
     LoadOptions,
@@ -227,7 +227,7 @@ def test_shipped_checkpoint_loads_strictly_with_its_card(name):
 # ------------------------------------------------------------------- evaluation helpers
 
 def test_mine_negatives_never_returns_the_positive():
-    from harness.models.fusion.fit import mine_negatives
+    from harness.training.fusion_fit import mine_negatives
 
     g = torch.Generator().manual_seed(0)
     img = torch.nn.functional.normalize(torch.randn(10, 8, generator=g), dim=-1)
@@ -243,8 +243,8 @@ def test_mine_negatives_never_returns_the_positive():
 
 
 def test_rerank_with_oracle_reaches_the_prefilter_ceiling():
-    from harness import metrics as M
-    from harness.models.fusion.eval import rerank_ranks
+    from harness.metrics import functional as M
+    from harness.training.fusion_eval import rerank_ranks
 
     g = torch.Generator().manual_seed(1)
     img = torch.nn.functional.normalize(torch.randn(20, 6, generator=g), dim=-1)
@@ -267,7 +267,7 @@ def test_rerank_with_oracle_reaches_the_prefilter_ceiling():
 
 
 def test_cross_hard_negatives_match_the_dual_definition():
-    from harness.models.fusion.eval import cross_hard_negatives
+    from harness.training.fusion_eval import cross_hard_negatives
     from harness.tasks.hard_negatives import hard_negative_accuracy
 
     g = torch.Generator().manual_seed(2)
@@ -293,7 +293,7 @@ def test_feature_cache_computes_once_and_rejects_bad_keys(tmp_path):
 
 
 def test_family_subset_keeps_swap_partners_together():
-    from harness.models.fusion.data import load_split
+    from harness.training.fusion_data import load_split
 
     data = load_split("synthetic", "val", max_images=300, seed=0)
     assert 290 <= len(data.images) <= 300 and len(data.captions) == 5 * len(data.images)
@@ -309,7 +309,7 @@ def test_family_subset_keeps_swap_partners_together():
 # -------------------------------------------------------------------------------- fit
 
 def _fit(kind, tmp_path, epochs, towers, prefilter=None, **recipe):
-    from harness.models.fusion.fit import FitOptions, fit
+    from harness.training.fusion_fit import FitOptions, fit
 
     spec = FU.FusionSpec(f"t-{kind}", kind, TINY_TOWERS, "synthetic", "test", "t-late" if kind != "late" else None,
                          head_options=SMALL)
@@ -347,9 +347,9 @@ def test_fit_improves_over_init_and_writes_card(fitted):
 
 
 def test_fit_card_metrics_reproduce_from_the_saved_checkpoint(fitted, towers):
-    from harness.models.fusion import eval as E
-    from harness.models.fusion.data import load_split
-    from harness.models.fusion.towers import split_features, split_slices
+    from harness.training import fusion_eval as E
+    from harness.training.fusion_data import load_split
+    from harness.training.fusion_features import split_features, split_slices
 
     out, late, _ = fitted
     h, _ = FU.load_head(out / "t-late.safetensors", "t-late")
@@ -371,7 +371,7 @@ def test_cross_fit_without_prefilter_fails_before_work(tmp_path, towers):
 
 
 def test_cli_fit_user_errors(capsys):
-    from harness.cli import main
+    from harness.cli.main import main
 
     assert main(["fit", "tiny-clip-synth"]) == 2
     assert "is not one (fusion models: fusion-late-synth" in capsys.readouterr().err

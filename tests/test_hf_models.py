@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from harness.interfaces import LoadOptions, Precision, WeightsUnavailableError
+from harness.core.interfaces import LoadOptions, Precision, WeightsUnavailableError
 from harness.models import availability, resolve
 from harness.models.weights import sha256_file
 from tests import tiny_hf
@@ -108,7 +108,7 @@ def test_blip_through_the_rerank_pair_scorer_runs_one_vision_pass_per_image(mode
     """The reranker's pair scorer (tasks/pairs.py) with the real BLIP adapter: k captions per
     image, and the vision tower sees each image exactly once."""
     from harness.datasets.base import ImageSet
-    from harness.measure import Stage
+    from harness.core.measure import Stage
     from harness.tasks.encode import EncodeOptions
     from harness.tasks.pairs import score_pair_index
 
@@ -259,7 +259,7 @@ def test_importing_the_zoo_imports_no_heavy_library_and_list_shows_kinds():
     code = ("import sys, harness.models as m\n"
             "heavy = {'torch', 'transformers', 'open_clip'} & set(sys.modules)\n"
             "assert not heavy, heavy\n"
-            "from harness.cli import main\n"
+            "from harness.cli.main import main\n"
             "main(['list', 'models'])\n")
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=ROOT).stdout
     rows = {line.split()[0]: line.split() for line in out.splitlines() if line and line[0] not in "-m "}

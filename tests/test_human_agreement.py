@@ -14,7 +14,7 @@ from imagefiles import jpeg_bytes
 from judgment_fixture import write_fixture
 from tests.fakes import TableDual, id_pixels
 
-from harness import agreement as A
+from harness.metrics import agreement as A
 from harness.datasets import DATASETS, DatasetError, DatasetRequest, TaskKind
 from harness.datasets import flickr8k, flickr8k_judgments as J
 

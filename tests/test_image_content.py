@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import digests, runner
+from harness.results import identity as digests
+from harness.datasets.identity import images_digest
+from harness.run import runner
 from harness.datasets import DATASETS, DatasetRequest
 from harness.datasets.base import TaskKind
 from harness.datasets.images import ArrayImages, ImageSet
@@ -38,13 +40,6 @@ def flickr8k_copy(root: Path, vlbench_cache: Path) -> list[str]:
         (text / f"Flickr_8k.{split}Images.txt").write_text("", encoding="utf-8")
     (text / "Flickr_8k.devImages.txt").write_text("\n".join(names) + "\n", encoding="utf-8")
     return names
-
-
-@pytest.fixture
-def no_racy_window(monkeypatch):
-    """Remember digests of files written just now (ctime cannot be set back to leave the
-    2 s racy window; the window itself is tested on its own)."""
-    monkeypatch.setattr(digests, "RACY_NS", -1)
 
 
 def spec(data_root: Path, **kw) -> runner.RunSpec:
@@ -167,19 +162,19 @@ def test_images_digest_follows_content_and_order(tmp_path):
     a, b = tmp_path / "a.png", tmp_path / "b.png"
     a.write_bytes(b"one")
     b.write_bytes(b"two")
-    ab, ba = digests.images_digest(ImageSet([a, b])), digests.images_digest(ImageSet([b, a]))
-    assert ab != ba and ab == digests.images_digest(ImageSet([a, b]))
+    ab, ba = images_digest(ImageSet([a, b])), images_digest(ImageSet([b, a]))
+    assert ab != ba and ab == images_digest(ImageSet([a, b]))
     px = np.zeros((2, 4, 4, 3), np.uint8)
-    before = digests.images_digest(ArrayImages(px, ["x", "y"]))
+    before = images_digest(ArrayImages(px, ["x", "y"]))
     px[1, 0, 0, 0] = 1
-    assert digests.images_digest(ArrayImages(px, ["x", "y"])) != before
+    assert images_digest(ArrayImages(px, ["x", "y"])) != before
 
 
 def test_vanished_image_is_an_error_naming_it(tmp_path):
     from harness.datasets.errors import DatasetError
 
     with pytest.raises(DatasetError, match="gone.jpg"):
-        digests.images_digest(ImageSet([tmp_path / "gone.jpg"]))
+        images_digest(ImageSet([tmp_path / "gone.jpg"]))
 
 
 def test_embedding_cache_key_follows_image_content(tmp_path):

@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 
 import leaderboard
-from harness import store
-from harness.cli import main
+from harness.results import store
+from harness.cli.main import main
 from harness.importers import clip_benchmark as cb
 from tests.lb_fixtures import build_results
 

@@ -11,8 +11,8 @@ import pytest
 
 import leaderboard.stats as S
 import leaderboard.uncertainty as U
-from harness import store
-from harness.records import ResultRecord
+from harness.results import store
+from harness.results.records import ResultRecord
 from leaderboard import UncertaintyOptions, annotate, load
 from tests.test_confusion import naive_macro_f1_and_balanced
 from tests.test_leaderboard import make_record
@@ -224,7 +224,7 @@ def test_lead_test_skips_hard_negatives_on_other_groups(tmp_path):
 # ------------------------------------------------------------------ a real run, end to end
 
 def test_synthetic_run_writes_labels_and_groups_and_the_page_shows_intervals(tmp_path, capsys):
-    from harness.cli import main
+    from harness.cli.main import main
     from harness.datasets import DatasetRequest, TaskKind, synthetic
     from harness.tasks.hard_negatives import accuracy_from_groups
 

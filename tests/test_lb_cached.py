@@ -10,8 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness import store
-from harness.records import StageTiming
+from harness.results import store
+from harness.results.records import StageTiming
 from leaderboard import build, format_text, load, main_table
 from leaderboard.plots import tradeoff_plot
 from tests.lb_fixtures import RETRIEVAL_SPECS, T0, ZEROSHOT_SPECS, make, retrieval_metrics, retrieval_outcomes

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import store
-from harness.cli import main
+from harness.results import store
+from harness.cli.main import main
 from leaderboard import build, format_text, load, main_table, models_by_dataset
 from leaderboard.pivots import dataset_metrics
 from tests.lb_fixtures import (RETRIEVAL_SPECS, T0, ZEROSHOT_SPECS, make, retrieval_metrics, retrieval_outcomes,

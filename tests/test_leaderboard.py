@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness.records import ResultRecord, StageTiming
+from harness.results.records import ResultRecord, StageTiming
 from leaderboard import LeaderboardError, build, format_text, load, main_table, render_html
 from leaderboard.frame import COLUMNS, METRIC_KEYS
 

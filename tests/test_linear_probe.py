@@ -8,7 +8,7 @@ import doctest
 import pytest
 import torch
 
-from harness import probe as P
+from harness.metrics import probe as P
 from harness.datasets.base import ClassificationData, DatasetError, ImageSet
 from harness.datasets.views import ProbeData
 

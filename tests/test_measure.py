@@ -2,7 +2,7 @@ import time
 
 import pytest
 
-from harness.measure import Stage, percentiles
+from harness.core.measure import Stage, percentiles
 
 
 def test_percentiles_match_linear_interpolation():

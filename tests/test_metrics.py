@@ -1,4 +1,4 @@
-"""Tests for harness.metrics: hand-computed cases, ties, and chunked vs naive references."""
+"""Tests for harness.metrics.functional: hand-computed cases, ties, and chunked vs naive references."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import json
 import pytest
 import torch
 
-import harness.metrics as hm
-from harness.metrics import (
+import harness.metrics.functional as hm
+from harness.metrics.functional import (
     MetricKey, classification_metrics, classification_metrics_from_preds, first_hit_ranks,
     median_rank, per_sample_correct, pessimistic_predictions, recall_from_ranks,
     retrieval_metrics, retrieval_ranks,
@@ -316,7 +316,7 @@ def test_doctests_pass():
 
 
 def test_auto_chunk_bounds_block_memory_and_matches_reference():
-    from harness.metrics import BYTES_PER_SCORE, SCORING_BUDGET_BYTES, auto_chunk
+    from harness.metrics.functional import BYTES_PER_SCORE, SCORING_BUDGET_BYTES, auto_chunk
 
     for gallery in (1, 1000, 100_000, 10_000_000):
         c = auto_chunk(gallery)

@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from harness.interfaces import (
+from harness.core.interfaces import (
     CrossEncoder,
     DualEncoder,
     FactoredCrossEncoder,

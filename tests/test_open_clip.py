@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from harness.interfaces import LoadOptions, Precision, WeightsUnavailableError
+from harness.core.interfaces import LoadOptions, Precision, WeightsUnavailableError
 from harness.models import resolve
 
 

@@ -1,5 +1,5 @@
 """A built wheel carries what vlbench reads at run time -- the datasets manifest and the suites
-(copied from the checkout at build time, harness/project_files.py), the shipped weights, the
+(copied from the checkout at build time, harness/core/project_files.py), the shipped weights, the
 dataset resources and the page's assets -- and, unpacked on its own with no checkout on the
 path, finds them. Built from a copy of the tracked tree with ``pip wheel --no-deps
 --no-build-isolation`` (about 4 s), so a packaging regression fails here, not in a user's venv."""
@@ -86,7 +86,7 @@ def test_unpacked_wheel_runs_without_a_checkout_and_takes_user_files(wheel, tmp_
     env = {**os.environ, "PYTHONPATH": str(site)}  # the unpacked wheel first; deps from this venv
     env.pop("VLBENCH_SUITES", None)
     env.pop("VLBENCH_MANIFEST", None)
-    code = ("import harness, harness.datasets.manifest as m, harness.suites as s, harness.models.weights as w;"
+    code = ("import harness, harness.datasets.manifest as m, harness.run.suites as s, harness.models.weights as w;"
             "print(harness.__file__); print(m.MANIFEST_PATH); print(s.suites().get('default'));"
             "print(w.SHIPPED_DIR)")
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,

@@ -265,7 +265,7 @@ def test_empty_results_give_a_page_without_tables(tmp_path):
 
 def test_cli_leaderboard_rebuilds_the_same_page(site, tmp_path, capsys):
     """Also the reproducibility check: a second build (fixed bootstrap seed) is byte-identical."""
-    from harness.cli import main
+    from harness.cli.main import main
 
     out = tmp_path / "cli" / "index.html"
     assert main(["leaderboard", "--results", str(site["results"]), "--out", str(out)]) == 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from harness import store
+from harness.results import store
 from leaderboard import PageOptions, UncertaintyOptions, build
 from tests.lb_fixtures import T0, Spec, make, retrieval_metrics, retrieval_outcomes
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
-from harness.perfgate import gate
-from harness.perfgate.benches import BENCHES, BenchOptions, run_bench, single_block_ranks
-from harness.perfgate.interleave import interleaved
+from harness.cli.main import main
+from harness.gate.perf import gate
+from harness.gate.perf.benches import BENCHES, BenchOptions, run_bench, single_block_ranks
+from harness.gate.perf.interleave import interleaved
 from tests import perf_plants
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -151,7 +151,7 @@ def test_extra_device_sync_fails_the_gate(monkeypatch):
 def test_a_bench_whose_sides_disagree_is_an_error_not_a_pass(monkeypatch):
     import torch
 
-    from harness import metrics as M
+    from harness.metrics import functional as M
 
     original, threads = M.retrieval_ranks, torch.get_num_threads()
     monkeypatch.setattr(M, "retrieval_ranks", lambda *a, **k: tuple(r + 1 for r in original(*a, **k)))
@@ -163,7 +163,7 @@ def test_a_bench_whose_sides_disagree_is_an_error_not_a_pass(monkeypatch):
 
 @pytest.mark.slow
 def test_slow_process_exit_fails_the_whole_process_gate(tmp_path):
-    from harness.perfgate.process import whole_process
+    from harness.gate.perf.process import whole_process
 
     (committed,) = gate.load_floors(FLOORS, only=["process"])
     opts = replace(committed.options, items=8, batch_size=8, repeats=1, warmup=0)
@@ -176,7 +176,7 @@ def test_slow_process_exit_fails_the_whole_process_gate(tmp_path):
 
 def test_page_shows_the_latest_check_escaped(tmp_path):
     import leaderboard
-    from harness.perfgate.interleave import Measurement
+    from harness.gate.perf.interleave import Measurement
 
     floor = gate.Floor("scoring<b>", "scoring", 0.8, TOL, SMALL["scoring"])
     findings = [gate.evaluate(floor, Measurement("scoring", 0.3, [0.2, 0.3, 0.4], 2.0, 0.6, 10))]

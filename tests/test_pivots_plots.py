@@ -67,8 +67,8 @@ def test_display_label(args, label):
 
 def test_all_pairs_record_gets_its_own_label(tmp_path):
     """The runner records an all-pairs cross-encoder run as rerank_k=None, all_pairs=True."""
-    from harness import store as results
-    from harness.records import ResultRecord
+    from harness.results import store as results
+    from harness.results.records import ResultRecord
     from tests.test_leaderboard import make_record
 
     raw = make_record("vilt", run_key="vilt-all")

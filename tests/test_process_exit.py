@@ -1,4 +1,4 @@
-"""The process ending of ``vlbench`` (harness.process_exit, harness.cli.entry): no
+"""The process ending of ``vlbench`` (harness.core.process_exit, harness.cli.main.entry): no
 interpreter teardown, but everything a normal exit does that a user can observe."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
 PROGRAM = """
 import atexit, threading, time, sys
-from harness.process_exit import fast_exit
+from harness.core.process_exit import fast_exit
 atexit.register(lambda: print("atexit ran", flush=True))
 def late():
     time.sleep(0.2)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import progress
-from harness.progress import ProgressPolicy
+from harness.core import progress
+from harness.core.progress import ProgressPolicy
 from tests.test_flickr8k import make_copy
 
 BAR = re.compile(r"([\w :]+?):\s+100%\|[^|]*\|\s*(\d+)/(\d+)")
@@ -26,7 +26,7 @@ class Terminal(io.StringIO):
 
 
 def run_cli(capsys, *argv):
-    from harness.cli import main
+    from harness.cli.main import main
 
     code = main(list(argv))
     out, err = capsys.readouterr()
@@ -60,7 +60,7 @@ def test_policy_follows_the_terminal_unless_forced(monkeypatch) -> None:
 
 
 def test_cli_options_become_the_policy() -> None:
-    from harness.cli import build_parser
+    from harness.cli.main import build_parser
 
     parse = build_parser().parse_args
     assert progress.from_args(parse(["run", "--model", "m"])) == ProgressPolicy()
@@ -122,7 +122,7 @@ class _Model:
 def test_bar_updates_stay_outside_the_timed_batches(monkeypatch) -> None:
     """A bar whose update takes 50 ms must not show in the batches' latencies: the hook
     sits after ``Stage.batch``. Its counts add up to the items encoded."""
-    from harness.measure import Stage
+    from harness.core.measure import Stage
     from harness.tasks.encode import EncodeOptions, encode_images
 
     counted = []
@@ -230,7 +230,7 @@ def test_data_describe_decode_counts_images(capsys, tmp_path) -> None:
 # --------------------------------------------------------------------------- --quiet
 
 def test_quiet_prints_each_warning_once_and_counts_the_rest(capsys, monkeypatch) -> None:
-    from harness.cli import _format_warning
+    from harness.cli.main import _format_warning
 
     monkeypatch.setattr(warnings, "formatwarning", _format_warning)  # as the command line does
 

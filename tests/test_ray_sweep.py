@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from harness.cli import main
-from harness.store import iter_record_files
+from harness.cli.main import main
+from harness.results.store import iter_record_files
 
 ray = pytest.importorskip("ray")
 

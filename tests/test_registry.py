@@ -1,6 +1,6 @@
 import pytest
 
-from harness.registry import DuplicateNameError, Registry, UnknownNameError
+from harness.core.registry import DuplicateNameError, Registry, UnknownNameError
 
 
 def make():
@@ -58,6 +58,6 @@ def test_builtin_registries_resolve_and_suggest():
 def test_docstring_example_runs():
     import doctest
 
-    import harness.registry
+    import harness.core.registry
 
-    assert doctest.testmod(harness.registry).failed == 0
+    assert doctest.testmod(harness.core.registry).failed == 0

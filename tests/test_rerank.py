@@ -5,9 +5,10 @@ import doctest
 import pytest
 import torch
 
-from harness import metrics as M
+from harness.core.errors import UserError
+from harness.metrics import functional as M
 from harness.datasets.base import ImageSet, RetrievalData
-from harness.interfaces import CrossEncoder, DualEncoder, FactoredCrossEncoder, LoadOptions, ModelKind, ModelMeta
+from harness.core.interfaces import CrossEncoder, DualEncoder, FactoredCrossEncoder, LoadOptions, ModelKind, ModelMeta
 from harness.tasks import rerank, retrieval
 from harness.tasks.encode import EncodeOptions
 from harness.tasks.hard_negatives import hard_negative_accuracy
@@ -181,7 +182,7 @@ class TiedDual(TableDual):
 def test_fit_selection_and_run_rank_alike_with_ties(seed, k):
     """``vlbench fit`` selects epochs with ``fusion.eval.rerank_ranks`` on cached features;
     ``vlbench run`` ranks through this task: the same ranks, ties included."""
-    from harness.models.fusion.eval import rerank_ranks as fit_ranks
+    from harness.training.fusion_eval import rerank_ranks as fit_ranks
 
     data = make_data(n_images=15, per_image=3, seed=seed)
     dual = TiedDual(len(data.images), len(data.captions), seed)
@@ -275,7 +276,7 @@ class DotCross:
 
 def test_runner_reranks_a_registered_cross_encoder(tmp_path, monkeypatch):
     from harness import models
-    from harness.runner import RunOptions, RunSpec, run_one
+    from harness.run.runner import RunOptions, RunSpec, run_one
 
     def load(options: LoadOptions):
         return DotCross(models.resolve("tiny-clip-synth").load(options))
@@ -295,7 +296,7 @@ def test_runner_reranks_a_registered_cross_encoder(tmp_path, monkeypatch):
 
 
 def test_expand_gives_blip_two_retrieval_rows_and_cross_encoders_no_zeroshot():
-    from harness.runner import RunOptions, expand
+    from harness.run.runner import RunOptions, expand
 
     # synthetic also offers caption_selection (issue 12), which gets BLIP's two rows too, and linear_probe
     blip = expand("blip", "synthetic", None, "test", RunOptions())
@@ -310,5 +311,5 @@ def test_expand_gives_blip_two_retrieval_rows_and_cross_encoders_no_zeroshot():
 def test_zeroshot_with_a_cross_encoder_is_a_user_error():
     from harness.tasks import zeroshot
 
-    with pytest.raises(ValueError, match="needs a dual encoder"):
+    with pytest.raises(UserError, match="needs a dual encoder"):
         zeroshot.evaluate(PlainScorer(None), None, OPTS)

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import runner
+from harness.run import runner
+from harness.tasks import TASKS
+from harness.tasks.encode import _content_identity
 from harness.models import MODELS, resolve
 from harness.models.fusion import model as fusion
 from harness.models.weights import SHIPPED_DIR, content_digest, sha256_file
@@ -57,20 +59,20 @@ def test_shipped_checkpoints_are_keyed_by_content(tmp_path, monkeypatch):
         shutil.copy(fusion.checkpoint_path(name), shipped / f"{name}.safetensors")
     monkeypatch.setattr(fusion, "WEIGHTS_DIR", shipped)
     meta = MODELS.get("fusion-xattn-synth")
-    opts = runner.rerank_settings(meta, "retrieval", runner.RunOptions())
+    opts = TASKS.get("retrieval").settings(meta, runner.RunOptions())
     assert opts.prefilter == "fusion-late-synth"
-    before = runner.weights_content(meta, opts)
+    before = runner.weights_content(meta, opts, TASKS.get("retrieval"))
     head, pre = (f"{n}.safetensors" for n in ("fusion-xattn-synth", "fusion-late-synth"))
     towers = [[f.name, sha256_file(f)] for f in fusion.local_files("fusion-late-synth", None)[1:]]
     assert before == [{"weights": [[head, sha256_file(shipped / head)], *towers],
                        "prefilter_weights": [[pre, sha256_file(shipped / pre)], *towers]}]
-    assert runner.weights_content(meta, opts) == before  # stable
+    assert runner.weights_content(meta, opts, TASKS.get("retrieval")) == before  # stable
     perturb(shipped / "fusion-xattn-synth.safetensors")
-    after_head = runner.weights_content(meta, opts)
+    after_head = runner.weights_content(meta, opts, TASKS.get("retrieval"))
     assert after_head[0]["weights"] != before[0]["weights"] and after_head[0]["prefilter_weights"] == before[0][
         "prefilter_weights"]
     perturb(shipped / "fusion-late-synth.safetensors")
-    assert runner.weights_content(meta, opts)[0]["prefilter_weights"] != before[0]["prefilter_weights"]
+    assert runner.weights_content(meta, opts, TASKS.get("retrieval"))[0]["prefilter_weights"] != before[0]["prefilter_weights"]
 
 
 def test_tiny_clip_files_are_what_its_loader_reads():
@@ -113,10 +115,9 @@ def test_file_digest_is_cached_by_stat_but_never_for_fresh_files(tmp_path):
     old = time.time_ns() - 60 * 10**9
     os.utime(f, ns=(old, old))
     cached = file_digest(f)
-    f.write_bytes(b"c" * 10)
-    os.utime(f, ns=(old, old))  # an edit that keeps size and mtime: the cache cannot see it
     assert file_digest(f) == cached
-    os.utime(f, ns=(old + 1, old + 1))  # any stat change re-hashes
+    f.write_bytes(b"c" * 10)
+    os.utime(f, ns=(old, old))  # an edit that puts size and mtime back: its ctime still moved
     assert file_digest(f) == sha256_file(f) != cached
 
 
@@ -143,12 +144,12 @@ def test_an_updated_tower_weights_package_changes_the_fusion_run_key(tmp_path, m
     shutil.copy(encoders.efficientnet_lite0_weights(), tower)
     monkeypatch.setattr(encoders, "efficientnet_lite0_weights", lambda: tower)
     meta, opts = MODELS.get("fusion-late-synth"), runner.RunOptions()
-    before = runner.weights_content(meta, opts)
+    before = runner.weights_content(meta, opts, TASKS.get("retrieval"))
     assert [tower.name, sha256_file(tower)] in before[0]["weights"]
     with tower.open("r+b") as f:  # another release of the package: same name, other bytes
         f.seek(-8, 2)
         f.write(b"\xff" * 8)
-    assert runner.weights_content(meta, opts) != before
+    assert runner.weights_content(meta, opts, TASKS.get("retrieval")) != before
 
 
 def test_embedding_identity_names_weights_by_content_not_by_path():
@@ -158,10 +159,10 @@ def test_embedding_identity_names_weights_by_content_not_by_path():
     ckpt = {"id": "/checkout/w.safetensors", "sha256": "ab12",
             "components": {"image": {"id": "pkg:e.pth", "sha256": "cd34"}, "text": {"id": "pkg:m", "sha256": None}}}
     moved = {**ckpt, "id": "/venv/site-packages/harness/weights/w.safetensors"}
-    assert runner._content_identity(ckpt) == runner._content_identity(moved) == {
+    assert _content_identity(ckpt) == _content_identity(moved) == {
         "checkpoint": None, "components": {"image": {"checkpoint": None, "sha256": "cd34"},
                                            "text": {"checkpoint": "pkg:m"}}}
-    assert runner._content_identity({"id": "hf-hub:org/m", "sha256": None}) == {"checkpoint": "hf-hub:org/m"}
+    assert _content_identity({"id": "hf-hub:org/m", "sha256": None}) == {"checkpoint": "hf-hub:org/m"}
 
 
 def test_safetensors_header_is_read_without_the_data(tmp_path):

@@ -15,7 +15,7 @@ from harness.models import weights as W
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_prefetched_digest_is_the_files_sha256_and_hashed_once(tmp_path, monkeypatch):
+def test_prefetched_digest_is_the_files_sha256_and_hashed_once(tmp_path, monkeypatch, no_racy_window):
     f = tmp_path / "w.bin"
     f.write_bytes(b"abc" * 100_000)
     import os
@@ -24,8 +24,10 @@ def test_prefetched_digest_is_the_files_sha256_and_hashed_once(tmp_path, monkeyp
     old = time.time() - 10
     os.utime(f, (old, old))  # not "racily clean": the digest may be cached
     calls = []
-    real = W.sha256_file
-    monkeypatch.setattr(W, "sha256_file", lambda p, *a: calls.append(p) or real(p, *a))
+    from harness.results import identity
+
+    real = identity.hash_file
+    monkeypatch.setattr(identity, "hash_file", lambda p, *a: calls.append(p) or real(p, *a))
     W.prefetch_digest(f)
     assert W.file_digest(f) == hashlib.sha256(b"abc" * 100_000).hexdigest()
     assert W.file_digest(f) == hashlib.sha256(b"abc" * 100_000).hexdigest()
@@ -47,7 +49,7 @@ def test_prefetch_of_a_missing_file_leaves_the_error_to_the_caller(tmp_path):
 
 
 def test_environment_records_open_clip_version_without_importing_it():
-    code = ("import sys; from harness.environment import environment; e = environment('cpu'); "
+    code = ("import sys; from harness.core.environment import environment; e = environment('cpu'); "
             "print(e['open_clip'], 'open_clip' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}).stdout.split()

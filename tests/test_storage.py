@@ -11,8 +11,8 @@ import stat
 
 import pytest
 
-from harness import store
-from harness.cli import main
+from harness.results import store
+from harness.cli.main import main
 from tests.lb_fixtures import T0, Spec, make, retrieval_metrics, retrieval_outcomes
 
 RUN = ["run", "--model", "tiny-clip-random", "--dataset", "synthetic", "--task", "retrieval", "--limit", "20",
@@ -28,7 +28,7 @@ def run_cli(capsys, *argv):
 @pytest.fixture
 def no_model_load(monkeypatch):
     """Fail the test if a run gets as far as evaluating anything."""
-    from harness import runner
+    from harness.run import runner
 
     def boom(*a, **k):
         raise AssertionError("the run started although the results folder is not writable")
@@ -90,7 +90,7 @@ def test_disk_full_when_the_record_is_written_names_the_file(capsys, tmp_path, m
 
 def test_full_disk_elsewhere_is_one_line_naming_the_path(capsys, tmp_path, monkeypatch):
     """Any ENOSPC/EROFS met outside the store (a library writing its own files) still names its path."""
-    from harness import commands
+    from harness.cli import commands
 
     def full(args):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/var/cache/some-lib/blob")
@@ -102,7 +102,7 @@ def test_full_disk_elsewhere_is_one_line_naming_the_path(capsys, tmp_path, monke
 
 
 def test_sweep_stops_at_a_full_store_instead_of_failing_every_run(capsys, tmp_path, monkeypatch):
-    from harness import runner
+    from harness.run import runner
 
     calls = []
 
@@ -127,7 +127,7 @@ def _record():
 def test_records_sidecars_and_cache_files_follow_the_umask(tmp_path, umask, mode):
     import torch
 
-    from harness.cache import load_or_compute
+    from harness.results.cache import load_or_compute
 
     old = os.umask(umask)
     try:
@@ -206,7 +206,7 @@ def test_out_refuses_what_is_not_a_regular_file(capsys, tmp_path, small_store, k
 
 def test_out_dev_full_stays_a_device():
     """The reproduction from the issue, on the real device node: refused, left alone."""
-    from harness.store import StorageError, write_bytes_atomic
+    from harness.results.store import StorageError, write_bytes_atomic
 
     if not os.path.exists("/dev/full"):
         pytest.skip("no /dev/full on this machine")

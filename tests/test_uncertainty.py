@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness import store
-from harness.records import ResultRecord
+from harness.results import store
+from harness.results.records import ResultRecord
 from leaderboard import UncertaintyOptions, annotate, load
 from leaderboard.stats import (
     paired_bootstrap_pvalue,

@@ -10,11 +10,11 @@ minute on 2 cores. Every bench checks its result too, so a fast wrong answer fai
 import pytest
 import torch
 
-from harness import metrics as M
-from harness.cache import load_or_compute
+from harness.metrics import functional as M
+from harness.results.cache import load_or_compute
 from harness.datasets import DatasetRequest, TaskKind, synthetic
-from harness.interfaces import LoadOptions
-from harness.measure import Stage
+from harness.core.interfaces import LoadOptions
+from harness.core.measure import Stage
 from harness.models import resolve
 from harness.tasks.encode import EncodeOptions, _Pixels, encode_images, encode_texts
 

@@ -40,7 +40,7 @@ from harness.datasets.manifest import (
 )
 from harness.datasets.meta import DatasetMeta
 from harness.datasets.resources import resource
-from harness.registry import Registry
+from harness.core.registry import Registry
 
 FORMATS: dict[str, Format] = {m.FORMAT.name: m.FORMAT for m in (
     synthetic, flickr8k, karpathy, coco_captions, folder, csvlabels, cifar, hf,

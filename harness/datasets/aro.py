@@ -29,7 +29,7 @@ Order sets to the true caption, listed first).
 
 from __future__ import annotations
 
-from harness.caption_metrics import CategoryMacro, SelectionSpec
+from harness.metrics.selection import CategoryMacro, SelectionSpec
 
 from .base import DatasetError, DatasetRequest, Format, TaskKind
 from .compositional import CroppedImages, ImageFinder, fields, find_file

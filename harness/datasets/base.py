@@ -56,6 +56,10 @@ class RetrievalData:
         if bad:
             raise DatasetError(f"{self.name}/{self.split}: caption points at missing image index {bad[0]}")
 
+    def counts(self) -> dict[str, int]:
+        """What a record states of this view besides its images."""
+        return {"captions": len(self.captions)}
+
 
 @dataclass
 class ClassificationData:
@@ -78,6 +82,9 @@ class ClassificationData:
             raise DatasetError(f"{self.name}/{self.split}: a label is outside 0..{k - 1}")
         if not self.templates or any("{}" not in t for t in self.templates):
             raise DatasetError(f"{self.name}: every prompt template needs a '{{}}' for the class name")
+
+    def counts(self) -> dict[str, int]:
+        return {"classes": len(self.classnames), "templates": len(self.templates)}
 
 
 @dataclass(frozen=True)
@@ -186,10 +193,8 @@ def apply_limit(data: RetrievalData | ClassificationData, limit: int | None, see
     fingerprint whenever it drops anything). ``name`` names a manifest subset."""
     if limit is None:
         return data
-    if hasattr(data, "items"):  # caption selection: a subset of items (and the images they use)
-        from .selection import limit_items
-
-        return limit_items(data, limit, seed, name)
+    if hasattr(data, "limited"):  # a view with its own unit of subsetting (caption selection: items)
+        return data.limited(limit, seed, name)
     keep = subset_indices(len(data.images), limit, seed)
     if len(keep) < len(data.images):
         restrict = restrict_retrieval if isinstance(data, RetrievalData) else restrict_classification

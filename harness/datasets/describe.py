@@ -22,7 +22,7 @@ _REPORTED = ("dropped", "bad_", "count_mismatch", "sha256_mismatch", "images_in_
 
 def undecodable(images, limit: int = 5) -> tuple[int, list[str]]:
     """Decode every image; count those that fail (examples name the file and the reason)."""
-    from harness import progress
+    from harness.core import progress
     from harness.datasets.images import ImageDecodeError
 
     count, examples = 0, []

@@ -1,9 +1,10 @@
 """The errors every dataset module raises (the bottom of the package: imports nothing of it)."""
 
 from __future__ import annotations
+from harness.core.errors import UserError
 
 
-class DatasetError(RuntimeError):
+class DatasetError(UserError, RuntimeError):
     """A dataset cannot be used as asked; the message names the file/split and says why.
 
     ``reason`` is the why; ``hint`` (optional) what to do about it. The message users see is

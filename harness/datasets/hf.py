@@ -5,7 +5,7 @@ Where the rows come from, first match wins:
 1. a local copy written by ``datasets``' ``save_to_disk`` in ``<data_root>/<folder>/`` (or
    ``<data_root>/<folder>/hf/``): read with ``load_from_disk``, no network;
 2. the hub, ``load_dataset(id, revision=...)``, when ``huggingface.co`` answers (probed
-   once, quickly, by :func:`harness.models.weights.host_reachable`) or, offline, when the
+   once, quickly, by :func:`harness.core.network.host_reachable`) or, offline, when the
    local Hugging Face cache holds the dataset (the library then runs in offline mode);
 3. otherwise one line naming the dataset and how to point at a local copy; never a hang.
 
@@ -77,7 +77,7 @@ def _go_offline() -> None:
 
 def open_table(spec, split: str, data_root: str | None) -> tuple[Any, str]:
     """(datasets.Dataset holding the split's rows, where it came from)."""
-    from harness.models.weights import host_reachable
+    from harness.core.network import host_reachable
 
     hf_split = spec.options.get("hf_split") or spec.splits[split].source_split or split
     copy = local_copy(spec, data_root)

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.project_files import project_path
+from harness.core.project_files import project_path
 
 from .base import DatasetError, TaskKind, loader_view
 

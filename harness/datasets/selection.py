@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.caption_metrics import SelectionSpec
+from harness.metrics.selection import SelectionSpec
 
 from .assemble import content_hash, usable_files
 from .base import DatasetError, DatasetRequest, fingerprint, subset_indices
@@ -57,6 +57,13 @@ class CaptionSelectionData:
                 raise DatasetError(f"{where}: needs one image, a true caption and at least one foil")
             if not item.is_group and item.subset not in self.spec.subsets:
                 raise DatasetError(f"{where}: subset not among {list(self.spec.subsets)}")
+
+    def counts(self) -> dict[str, int]:
+        return {"items": len(self.items), "groups": sum(it.is_group for it in self.items)}
+
+    def limited(self, limit: int | None, seed: int, name: str | None = None) -> CaptionSelectionData:
+        """``--limit`` counts items here, not images (``harness.datasets.base.apply_limit``)."""
+        return limit_items(self, limit, seed, name)
 
     def restrict(self, keep: Sequence[int]) -> CaptionSelectionData:
         """The listed items only, with just the images they use (re-indexed)."""

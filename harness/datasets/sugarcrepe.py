@@ -10,7 +10,7 @@ replace_att replace_obj replace_rel swap_att swap_obj``; images in ``coco/val201
 
 from __future__ import annotations
 
-from harness.caption_metrics import SelectionSpec
+from harness.metrics.selection import SelectionSpec
 
 from .base import DatasetRequest, Format, TaskKind
 from .compositional import ImageFinder, fields, find_file, image_folders

@@ -31,7 +31,7 @@ from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
-from harness.caption_metrics import SelectionSpec
+from harness.metrics.selection import SelectionSpec
 
 from .base import (
     ClassificationData,

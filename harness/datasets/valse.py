@@ -14,7 +14,7 @@ the foil, VALSE's acc_r), ``acc`` the mean over the pieces loaded.
 
 from __future__ import annotations
 
-from harness.caption_metrics import SelectionSpec
+from harness.metrics.selection import SelectionSpec
 
 from .base import DatasetRequest, Format, TaskKind
 from .compositional import ImageFinder, fields, find_file, image_folders

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.caption_metrics import SelectionSpec
+from harness.metrics.selection import SelectionSpec
 
 from .base import DatasetError, DatasetNotFound, DatasetRequest, Format, TaskKind, fingerprint
 from .compositional import ImageFinder, fields, find_file, image_folders, report_bad

@@ -44,8 +44,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.errors import UserError
-from harness.records import ResultRecord
+from harness.core.errors import UserError
+from harness.results.records import ResultRecord
 
 TOOL = "CLIP_benchmark"
 IMPORT_VERSION = 1  # bump when the mapping changes: it is part of every imported run key
@@ -169,7 +169,7 @@ def parse(path: Path, options: ImportOptions = ImportOptions()) -> ResultRecord:
 
 def import_files(paths: list[Path], results: Path, options: ImportOptions = ImportOptions()) -> list[Path]:
     """Parse every file first, then write: one bad file writes nothing."""
-    from harness import store
+    from harness.results import store
 
     records = [parse(p, options) for p in paths]
     return [store.save(results, r) for r in records]

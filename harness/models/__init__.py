@@ -11,8 +11,8 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 
-from harness.interfaces import LoadOptions, ModelKind, ModelMeta
-from harness.registry import Registry
+from harness.core.interfaces import LoadOptions, ModelKind, ModelMeta
+from harness.core.registry import Registry
 
 MODELS: Registry[ModelMeta] = Registry("model")
 OPEN_CLIP_PREFIX = "open_clip:"

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import partial
 
-from harness.interfaces import LoadOptions, ModelKind, ModelMeta
+from harness.core.interfaces import LoadOptions, ModelKind, ModelMeta
 from harness.models import hub
 from harness.models.common import autocast, unit_norm
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from harness.interfaces import LoadOptions, WeightsUnavailableError
+from harness.core.interfaces import LoadOptions, WeightsUnavailableError
 from harness.models import weights as W
 from harness.models.common import autocast, mmap_torch_load, skip_weight_init, torch_dtype, unit_norm
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 
-from harness.interfaces import Precision
+from harness.core.interfaces import Precision
+from harness.core.errors import OptionError
 
 
 def torch_dtype(precision: Precision):
@@ -38,7 +39,7 @@ def precision_info(device: str, precision: Precision) -> dict:
     half-precision path or run it far slower, so its timings and scores would mislead."""
     cuda = str(device).startswith("cuda")
     if precision is Precision.FP16 and not cuda:
-        raise ValueError(f"--precision fp16 needs a CUDA device (got --device {device}); "
+        raise OptionError(f"--precision fp16 needs a CUDA device (got --device {device}); "
                          "on CPU use bf16, or amp (fp32 weights, bfloat16 autocast)")
     weights = {Precision.FP16: "float16", Precision.BF16: "bfloat16"}.get(precision, "float32")
     autocast_dtype = ("float16" if cuda else "bfloat16") if precision is Precision.AMP else None

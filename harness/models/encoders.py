@@ -25,9 +25,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from harness.interfaces import LoadOptions, Precision, WeightsUnavailableError
+from harness.core.interfaces import LoadOptions, Precision, WeightsUnavailableError
 from harness.models import weights as W
-from harness.registry import Registry
+from harness.core.registry import Registry
 
 
 @dataclass(frozen=True)

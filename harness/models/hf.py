@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 
-from harness.interfaces import LoadOptions, ModelKind, ModelMeta
+from harness.core.interfaces import LoadOptions, ModelKind, ModelMeta
 from harness.models import hub
 from harness.models.common import autocast, unit_norm
 

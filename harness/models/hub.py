@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.interfaces import LoadOptions, Precision, WeightsUnavailableError
+from harness.core.interfaces import LoadOptions, Precision, WeightsUnavailableError
 from harness.models import weights as W
 
 # weight files a transformers directory may hold, in the order we hash them for the record

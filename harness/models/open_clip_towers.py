@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from harness.interfaces import LoadOptions
+from harness.core.interfaces import LoadOptions
+from harness.core.errors import UserError
 
 
 def _project(x, proj):
@@ -33,7 +34,7 @@ class OpenClipImageTower:
 
     def image_transform(self, size: int | None = None, crop: bool = True):
         if size not in (None, self._size):
-            raise ValueError(f"{self.name}: a ViT with fixed positions takes {self._size} px images, not {size}")
+            raise UserError(f"{self.name}: a ViT with fixed positions takes {self._size} px images, not {size}")
         return self.clip.image_transform()
 
     def pooled_and_grid(self, pixels):

@@ -24,9 +24,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import partial
 
-from harness.interfaces import LoadOptions, ModelKind, ModelMeta
+from harness.core.interfaces import LoadOptions, ModelKind, ModelMeta
 from harness.models import hub
 from harness.models.common import autocast
+from harness.core.errors import UserError
 
 LONGER_PER_SHORTER = 1333 / 800   # ViLT / transformers ViltImageProcessor: MAX_LONGER_EDGE / MAX_SHORTER_EDGE
 PATCH_SEED = 0                    # seed of ViLT's patch shuffling, fixed per call
@@ -52,7 +53,7 @@ class ViltCanvasTransform:
         pixels = self.processor(images=rgb, do_pad=False, return_tensors="pt")["pixel_values"][0]
         _, h, w = pixels.shape
         if h > self.canvas or w > self.canvas:  # only with a processor config unlike ViLT's
-            raise ValueError(f"ViLT image processed to {h}x{w}, larger than the {self.canvas}px canvas")
+            raise UserError(f"ViLT image processed to {h}x{w}, larger than the {self.canvas}px canvas")
         out = torch.zeros(4, self.canvas, self.canvas, dtype=pixels.dtype)
         out[:3, :h, :w] = pixels
         out[3, :h, :w] = 1

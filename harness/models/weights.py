@@ -4,28 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import os
-import socket
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from harness.interfaces import WeightsUnavailableError
+from harness.core.errors import UserError
+from harness.core.interfaces import WeightsUnavailableError
+from harness.core.network import HF_HOST, host_reachable  # noqa: F401 - the loaders ask it here
+# one file-identity cache for checkpoints and images alike
+from harness.results.identity import file_digest  # noqa: F401
+from harness.results.identity import hash_file as sha256_file  # noqa: F401
+from harness.results.identity import prefetch as prefetch_digest  # noqa: F401
 
-HF_HOST = "huggingface.co"
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "weights"  # checkpoints that ship with vlbench
-
-
-@lru_cache(maxsize=8)
-def host_reachable(host: str = HF_HOST, port: int = 443, timeout: float = 3.0) -> bool:
-    """True when a TCP connection to ``host`` opens; hub clients retry for about a minute
-    before failing, so we ask once, quickly, and fail with a clear line instead."""
-    if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("VLBENCH_OFFLINE") == "1":
-        return False
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 def cached_hub_file(repo_id: str, filename: str) -> str | None:
@@ -114,70 +104,6 @@ def offline_error(what: str, missing: str) -> WeightsUnavailableError:
         f"{HF_HOST} cannot be reached); pass --weights PATH to a local checkpoint or directory, "
         "or populate the Hugging Face cache (HF_HOME) on a machine with network"
     )
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-_DIGESTS: dict[tuple[str, int, int, int], str] = {}
-_PENDING: dict[tuple[str, int, int, int], Any] = {}  # key -> Future of a digest hashing in the background
-RACY_NS = 2_000_000_000  # file timestamps tick coarsely (a jiffy or more): trust only older ones
-
-
-def _stat_key(path: str | Path) -> tuple[str, int, int, int]:
-    p = Path(path).resolve()
-    st = p.stat()
-    return (str(p), st.st_ino, st.st_size, st.st_mtime_ns)
-
-
-def prefetch_digest(path: str | Path) -> None:
-    """Start hashing ``path`` on a background thread. hashlib releases the GIL on large
-    blocks, so a checkpoint's sha256 (0.1-1 s for 100-200 MB) runs on another core while the
-    main thread imports torch and lists the dataset; :func:`file_digest` then waits for that
-    result instead of hashing the file again. A missing file is left for the caller to report."""
-    import threading
-    from concurrent.futures import Future
-
-    try:
-        key = _stat_key(path)
-    except OSError:
-        return
-    if key in _DIGESTS or key in _PENDING or not Path(key[0]).is_file():
-        return
-    future: Future = Future()
-    _PENDING[key] = future
-
-    def work() -> None:
-        try:
-            future.set_result(sha256_file(key[0]))
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the thread that asks
-            future.set_exception(exc)
-
-    threading.Thread(target=work, name="vlbench-digest", daemon=True).start()
-
-
-def file_digest(path: str | Path) -> str:
-    """:func:`sha256_file`, computed once per (path, inode, size, mtime) in this process: a
-    sweep keys many runs on the same few checkpoints. A file modified in the last 2 s is
-    hashed every time and not cached (as git treats "racily clean" entries): a same-size
-    rewrite within one timestamp tick would otherwise look unchanged. A digest started by
-    :func:`prefetch_digest` for the same (path, inode, size, mtime) is awaited, not redone."""
-    import time
-
-    key = _stat_key(path)
-    p = Path(key[0])
-    if key in _DIGESTS:
-        return _DIGESTS[key]
-    pending = _PENDING.pop(key, None)
-    digest = pending.result() if pending is not None else sha256_file(p)
-    if time.time_ns() - key[3] > RACY_NS:
-        _DIGESTS[key] = digest
-    return digest
 
 
 def content_digest(path: str | Path) -> str | None:

@@ -1,28 +1,14 @@
-"""Task registry: retrieval, zero-shot classification, caption selection."""
+"""The task registry. Each task lives in one module that registers itself (``@register`` on
+its :class:`~harness.tasks.base.Task` subclass); adding a task is that module plus its line
+here. Task modules import torch only inside functions, so listing tasks stays instant."""
 
-from harness.datasets.base import TaskKind
-from harness.registry import Registry
-from harness.tasks.base import TaskMeta, TaskResult
+from importlib import import_module
 
-TASKS: Registry[TaskMeta] = Registry("task")
-TASKS.register("retrieval", TaskMeta(
-    "retrieval", TaskKind.RETRIEVAL, "rsum", "harness.tasks.retrieval:evaluate",
-    "image<->text retrieval; R@1/5/10 both directions (hit rate), RSUM, median/mean rank"), aliases=("ret",))
-TASKS.register("zeroshot", TaskMeta(
-    "zeroshot", TaskKind.ZEROSHOT, "acc1", "harness.tasks.zeroshot:evaluate",
-    "zero-shot classification from prompt templates; top-1/5 accuracy, macro-F1, balanced accuracy"),
-    aliases=("zero-shot", "classification", "zs"))
-TASKS.register("caption_selection", TaskMeta(
-    "caption_selection", TaskKind.CAPTION_SELECTION, "acc", "harness.tasks.caption_selection:evaluate",
-    "true caption vs foils (SugarCrepe, ARO, VALSE; ties wrong), Winoground text/image/group scores; "
-    "acc = macro mean of the subsets"), aliases=("captions", "compositionality"))
-TASKS.register("human_agreement", TaskMeta(
-    "human_agreement", TaskKind.HUMAN_AGREEMENT, "kendall_tau_c/kendall_tau_b", "harness.tasks.human_agreement:evaluate",
-    "agreement of image-text scores with human caption judgments (Flickr8k-Expert tau-c, CF tau-b; CLIPScore)",
-    cross_encoders=True), aliases=("human-agreement", "judgments"))
-TASKS.register("linear_probe", TaskMeta(
-    "linear_probe", TaskKind.LINEAR_PROBE, "acc1", "harness.tasks.linear_probe:evaluate",
-    "logistic regression on frozen image embeddings (CLIP protocol: L-BFGS, L2 chosen on held-out train)"),
-    aliases=("linear-probe", "probe"))
+from harness.tasks.base import TASKS, Task, TaskResult, register
 
-__all__ = ["TASKS", "TaskMeta", "TaskResult"]
+TASK_MODULES = ("retrieval", "zeroshot", "caption_selection", "human_agreement", "linear_probe")
+
+for _module in TASK_MODULES:
+    import_module(f"harness.tasks.{_module}")
+
+__all__ = ["TASKS", "Task", "TaskResult", "register"]

@@ -11,18 +11,26 @@ Every model kind runs it on the same (image, caption) pairs, each scored once:
 * a model that is both (BLIP) by ITM unless ``use_itc`` (the runner's ``--rerank-k 0``: the ITC
   row, as retrieval's "ITC only"), so it reports two rows.
 
-Metrics are :mod:`harness.caption_metrics`; the sidecar keeps each item's outcome, subset and
+Metrics are :mod:`harness.metrics.selection`; the sidecar keeps each item's outcome, subset and
 category, and each group's three outcomes, so the leaderboard bootstraps over items.
 """
 
 from __future__ import annotations
 
-from harness import caption_metrics as CM
+from dataclasses import replace
+
+from harness.core.interfaces import ModelKind
+from harness.datasets.base import TaskKind
+from harness.tasks.base import Prepared, Task, TaskContext, register
+from harness.tasks.options import RunOptions
+
+from harness.metrics import selection as CM
 from harness.datasets.selection import CaptionSelectionData
-from harness.keys import QueryKey
-from harness.measure import Stage
+from harness.metrics.keys import QueryKey
+from harness.core.measure import Stage
 from harness.tasks.base import TaskResult
 from harness.tasks.encode import EncodeOptions, encode_images, encode_texts
+from harness.core.errors import UserError
 
 
 def item_pairs(data: CaptionSelectionData) -> tuple[list[str], list[tuple[int, int]], list[list[int]]]:
@@ -30,7 +38,7 @@ def item_pairs(data: CaptionSelectionData) -> tuple[list[str], list[tuple[int, i
     A selection item's pairs are its captions in order; a group's are ``s[image, caption]``
     row-major: (i0, c0), (i0, c1), (i1, c0), (i1, c1).
 
-    >>> from harness.caption_metrics import SelectionSpec
+    >>> from harness.metrics.selection import SelectionSpec
     >>> from harness.datasets.selection import CaptionItem
     >>> d = CaptionSelectionData("d", "test", [None, None], [CaptionItem((0,), ("a", "b"), "s"),
     ...     CaptionItem((0, 1), ("a", "c"), "s")], SelectionSpec(("s",)), "fp")
@@ -49,10 +57,10 @@ def item_pairs(data: CaptionSelectionData) -> tuple[list[str], list[tuple[int, i
 
 def by_embeddings(model, use_itc: bool) -> bool:
     """Whether the model scores by embedding cosine (a dual encoder, or BLIP's ITC row)."""
-    from harness.interfaces import CrossEncoder, DualEncoder
+    from harness.core.interfaces import CrossEncoder, DualEncoder
 
     if not isinstance(model, (DualEncoder, CrossEncoder)):
-        raise ValueError(f"caption_selection needs a dual or cross encoder; {getattr(model, 'name', model)!r} is neither")
+        raise UserError(f"caption_selection needs a dual or cross encoder; {getattr(model, 'name', model)!r} is neither")
     return isinstance(model, DualEncoder) and (use_itc or not isinstance(model, CrossEncoder))
 
 
@@ -124,3 +132,36 @@ def evaluate(model, data: CaptionSelectionData, opts: EncodeOptions, use_itc: bo
     metrics = metrics_from_outcomes(per_query)
     return TaskResult(metrics=metrics, main_metric=CM.ACC if CM.ACC in metrics else CM.GROUP_SCORE,
                       timings={s.name: s.timing() for s in stages}, per_query=per_query)
+
+
+@register
+class CaptionSelection(Task):
+    """Every model kind runs it; a model that is both (BLIP) gives two rows: ITM on every pair
+    (the default) and ITC cosine (``--rerank-k 0``), never a prefilter."""
+
+    name = "caption_selection"
+    view = TaskKind.CAPTION_SELECTION
+    main_metric = "acc"
+    description = ("true caption vs foils (SugarCrepe, ARO, VALSE; ties wrong), Winoground text/image/group "
+                   "scores; acc = macro mean of the subsets")
+    aliases = ("captions", "compositionality")
+    model_kinds = frozenset({ModelKind.DUAL, ModelKind.CROSS, ModelKind.BOTH})
+    family_options = ("rerank_k",)
+
+    def settings(self, meta, opts: RunOptions) -> RunOptions:
+        opts = super().settings(meta, opts)
+        itc_row = meta.kind == ModelKind.BOTH and opts.rerank_k == 0
+        return replace(opts, rerank_k=0 if itc_row else None)
+
+    def variants(self, meta, opts: RunOptions) -> list[RunOptions]:
+        if meta.kind == ModelKind.BOTH and opts.rerank_k is None:
+            return [opts, replace(opts, rerank_k=0)]
+        return [opts]
+
+    def prepare(self, ctx: TaskContext) -> Prepared:
+        use_itc = ctx.meta.kind == ModelKind.BOTH and ctx.options.rerank_k == 0
+        by_cosine = ctx.meta.kind == ModelKind.DUAL or use_itc
+        return Prepared({"use_itc": use_itc}, {"scorer": "cosine" if by_cosine else "cross-encoder, every pair"})
+
+    def evaluate(self, model, data, opts, **kwargs) -> TaskResult:
+        return evaluate(model, data, opts, **kwargs)

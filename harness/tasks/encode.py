@@ -14,8 +14,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness import progress, shard_plan
-from harness.cache import (
+from harness.core import progress
+from harness.parallel import shard_plan
+from harness.results.cache import (
     DEFAULT_CHUNK_ITEMS,
     CacheEntry,
     identity_of,
@@ -23,7 +24,7 @@ from harness.cache import (
     texts_digest,
 )
 from harness.datasets.base import ImageSet
-from harness.measure import Stage
+from harness.core.measure import Stage
 
 EMBEDDING = "embedding"  # tensor name of an embedding chunk
 _UNITS = {"image_encode": "img", "text_encode": "text"}  # what a stage's progress bar counts
@@ -154,7 +155,8 @@ def _fill(entry: CacheEntry, ranges, plan, batches, fn, backoff: Backoff, stage:
 def _fill_missing(entry: CacheEntry, ranges, plan, batches, fn, backoff: Backoff, stage: Stage, bar) -> None:
     import torch
 
-    from harness import distributed, faults
+    from harness.parallel import distributed
+    from harness.core import faults
 
     it = iter(batches)
     for (start, end), chunk in zip(ranges, plan):
@@ -174,7 +176,7 @@ def _fill_missing(entry: CacheEntry, ranges, plan, batches, fn, backoff: Backoff
 def _image_identity(model, images: ImageSet, digest_dir: str | None = None) -> dict:
     """The images by content (a file rewritten under its old name is a new entry), not by path;
     read from the same digest table as the run key (so no file is hashed twice)."""
-    from harness.digests import images_digest
+    from harness.datasets.identity import images_digest
 
     return {"images": len(images), "image_content": images_digest(images, digest_dir),
             "preprocess": identity_of(model.image_transform())}
@@ -233,3 +235,45 @@ def encode_texts(model, texts: Sequence[str], opts: EncodeOptions, stage: Stage)
         _fill(entry, ranges, plan, batches, encode, backoff, stage)
     shard_plan.exchange(entry)
     return _finish(entry, stage, backoff, opts.device, model.embed_dim, ranges)
+
+
+def encode_cache(opts, meta, model, data, split: str) -> EncodeCache:
+    """The identity that keys this run's cached embeddings: the weights (checkpoint sha256,
+    else a digest of the loaded parameters), precision, device type and dataset. Batch size
+    and the items themselves are added by the encode loops."""
+    from harness.results.cache import cache_root, module_digest
+
+    if not opts.use_cache:
+        return EncodeCache(root=None, chunk_items=_chunk_items(opts))
+    ckpt = getattr(model, "checkpoint", None) or {}
+    weights = ckpt.get("sha256")
+    if not weights:
+        inner = getattr(model, "model", None)
+        if inner is None or not hasattr(inner, "state_dict"):
+            return EncodeCache(root=None, chunk_items=_chunk_items(opts))  # nothing identifies the weights: never risk a stale hit
+        weights = "params:" + module_digest(inner)
+    identity = {"model": meta.name, "source": meta.source, **_content_identity(ckpt), "weights": weights,
+                "precision": opts.precision.value, "device_type": opts.device.split(":")[0],
+                "dataset": data.name, "split": split, "dataset_fingerprint": data.fingerprint}
+    return EncodeCache(root=str(cache_root(opts.cache_dir)), identity=identity, chunk_items=_chunk_items(opts),
+                       digest_dir=opts.cache_dir)
+
+
+def _content_identity(ckpt: dict) -> dict:
+    """A checkpoint (and its components: a fusion model's towers) by content: a file's sha256
+    names the weights wherever they lie (a checkout, an installed wheel), so its path is left
+    out; the id stays only where nothing was hashed (a hub name, random init).
+
+    >>> _content_identity({"id": "/a/w.pt", "sha256": "ab", "components": {"image": {"id": "x", "sha256": None}}})
+    {'checkpoint': None, 'components': {'image': {'checkpoint': 'x'}}}
+    """
+    parts = ckpt.get("components")
+    out = {"checkpoint": None if ckpt.get("sha256") else ckpt.get("id")}
+    if parts:
+        out["components"] = {k: {**_content_identity(v), **({"sha256": v["sha256"]} if v.get("sha256") else {})}
+                             for k, v in sorted(parts.items())}
+    return out
+
+
+def _chunk_items(opts) -> int:
+    return opts.chunk_items or DEFAULT_CHUNK_ITEMS

@@ -10,7 +10,7 @@ attributes to objects from bags-of-words.
 
 One implementation with the ``caption_selection`` task: the groups are
 :func:`harness.datasets.selection.swap_groups` and their checks
-:func:`harness.caption_metrics.winoground_checks`, exactly what that task scores on the synthetic
+:func:`harness.metrics.selection.winoground_checks`, exactly what that task scores on the synthetic
 data; ``hn_<kind>`` is the mean of the four checks, where the task reports the text side alone
 (``acc_<kind>``) and Winoground's all-or-nothing text / image / group scores.
 """
@@ -19,9 +19,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from harness.caption_metrics import winoground_checks
+from harness.metrics.selection import winoground_checks
 from harness.datasets.selection import swap_groups
-from harness.keys import hard_negative_key
+from harness.metrics.keys import hard_negative_key
 
 BINDING_KINDS = ("colour_swap", "shape_swap")
 CHECKS_PER_CAPTION = 4  # per caption position: i and j each pick their caption, each caption its image
@@ -65,7 +65,7 @@ def comparison_groups(caption_to_image: list[int], n_images: int, pairs,
 
     Each caption position of a swap pair is a Winoground-style 2x2 group
     (:func:`harness.datasets.selection.swap_groups`, the groups the synthetic caption-selection
-    task scores too) and its four checks are :func:`harness.caption_metrics.winoground_checks`:
+    task scores too) and its four checks are :func:`harness.metrics.selection.winoground_checks`:
     a ``hn_*`` accuracy is the share of those checks won, pooled.
 
     These are what the per-query sidecar keeps and the leaderboard resamples: the four checks

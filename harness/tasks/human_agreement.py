@@ -13,12 +13,16 @@ ViT-B/32 CLIP-S, Expert tau-c 51.2, CF tau-b 34.4.
 
 from __future__ import annotations
 
-from harness.agreement import kendall_tau
+from harness.core.interfaces import ModelKind
+from harness.datasets.base import TaskKind
+from harness.tasks.base import Task, register
+
 from harness.datasets.views import JudgmentData
-from harness.keys import KENDALL_KEYS, QueryKey
-from harness.measure import Stage
+from harness.metrics.keys import KENDALL_KEYS, QueryKey
+from harness.core.measure import Stage
 from harness.tasks.base import TaskResult
 from harness.tasks.encode import EncodeOptions, encode_images, encode_texts
+from harness.core.errors import UserError
 
 CLIP_S_WEIGHT = 2.5  # Hessel et al. 2021, eq. 1
 
@@ -57,7 +61,7 @@ def _cross_scores(model, data: JudgmentData, opts: EncodeOptions, pairs):
 def evaluate(model, data: JudgmentData, opts: EncodeOptions) -> TaskResult:
     import torch
 
-    from harness.interfaces import CrossEncoder, DualEncoder
+    from harness.core.interfaces import CrossEncoder, DualEncoder
 
     pairs = torch.stack([torch.as_tensor(data.pair_image), torch.as_tensor(data.pair_caption)], 1).long()
     if isinstance(model, CrossEncoder):  # BLIP too: its ITM head is its match score
@@ -67,12 +71,14 @@ def evaluate(model, data: JudgmentData, opts: EncodeOptions) -> TaskResult:
         scores, stages = _dual_scores(model, data, opts, pairs)
         how = "CLIP-S = 2.5 * max(cos, 0)"
     else:
-        raise ValueError(f"{getattr(model, 'name', model)!r} is neither a dual nor a cross-encoder")
+        raise UserError(f"{getattr(model, 'name', model)!r} is neither a dual nor a cross-encoder")
     if not torch.isfinite(scores).all():
         raise ValueError(f"{getattr(model, 'name', model)}: non-finite pair scores on {data.name}")
     row_pair = torch.as_tensor(data.row_pair, dtype=torch.long)
     row_scores = scores[row_pair].double().numpy()
     key = KENDALL_KEYS[data.variant]
+    from harness.metrics.agreement import kendall_tau  # numpy: run time only
+
     tau = 100.0 * kendall_tau(row_scores, data.human, data.variant)
     groups = torch.as_tensor(data.pair_image)[row_pair]
     return TaskResult(
@@ -80,3 +86,17 @@ def evaluate(model, data: JudgmentData, opts: EncodeOptions) -> TaskResult:
         per_query={QueryKey.SCORE.value: row_scores.tolist(), QueryKey.HUMAN.value: list(data.human),
                    QueryKey.GROUP.value: groups.tolist()},
         details={"pair_score": how, "kendall_variant": data.variant, "judged_pairs": len(data.pair_image)})
+
+
+@register
+class HumanAgreement(Task):
+    name = "human_agreement"
+    view = TaskKind.HUMAN_AGREEMENT
+    main_metric = "kendall_tau_c/kendall_tau_b"
+    description = ("agreement of image-text scores with human caption judgments "
+                   "(Flickr8k-Expert tau-c, CF tau-b; CLIPScore)")
+    aliases = ("human-agreement", "judgments")
+    model_kinds = frozenset({ModelKind.DUAL, ModelKind.CROSS, ModelKind.BOTH})
+
+    def evaluate(self, model, data, opts, **kwargs) -> TaskResult:
+        return evaluate(model, data, opts)

@@ -1,4 +1,4 @@
-"""Linear probe: logistic regression on frozen image embeddings (CLIP protocol, harness.probe).
+"""Linear probe: logistic regression on frozen image embeddings (CLIP protocol, harness.metrics.probe).
 
 Embeddings come through the embedding cache, keyed per split exactly as a zero-shot run keys
 them, so a probe after zero-shot (or a second probe, another ``--shots``) encodes nothing it
@@ -10,12 +10,14 @@ sidecar are zero-shot's (acc1, acc5, macro-F1, balanced accuracy; correct / pred
 
 from __future__ import annotations
 
+from harness.datasets.base import TaskKind
+from harness.tasks.base import Prepared, Task, TaskContext, register
+
 from dataclasses import replace
 
 from harness.datasets.views import ProbeData
-from harness.keys import MetricKey, QueryKey
-from harness.measure import Stage
-from harness.probe import ProbeOptions, fit_probe, sample_shots
+from harness.metrics.keys import MetricKey, QueryKey
+from harness.core.measure import Stage
 from harness.tasks.base import TaskResult, require_dual
 from harness.tasks.encode import EncodeOptions, encode_images
 
@@ -30,11 +32,13 @@ def split_options(opts: EncodeOptions, part) -> EncodeOptions:
 
 
 def evaluate(model, data: ProbeData, opts: EncodeOptions, shots: int | None = None,
-             probe_opts: ProbeOptions = ProbeOptions()) -> TaskResult:
+             probe_opts=None) -> TaskResult:
     import torch
 
-    from harness import metrics as M
+    from harness.metrics import functional as M
+    from harness.metrics.probe import ProbeOptions, fit_probe, sample_shots  # torch at import: run time only
 
+    probe_opts = probe_opts or ProbeOptions()
     require_dual(model, "linear probe")
     with Stage("train_encode", opts.device, opts.warmup_batches) as train_stage:
         train_x = encode_images(model, data.train.images, split_options(opts, data.train), train_stage)
@@ -60,3 +64,19 @@ def evaluate(model, data: ProbeData, opts: EncodeOptions, shots: int | None = No
                    QueryKey.LABEL.value: labels.tolist()},
         details={"shots": shots, "probe_train_images": len(keep), "probe_c": probe.c,
                  "probe_search": probe.search, "probe_holdout": probe_opts.holdout, "probe_seed": probe_opts.seed})
+
+
+@register
+class LinearProbe(Task):
+    name = "linear_probe"
+    view = TaskKind.LINEAR_PROBE
+    main_metric = "acc1"
+    description = "logistic regression on frozen image embeddings (CLIP protocol: L-BFGS, L2 chosen on held-out train)"
+    aliases = ("linear-probe", "probe")
+    family_options = ("shots",)
+
+    def prepare(self, ctx: TaskContext) -> Prepared:
+        return Prepared({"shots": ctx.options.shots})  # the record has it from the run options
+
+    def evaluate(self, model, data, opts, **kwargs) -> TaskResult:
+        return evaluate(model, data, opts, **kwargs)

@@ -1,9 +1,9 @@
 """Scoring many (image, caption) pairs with a cross-encoder, reusing tower work.
 
 Pairs are grouped by image, images are decoded once (in loader workers) in index order,
-and for a :class:`~harness.interfaces.FactoredCrossEncoder` the vision tower runs once
+and for a :class:`~harness.core.interfaces.FactoredCrossEncoder` the vision tower runs once
 per image and the text side once per caption; only the fusion part runs per pair. A plain
-:class:`~harness.interfaces.CrossEncoder` (ViLT: one stream over both) gets each image's
+:class:`~harness.core.interfaces.CrossEncoder` (ViLT: one stream over both) gets each image's
 pixels repeated for its pairs, which is all such a model allows.
 """
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from harness.datasets.base import ImageSet
-from harness.measure import Stage
-from harness.progress import NULL as NULL_BAR
+from harness.core.measure import Stage
+from harness.core.progress import NULL as NULL_BAR
 from harness.tasks.encode import EncodeOptions
 
 DEFAULT_PAIR_BATCH = 256
@@ -35,7 +35,7 @@ def concat(parts: list) -> Any:
 
 
 def is_factored(model: Any) -> bool:
-    from harness.interfaces import FactoredCrossEncoder
+    from harness.core.interfaces import FactoredCrossEncoder
 
     return isinstance(model, FactoredCrossEncoder)
 
@@ -66,7 +66,7 @@ def score_pair_index(model, images: ImageSet, captions: Sequence[str], pairs, op
     """Scores (P,) float32 (CPU) for ``pairs`` (P, 2) = rows of (image id, caption id).
 
     ``stage`` times the whole pass; its items are pairs, so items/s is pairs/s. ``bar``
-    (:func:`harness.progress.bar`) counts the pairs scored. With ``owned`` (image-batch
+    (:func:`harness.core.progress.bar`) counts the pairs scored. With ``owned`` (image-batch
     index -> bool; a rank of a sharded run) only those batches of images are scored, the
     other pairs' scores are 0, and every batch is the one a single process forms.
     """

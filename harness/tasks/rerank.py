@@ -13,13 +13,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from harness import progress, shard_plan
+from harness.core import progress
+from harness.parallel import shard_plan
 from harness.datasets.base import RetrievalData
-from harness.measure import Stage
+from harness.core.measure import Stage
 from harness.tasks.encode import EncodeOptions
+from harness.tasks.options import DEFAULT_PAIR_BUDGET
+from harness.core.errors import OptionError
 
 DEFAULT_RERANK_K = 128
-DEFAULT_PAIR_BUDGET = 1_000_000
 
 
 @dataclass
@@ -56,7 +58,7 @@ def plan_for(n_images: int, n_captions: int, k: int | None, prefilter: Any, pref
     """Rerank with the prefilter, or all pairs when there is none and the data is small."""
     if prefilter is None:
         if n_images * n_captions > pair_budget:
-            raise ValueError(
+            raise OptionError(
                 f"{n_images} images x {n_captions} captions = {n_images * n_captions:,} pairs exceeds "
                 f"the pair budget ({pair_budget:,}); name a prefilter dual encoder with --prefilter "
                 f"or raise --pair-budget")
@@ -101,11 +103,11 @@ class Candidates:
 
     def ranks(self, t2i_scores, i2t_scores):
         """First-hit ranks ``(t2i (M,), i2t (N',))`` from the reranker's scores of
-        :meth:`t2i_pairs` and :meth:`i2t_pairs`, by :func:`harness.metrics.reranked_first_hit_ranks`
+        :meth:`t2i_pairs` and :meth:`i2t_pairs`, by :func:`harness.metrics.functional.reranked_first_hit_ranks`
         (ties broken by prefilter score, then counted against the model)."""
         import torch
 
-        from harness import metrics as M
+        from harness.metrics import functional as M
 
         c2i = self.caption_to_image
         t2i = M.reranked_first_hit_ranks(self.t2i_index, t2i_scores.reshape(self.t2i_index.shape),
@@ -117,7 +119,7 @@ class Candidates:
 
 def candidates(caption_to_image, n_images: int, k: int, image_emb=None, text_emb=None) -> Candidates:
     """The top-``k`` candidates of every query under the prefilter's embeddings
-    (:func:`harness.metrics.topk_candidates`, ties in gallery order), or every gallery item
+    (:func:`harness.metrics.functional.topk_candidates`, ties in gallery order), or every gallery item
     when there are no embeddings (all-pairs scoring; fallback ranks then never apply).
 
     >>> import torch
@@ -128,7 +130,7 @@ def candidates(caption_to_image, n_images: int, k: int, image_emb=None, text_emb
     """
     import torch
 
-    from harness import metrics as M
+    from harness.metrics import functional as M
 
     c2i = torch.as_tensor(caption_to_image, dtype=torch.long).cpu()
     m = len(c2i)

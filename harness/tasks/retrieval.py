@@ -7,16 +7,22 @@ dual encoder (or every pair of a small dataset), see :mod:`harness.tasks.rerank`
 
 from __future__ import annotations
 
+from harness.core.errors import OptionError
+from harness.core.interfaces import ModelKind
+from harness.datasets.base import TaskKind
+from harness.tasks.base import Prepared, Task, TaskContext, register
+from harness.tasks.options import RunOptions
+
 from dataclasses import replace
 
-from harness import shard_plan
+from harness.parallel import shard_plan
 from harness.datasets.base import RetrievalData
-from harness.keys import QueryKey
-from harness.measure import Stage
+from harness.metrics.keys import QueryKey
+from harness.core.measure import Stage
 from harness.tasks.base import TaskResult, require_dual
 from harness.tasks.encode import EncodeOptions, encode_images, encode_texts
 from harness.tasks.hard_negatives import accuracy_from_groups, comparison_groups, hard_negative_groups, needed_pairs
-from harness.tasks.rerank import RerankPlan
+from harness.tasks.rerank import DEFAULT_RERANK_K, RerankPlan, plan_for
 
 
 def evaluate(model, data: RetrievalData, opts: EncodeOptions, plan: RerankPlan | None = None) -> TaskResult:
@@ -24,7 +30,7 @@ def evaluate(model, data: RetrievalData, opts: EncodeOptions, plan: RerankPlan |
         return _evaluate_reranked(model, data, opts, plan)
     import torch
 
-    from harness import metrics as M
+    from harness.metrics import functional as M
 
     require_dual(model, "retrieval")
     image_emb, text_emb, stages = _embed(model, data, opts)
@@ -48,7 +54,7 @@ def _embed(model, data: RetrievalData, opts: EncodeOptions):
 
 
 def _evaluate_reranked(cross, data: RetrievalData, opts: EncodeOptions, plan: RerankPlan) -> TaskResult:
-    from harness import metrics as M
+    from harness.metrics import functional as M
     from harness.tasks.rerank import rerank_ranks
 
     stages: tuple = ()
@@ -74,7 +80,7 @@ def _evaluate_reranked(cross, data: RetrievalData, opts: EncodeOptions, plan: Re
 def _result(metrics: dict, stages, t2i, i2t, hn_groups: dict[str, list[list[int]]]) -> TaskResult:
     """The record's numbers and the sidecar's per-query outcomes; the hard negatives' accuracies
     come from the very groups the sidecar keeps (for their bootstrap intervals)."""
-    from harness import metrics as M
+    from harness.metrics import functional as M
 
     return TaskResult(
         metrics={**metrics, **accuracy_from_groups(hn_groups)},
@@ -82,3 +88,57 @@ def _result(metrics: dict, stages, t2i, i2t, hn_groups: dict[str, list[list[int]
         timings={s.name: s.timing() for s in stages},
         per_query={QueryKey.T2I_RANK.value: t2i.tolist(), QueryKey.I2T_RANK.value: i2t.tolist(), **hn_groups},
     )
+
+
+@register
+class Retrieval(Task):
+    """Dual encoders rank by cosine; cross-encoders rerank the top k of a prefilter dual
+    encoder (their registered one, or ``--prefilter``), or score every pair of a small split;
+    BLIP-like models (both) rerank their own ITC top k, and ``--rerank-k 0`` is their ITC row."""
+
+    name = "retrieval"
+    view = TaskKind.RETRIEVAL
+    main_metric = "rsum"
+    description = "image<->text retrieval; R@1/5/10 both directions (hit rate), RSUM, median/mean rank"
+    aliases = ("ret",)
+    model_kinds = frozenset({ModelKind.DUAL, ModelKind.CROSS, ModelKind.BOTH})
+    family_options = ("rerank_k", "prefilter")
+
+    def settings(self, meta, opts: RunOptions) -> RunOptions:
+        opts = super().settings(meta, opts)
+        if meta.kind == ModelKind.DUAL:
+            if opts.prefilter:
+                raise OptionError(f"--prefilter applies to cross-encoders; {meta.name} is a dual encoder")
+            return replace(opts, rerank_k=None, prefilter=None)
+        k = DEFAULT_RERANK_K if opts.rerank_k is None else opts.rerank_k
+        if k < 0 or (k == 0 and meta.kind == ModelKind.CROSS):
+            raise OptionError(f"--rerank-k {k}: {meta.name} is a cross-encoder and needs k >= 1")
+        if meta.kind == ModelKind.BOTH:
+            return replace(opts, rerank_k=k, prefilter=opts.prefilter if k else None)
+        return replace(opts, rerank_k=k, prefilter=opts.prefilter or meta.prefilter)
+
+    def variants(self, meta, opts: RunOptions) -> list[RunOptions]:
+        if meta.kind == ModelKind.BOTH and opts.rerank_k is None:
+            # "ITC only" and "ITC -> ITM" as separate rows, as the BLIP paper reports them
+            return [opts, replace(opts, rerank_k=0)]
+        return [opts]
+
+    def auxiliary_models(self, opts: RunOptions) -> dict[str, str]:
+        return {"prefilter": opts.prefilter} if opts.prefilter else {}
+
+    def prepare(self, ctx: TaskContext) -> Prepared:
+        opts, data = ctx.options, ctx.data
+        if not opts.rerank_k:
+            return Prepared()
+        cache = None
+        if opts.prefilter:
+            pmeta, prefilter = ctx.load_model(opts.prefilter)
+            cache = ctx.encode_cache(pmeta, prefilter)  # its own weights key its embeddings
+        else:
+            prefilter = ctx.model if ctx.meta.kind == ModelKind.BOTH else None
+        plan = plan_for(len(data.images), len(data.captions), opts.rerank_k, prefilter,
+                        opts.prefilter or (ctx.meta.name if prefilter is not None else None), opts.pair_budget, cache)
+        return Prepared({"plan": plan}, plan.describe())
+
+    def evaluate(self, model, data, opts, **kwargs) -> TaskResult:
+        return evaluate(model, data, opts, **kwargs)

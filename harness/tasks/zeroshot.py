@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from harness.datasets.base import TaskKind
+from harness.tasks.base import Task, register
+
 from harness.datasets.base import ClassificationData
-from harness.keys import QueryKey
-from harness.measure import Stage
+from harness.metrics.keys import QueryKey
+from harness.core.measure import Stage
 from harness.tasks.base import TaskResult, require_dual
 from harness.tasks.encode import EncodeOptions, encode_images, encode_texts
 
@@ -22,7 +25,7 @@ def class_embeddings(model, data: ClassificationData, opts: EncodeOptions, stage
 def evaluate(model, data: ClassificationData, opts: EncodeOptions) -> TaskResult:
     import torch
 
-    from harness import metrics as M
+    from harness.metrics import functional as M
 
     require_dual(model, "zero-shot classification")
     with Stage("text_encode", opts.device, opts.warmup_batches) as txt_stage:
@@ -44,3 +47,15 @@ def evaluate(model, data: ClassificationData, opts: EncodeOptions) -> TaskResult
                    QueryKey.PRED.value: M.pessimistic_predictions(logits, labels).tolist(),
                    QueryKey.LABEL.value: labels.tolist()},
     )
+
+
+@register
+class ZeroShot(Task):
+    name = "zeroshot"
+    view = TaskKind.ZEROSHOT
+    main_metric = "acc1"
+    description = "zero-shot classification from prompt templates; top-1/5 accuracy, macro-F1, balanced accuracy"
+    aliases = ("zero-shot", "classification", "zs")
+
+    def evaluate(self, model, data, opts, **kwargs) -> TaskResult:
+        return evaluate(model, data, opts)

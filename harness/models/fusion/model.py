@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-from harness.interfaces import (
+from harness.core.interfaces import (
     LoadOptions,
     ModelKind,
     ModelMeta,

@@ -1,0 +1,117 @@
+"""The contracts every model adapter keeps (see DESIGN.md, "Interfaces").
+
+Only typing here: importing this module must not import torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence, runtime_checkable
+from harness.core.errors import UserError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pathlib import Path
+
+    import torch
+    from PIL import Image
+
+
+class ModelKind(str, Enum):
+    DUAL = "dual"    # embeds images and texts separately (CLIP, SigLIP, late fusion)
+    CROSS = "cross"  # scores (image, text) pairs jointly (ViLT, early/cross-attention fusion)
+    BOTH = "both"    # BLIP: ITC dual encoder plus ITM cross-encoder
+
+
+class Precision(str, Enum):
+    FP32 = "fp32"
+    FP16 = "fp16"
+    BF16 = "bf16"
+    AMP = "amp"
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How to load a model; everything here can change the numbers, so it is recorded."""
+
+    device: str = "cpu"
+    precision: Precision = Precision.FP32
+    weights: str | None = None  # local checkpoint file or directory overriding the source
+
+
+@runtime_checkable
+class DualEncoder(Protocol):
+    """Embeds images and texts into one space; outputs are L2-normalised float tensors."""
+
+    name: str
+    embed_dim: int
+
+    def image_transform(self) -> Callable[["Image.Image"], "torch.Tensor"]:
+        """PIL image -> preprocessed tensor; picklable, so data-loader workers can run it."""
+
+    def tokenize(self, texts: Sequence[str]) -> Any:
+        """Texts -> whatever ``encode_texts`` takes (a tensor or a dict of tensors)."""
+
+    def encode_images(self, pixels: "torch.Tensor") -> "torch.Tensor":
+        """(B, C, H, W) preprocessed pixels -> (B, D) unit-norm embeddings."""
+
+    def encode_texts(self, tokens: Any) -> "torch.Tensor":
+        """Tokenised batch -> (B, D) unit-norm embeddings."""
+
+
+@runtime_checkable
+class CrossEncoder(Protocol):
+    """Scores aligned (image, text) pairs jointly; higher means a better match."""
+
+    name: str
+
+    def image_transform(self) -> Callable[["Image.Image"], "torch.Tensor"]: ...
+
+    def score_pairs(self, pixels: "torch.Tensor", texts: Sequence[str]) -> "torch.Tensor":
+        """(B, C, H, W) pixels and B texts -> (B,) match scores for the aligned pairs."""
+
+
+@runtime_checkable
+class FactoredCrossEncoder(CrossEncoder, Protocol):
+    """A cross-encoder whose towers run once per image and once per text, reused across pairs.
+
+    Reranking k candidates per query then costs one vision pass per image (BLIP ITM,
+    fusion heads over frozen encoders) instead of one per pair. Features are tensors, or
+    dicts of tensors, indexable along dim 0; they may live on the model's device.
+    """
+
+    def image_features(self, pixels: "torch.Tensor") -> Any:
+        """(B, C, H, W) pixels -> per-image features (e.g. patch tokens), first dim B."""
+
+    def text_features(self, texts: Sequence[str]) -> Any:
+        """B texts -> per-text features (token ids/states), first dim B."""
+
+    def score_features(self, image_feats: Any, text_feats: Any) -> "torch.Tensor":
+        """Aligned features (row i of each) -> (B,) match scores, equal to ``score_pairs``."""
+
+
+@dataclass(frozen=True)
+class ModelMeta:
+    """Cheap, registered description of a model; ``loader`` does the heavy work when called."""
+
+    name: str
+    family: str                      # "open_clip", "hf-clip", "blip", "vilt", "fusion", ...
+    kind: ModelKind
+    source: str                      # e.g. "open_clip:ViT-B-32/openai", "hf:openai/clip-vit-base-patch32"
+    loader: Callable[[LoadOptions], Any]
+    params: int | None = None        # parameter count, when known without loading
+    license: str = "unknown"
+    description: str = ""
+    offline: bool = False            # weights ship with vlbench, so it runs with no network
+    prefilter: str | None = None     # cross-encoders: the dual encoder whose top-k they rerank
+    aliases: tuple[str, ...] = field(default_factory=tuple)
+    # The local files the loader reads for a ``--weights`` value (None: the shipped ones), so
+    # the run key can hash their contents before loading. None: weights resolved at load (hub).
+    local_files: Callable[[str | None], list[Path]] | None = None
+
+    def load(self, options: LoadOptions | None = None) -> Any:
+        return self.loader(options or LoadOptions())
+
+
+class WeightsUnavailableError(UserError, RuntimeError):
+    """Weights cannot be had (no network, no local copy). The message is one line for users."""

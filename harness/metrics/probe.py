@@ -1,0 +1,170 @@
+"""Linear probes on frozen features: multinomial logistic regression fitted with L-BFGS, its L2
+strength chosen on a held-out part of the training data (the CLIP paper's protocol, Radford et
+al. 2021, appendix A.3, which used scikit-learn's L-BFGS logistic regression and swept the
+strength on validation data). Pure functions on tensors, no model code.
+
+The objective is scikit-learn's: ``0.5 * ||W||^2 + C * sum_i CE(x_i W + b, y_i)`` (bias not
+penalised), minimised here as ``mean CE + ||W||^2 / (2 C n)``, the same minimiser, so a
+fitted probe matches ``sklearn.linear_model.LogisticRegression(C=C)`` (tested).
+
+    >>> import torch
+    >>> x = torch.tensor([[0.], [1.], [4.], [5.]]); y = torch.tensor([0, 0, 1, 1])
+    >>> probe = fit_logistic(x, y, 2, c=10.0)
+    >>> probe.logits(x).argmax(1).tolist()
+    [0, 0, 1, 1]
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from harness.core.errors import OptionError
+
+__all__ = ["ProbeOptions", "LinearProbe", "fit_logistic", "stratified_holdout", "sample_shots", "select_c",
+           "fit_probe"]
+
+
+@dataclass(frozen=True)
+class ProbeOptions:
+    holdout: float = 0.2        # share of each class's training images held out to choose C
+    seed: int = 0               # held-out split and k-shot sampling
+    # coarse grid of C = 1 / lambda (CLIP swept 1e-6..1e6), then ``refine`` rounds that try the
+    # best value times 10^(+-step), halving the step each round (a seeded, fixed search)
+    c_grid: tuple[float, ...] = (1e-6, 1e-4, 1e-2, 1.0, 1e2, 1e4, 1e6)
+    refine: int = 3
+    search_iter: int = 100      # L-BFGS iterations per fit of the search (scikit-learn's default)
+    max_iter: int = 1000        # ... of the final refit on all of train
+    default_c: float = 1.0      # when some class has too few images to hold any out (e.g. 1-shot)
+
+
+@dataclass
+class LinearProbe:
+    weight: torch.Tensor  # (D, C)
+    bias: torch.Tensor    # (C,)
+    c: float
+    search: list[dict] = field(default_factory=list)  # [{"c": ..., "heldout_acc1": ...}, ...]
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return x.to(self.weight) @ self.weight + self.bias
+
+
+def fit_logistic(x: torch.Tensor, y: torch.Tensor, num_classes: int, c: float, max_iter: int = 1000,
+                 init: LinearProbe | None = None) -> LinearProbe:
+    """Full-batch L-BFGS (strong Wolfe line search) on the objective above, in float64, from
+    zeros or from ``init`` (a warm start: the search fits neighbouring C values)."""
+    x, y = x.double(), y.long().to(x.device)
+    n, d = x.shape
+    if n == 0:
+        raise ValueError("no training samples")
+    w = torch.zeros(d, num_classes, dtype=torch.float64, device=x.device)
+    b = torch.zeros(num_classes, dtype=torch.float64, device=x.device)
+    if init is not None:
+        w, b = init.weight.clone().double(), init.bias.clone().double()
+    w.requires_grad_(True)
+    b.requires_grad_(True)
+    opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=max_iter, tolerance_grad=1e-9, tolerance_change=1e-12,
+                            history_size=20, line_search_fn="strong_wolfe")
+    reg = 1.0 / (2.0 * c * n)
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(x @ w + b, y) + reg * (w * w).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return LinearProbe(w.detach(), b.detach(), c)
+
+
+def stratified_holdout(labels: list[int], frac: float, seed: int) -> tuple[list[int], list[int]] | None:
+    """(fit, held-out) indices: ``round(frac * n_c)`` of each class held out, at least one,
+    leaving at least one to fit; None when some class has fewer than 2 samples.
+
+    >>> stratified_holdout([0, 0, 0, 0, 1, 1], 0.25, seed=0)
+    ([0, 1, 2, 4], [3, 5])
+    """
+    import random
+
+    by_class: dict[int, list[int]] = {}
+    for i, y in enumerate(labels):
+        by_class.setdefault(y, []).append(i)
+    if any(len(v) < 2 for v in by_class.values()):
+        return None
+    rng = random.Random(seed)
+    held: list[int] = []
+    for y in sorted(by_class):
+        idx = by_class[y]
+        k = min(len(idx) - 1, max(1, round(frac * len(idx))))
+        held += rng.sample(idx, k)
+    held_set = set(held)
+    return [i for i in range(len(labels)) if i not in held_set], sorted(held)
+
+
+def sample_shots(labels: list[int], shots: int, seed: int) -> list[int]:
+    """``shots`` seeded indices per class (all of a class that has fewer), sorted.
+
+    >>> sample_shots([0, 0, 0, 1, 1, 2], 2, seed=0)
+    [1, 2, 3, 4, 5]
+    """
+    import random
+
+    if shots < 1:
+        raise OptionError(f"--shots must be >= 1, got {shots}")
+    rng = random.Random(seed)
+    by_class: dict[int, list[int]] = {}
+    for i, y in enumerate(labels):
+        by_class.setdefault(y, []).append(i)
+    return sorted(i for y in sorted(by_class) for i in (rng.sample(by_class[y], shots)
+                                                        if len(by_class[y]) > shots else by_class[y]))
+
+
+def _heldout_fit(x, y, fit, held, num_classes, c, max_iter, init) -> tuple[tuple[float, float], LinearProbe]:
+    """((held-out top-1 %, held-out mean log-likelihood), probe): accuracy decides, the
+    likelihood breaks its ties (a tiny C ties on accuracy with near-uniform probabilities)."""
+    probe = fit_logistic(x[fit], y[fit], num_classes, c, max_iter, init)
+    logits, target = probe.logits(x[held]), y[held].to(x.device)
+    acc = float((logits.argmax(1) == target).double().mean()) * 100.0
+    return (acc, -float(torch.nn.functional.cross_entropy(logits, target))), probe
+
+
+def select_c(x: torch.Tensor, y: torch.Tensor, num_classes: int, opts: ProbeOptions) -> tuple[float, list[dict]]:
+    """The C with the best held-out top-1 accuracy (ties: the better held-out log-likelihood),
+    and every C tried, in order."""
+    split = stratified_holdout(y.tolist(), opts.holdout, opts.seed)
+    if split is None:
+        return opts.default_c, [{"c": opts.default_c, "heldout_acc1": None, "note": "a class has < 2 images"}]
+    fit, held = (torch.as_tensor(s, device=x.device) for s in split)
+    tried: dict[float, tuple[float, float]] = {}
+    fits: dict[float, LinearProbe] = {}
+
+    def score(c: float) -> tuple[float, float]:
+        if c not in tried:  # warm start from the fit of the nearest C already tried
+            near = min(fits, key=lambda k: abs(math.log10(k) - math.log10(c)), default=None)
+            tried[c], fits[c] = _heldout_fit(x, y, fit, held, num_classes, c, opts.search_iter,
+                                             fits.get(near))
+        return tried[c]
+
+    def best() -> float:
+        return max(sorted(tried), key=score)
+
+    for c in opts.c_grid:
+        score(c)
+    step = 1.0
+    for _ in range(opts.refine):
+        centre = best()
+        for c in (centre * 10 ** -step, centre * 10 ** step):
+            score(float(f"{c:.6g}"))
+        step /= 2
+    return best(), [{"c": c, "heldout_acc1": a, "heldout_loglik": ll} for c, (a, ll) in tried.items()]
+
+
+def fit_probe(x: torch.Tensor, y: torch.Tensor, num_classes: int, opts: ProbeOptions = ProbeOptions()) -> LinearProbe:
+    """Choose C on a held-out part of (x, y), then refit on all of it with that C."""
+    if not math.isfinite(float(x.abs().max())):
+        raise ValueError("features contain NaN or inf")
+    c, search = select_c(x, y, num_classes, opts)
+    probe = fit_logistic(x, y, num_classes, c, opts.max_iter)
+    probe.search = search
+    return probe
