@@ -39,6 +39,7 @@ from harness.datasets.manifest import (
     manifest_paths,
 )
 from harness.datasets.meta import DatasetMeta
+from harness.datasets.pair_labels import ImageTextLabelData, limit_pairs
 from harness.datasets.resources import resource
 from harness.registry import Registry
 
@@ -61,8 +62,9 @@ def _load_subset(spec: DatasetSpec, subset: SubsetSpec, request: DatasetRequest)
     from dataclasses import replace
 
     data = FORMATS[spec.format].load(spec, replace(request, split=subset.split, limit=None))
-    data = apply_limit(data, subset.limit, subset.seed, name=subset.name)
-    return apply_limit(data, request.limit, request.seed)
+    limit = limit_pairs if isinstance(data, ImageTextLabelData) else apply_limit
+    data = limit(data, subset.limit, subset.seed, name=subset.name)
+    return limit(data, request.limit, request.seed)
 
 
 def metas(spec: DatasetSpec) -> list[tuple[DatasetMeta, tuple[str, ...]]]:
@@ -102,4 +104,4 @@ DATASETS: Registry[DatasetMeta] = load_registry()
 
 __all__ = ["DATASETS", "FORMATS", "ClassificationData", "DatasetError", "DatasetMeta", "DatasetNotFound",
            "DatasetRequest",
-           "RetrievalData", "TaskKind", "build_registry", "load_registry"]
+           "ImageTextLabelData", "RetrievalData", "TaskKind", "build_registry", "load_registry"]
