@@ -15,10 +15,17 @@ from harness.datasets import (
     flickr8k,
     flickr8k_judgments,
     folder,
+    hateful_memes,
     hf,
+    jsonl_pairs,
     karpathy,
+    mmimdb,
+    mvsa,
+    nlvr,
+    nlvr2,
     sugarcrepe,
     synthetic,
+    synthetic_pairs,
     valse,
     winoground,
 )
@@ -45,7 +52,8 @@ from harness.registry import Registry
 
 FORMATS: dict[str, Format] = {m.FORMAT.name: m.FORMAT for m in (
     synthetic, flickr8k, karpathy, coco_captions, folder, csvlabels, cifar, hf,
-    sugarcrepe, aro, winoground, valse, flickr8k_judgments)}
+    sugarcrepe, aro, winoground, valse, flickr8k_judgments,
+    hateful_memes, mvsa, mmimdb, nlvr, nlvr2, jsonl_pairs, synthetic_pairs)}
 
 
 def _source_text(spec: DatasetSpec) -> str:
@@ -102,6 +110,14 @@ def load_registry() -> Registry[DatasetMeta]:
 
 DATASETS: Registry[DatasetMeta] = load_registry()
 
+
+def resolve_dataset(name: str) -> DatasetMeta:
+    """The registered dataset ``name`` (or alias), or for ``jsonl:DIR`` the user's own folder of
+    image + text -> label items (:mod:`harness.datasets.jsonl_pairs`), read with no manifest entry."""
+    if name.startswith(jsonl_pairs.PREFIX):
+        return metas(jsonl_pairs.folder_spec(name[len(jsonl_pairs.PREFIX):]))[0][0]
+    return DATASETS.get(name)
+
 __all__ = ["DATASETS", "FORMATS", "ClassificationData", "DatasetError", "DatasetMeta", "DatasetNotFound",
            "DatasetRequest",
-           "ImageTextLabelData", "RetrievalData", "TaskKind", "build_registry", "load_registry"]
+           "ImageTextLabelData", "RetrievalData", "TaskKind", "build_registry", "load_registry", "resolve_dataset"]
