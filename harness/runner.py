@@ -16,7 +16,7 @@ from enum import Enum
 from pathlib import Path
 
 from harness import distributed, faults, shard_plan, store
-from harness.datasets import DATASETS, DatasetRequest
+from harness.datasets import DATASETS, DatasetRequest, resolve_dataset  # noqa: F401 - DATASETS: tests patch it here
 from harness.datasets.base import fingerprint
 from harness.interfaces import LoadOptions, Precision
 from harness.measure import Stage, default_workers
@@ -96,7 +96,7 @@ def run_one(spec: RunSpec, results_root: Path, force: bool = False) -> RunOutcom
     meta = _resolve_model(spec.model)  # names first: a typo fails before torch is imported
     _prefetch_digests(meta, opts)  # the run key's weight digests hash while torch imports
     _prefetch_git_sha()
-    dmeta, tmeta = DATASETS.get(spec.dataset), TASKS.get(spec.task)
+    dmeta, tmeta = resolve_dataset(spec.dataset), TASKS.get(spec.task)
     split = spec.split or dmeta.default_split
     opts = rerank_settings(meta, tmeta.name, opts)
     check_device(opts.device)
@@ -173,7 +173,7 @@ def existing_record(spec: RunSpec, results_root: Path) -> Path | None:
     """The readable record this spec would write, when the store has it (a sweep executor
     skips it before dispatch); loads the dataset (its fingerprint is part of the key)."""
     meta = _resolve_model(spec.model)
-    dmeta, tmeta = DATASETS.get(spec.dataset), TASKS.get(spec.task)
+    dmeta, tmeta = resolve_dataset(spec.dataset), TASKS.get(spec.task)
     split = spec.split or dmeta.default_split
     opts = rerank_settings(meta, tmeta.name, spec.options)
     data = _load_data(dmeta, tmeta, split, opts)
@@ -408,7 +408,7 @@ CROSS_TASKS = ("retrieval", "caption_selection")  # the tasks a cross-encoder ca
 def expand(model: str, dataset: str, tasks: list[str] | None, split: str | None,
            options: RunOptions) -> list[RunSpec]:
     """One spec per task; with no task given, every task the dataset offers."""
-    dmeta = DATASETS.get(dataset)
+    dmeta = resolve_dataset(dataset)  # a registered name, or jsonl:DIR
     kind = _resolve_model(model).kind.value
     if tasks:
         names = [TASKS.resolve(t) for t in tasks]
