@@ -40,7 +40,7 @@ def load(spec, request: DatasetRequest) -> ImageTextLabelData:
         rows.append(PairRow(origin=f"{path.name}:{no}", key=key, image_ref=ref, image=found(inside(root, ref, where)),
                             text=typed_field(obj, "text", str, where), label=label))
     info = {"root": str(root), "sha256": {path.name: sha}}
-    return assemble_pairs(spec.name, request.split, rows, CLASSNAMES, False, f"in {path}",
+    return assemble_pairs(spec.name, request.split, rows, CLASSNAMES, False, f"under {root}",
                           LOCAL_COPY_HINT.format(folder=spec.folder), (sha,), info, request,
                           partial_ok=spec.splits[request.split].partial_ok)
 

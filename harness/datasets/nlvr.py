@@ -53,7 +53,7 @@ def load(spec, request: DatasetRequest) -> ImageTextLabelData:
         identifier = typed_field(obj, "identifier", str, where)
         label = parse_label(obj.get("label"), where)
         directory = obj.get("directory")
-        if directory is not None and not isinstance(directory, (str, int)) or isinstance(directory, bool):
+        if isinstance(directory, bool) or not isinstance(directory, (str, int, type(None))):
             raise DatasetError(f"{where}: field 'directory' must be a folder number, got {directory!r}")
         for k in range(PERMUTATIONS):
             file = f"{name}-{identifier}-{k}.png"
