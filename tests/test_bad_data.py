@@ -9,6 +9,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+import harness.datasets
 
 from harness.datasets import DATASETS, FORMATS, build_registry
 from harness.datasets.base import DatasetError, DatasetRequest, TaskKind
@@ -349,7 +350,7 @@ def test_strict_flag_reaches_the_dataset_request(monkeypatch: pytest.MonkeyPatch
         name, default_split, tasks = meta.name, meta.default_split, meta.tasks
         load = staticmethod(fake_load)
 
-    monkeypatch.setattr(runner.DATASETS, "get", lambda name: FakeMeta)
+    monkeypatch.setattr(harness.datasets.DATASETS, "get", lambda name: FakeMeta)
     with pytest.raises(Stop):
         runner.run_one(runner.RunSpec("tiny-clip-synth", "synthetic", "retrieval", "val", opts), tmp_path)
     assert seen[0].strict is True and seen[0].split == "val"

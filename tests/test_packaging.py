@@ -103,6 +103,29 @@ def test_unpacked_wheel_runs_without_a_checkout_and_takes_user_files(wheel, tmp_
         assert all(n in listed.stdout.split() for n in names), (what, listed.stdout)
 
 
+def test_unpacked_wheel_reads_a_jsonl_folder(wheel, tmp_path):
+    """``jsonl:DIR`` needs no manifest entry and no checkout: the installed package reads it."""
+    import json
+
+    from tests.test_pair_loaders import write_png
+
+    site, data = tmp_path / "site", tmp_path / "my data"
+    with zipfile.ZipFile(wheel) as zf:
+        zf.extractall(site)
+    for split, rows in (("train", [("a.png", "sunny", "pos"), ("b.png", "rain", "neg"), ("c.png", "sun", "pos")]),
+                        ("test", [("d.png", "storm", "neg")])):
+        (data / "imgs").mkdir(parents=True, exist_ok=True)
+        (data / f"{split}.jsonl").write_text("".join(json.dumps({"image": f"imgs/{f}", "text": t, "label": y}) + "\n"
+                                                     for f, t, y in rows))
+        for f, _, _ in rows:
+            write_png(data / "imgs" / f)
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    out = subprocess.run([sys.executable, "-m", "harness", "data", "describe", f"jsonl:{data}", "--split", "train"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "image_text_classification.items: 3" in out.stdout and "class_counts: neg=1, pos=2" in out.stdout
+
+
 def _imports(tree) -> tuple[set[str], set[str]]:
     """(top-level modules imported anywhere, those imported only inside ``try: ... except
     ImportError``), lazy imports in functions included."""

@@ -188,10 +188,10 @@ def _only_models(specs: list, names: list[str], where: str) -> list:
 
 
 def cmd_data(args) -> int:
-    from harness.datasets import DATASETS
+    from harness.datasets import resolve_dataset
     from harness.datasets.describe import describe
 
-    meta = DATASETS.get(args.dataset)
+    meta = resolve_dataset(args.dataset)  # a registered name, or jsonl:DIR
     report = describe(meta, args.split or meta.default_split, args.data_root, strict=args.strict,
                       decode=args.decode)
     for key, value in report.items():

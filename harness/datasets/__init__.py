@@ -15,10 +15,17 @@ from harness.datasets import (
     flickr8k,
     flickr8k_judgments,
     folder,
+    hateful_memes,
     hf,
+    jsonl_pairs,
     karpathy,
+    mmimdb,
+    mvsa,
+    nlvr,
+    nlvr2,
     sugarcrepe,
     synthetic,
+    synthetic_pairs,
     valse,
     winoground,
 )
@@ -39,12 +46,14 @@ from harness.datasets.manifest import (
     manifest_paths,
 )
 from harness.datasets.meta import DatasetMeta
+from harness.datasets.pair_labels import ImageTextLabelData, limit_pairs
 from harness.datasets.resources import resource
 from harness.core.registry import Registry
 
 FORMATS: dict[str, Format] = {m.FORMAT.name: m.FORMAT for m in (
     synthetic, flickr8k, karpathy, coco_captions, folder, csvlabels, cifar, hf,
-    sugarcrepe, aro, winoground, valse, flickr8k_judgments)}
+    sugarcrepe, aro, winoground, valse, flickr8k_judgments,
+    hateful_memes, mvsa, mmimdb, nlvr, nlvr2, jsonl_pairs, synthetic_pairs)}
 
 
 def _source_text(spec: DatasetSpec) -> str:
@@ -61,8 +70,9 @@ def _load_subset(spec: DatasetSpec, subset: SubsetSpec, request: DatasetRequest)
     from dataclasses import replace
 
     data = FORMATS[spec.format].load(spec, replace(request, split=subset.split, limit=None))
-    data = apply_limit(data, subset.limit, subset.seed, name=subset.name)
-    return apply_limit(data, request.limit, request.seed)
+    limit = limit_pairs if isinstance(data, ImageTextLabelData) else apply_limit
+    data = limit(data, subset.limit, subset.seed, name=subset.name)
+    return limit(data, request.limit, request.seed)
 
 
 def metas(spec: DatasetSpec) -> list[tuple[DatasetMeta, tuple[str, ...]]]:
@@ -100,6 +110,14 @@ def load_registry() -> Registry[DatasetMeta]:
 
 DATASETS: Registry[DatasetMeta] = load_registry()
 
+
+def resolve_dataset(name: str) -> DatasetMeta:
+    """The registered dataset ``name`` (or alias), or for ``jsonl:DIR`` the user's own folder of
+    image + text -> label items (:mod:`harness.datasets.jsonl_pairs`), read with no manifest entry."""
+    if name.startswith(jsonl_pairs.PREFIX):
+        return metas(jsonl_pairs.folder_spec(name[len(jsonl_pairs.PREFIX):]))[0][0]
+    return DATASETS.get(name)
+
 __all__ = ["DATASETS", "FORMATS", "ClassificationData", "DatasetError", "DatasetMeta", "DatasetNotFound",
            "DatasetRequest",
-           "RetrievalData", "TaskKind", "build_registry", "load_registry"]
+           "ImageTextLabelData", "RetrievalData", "TaskKind", "build_registry", "load_registry", "resolve_dataset"]

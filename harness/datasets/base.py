@@ -20,6 +20,7 @@ class TaskKind(str, Enum):
     CAPTION_SELECTION = "caption_selection"  # harness.datasets.selection.CaptionSelectionData
     HUMAN_AGREEMENT = "human_agreement"  # (image, caption) pairs with human quality judgments
     LINEAR_PROBE = "linear_probe"        # the classification view of a train split and an eval split
+    IMAGE_TEXT_CLASSIFICATION = "image_text_classification"  # harness.datasets.pair_labels.ImageTextLabelData
 
 
 # Views a dataset gets from another one its loader has: a linear probe reads the classification

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .assemble import skip
 from .base import ClassificationData, DatasetRequest, RetrievalData, TaskKind
+from .pair_labels import ImageTextLabelData
 from .views import JudgmentData
 
 
@@ -15,6 +16,8 @@ def expected_counts(spec, split: str, task: TaskKind) -> dict[str, int]:
     if task is TaskKind.RETRIEVAL:
         want = {"images": s.images, "captions": s.captions}
     elif task is TaskKind.CAPTION_SELECTION:
+        want = {"items": s.items}
+    elif task is TaskKind.IMAGE_TEXT_CLASSIFICATION:
         want = {"items": s.items}
     elif task is TaskKind.HUMAN_AGREEMENT:
         want = {"images": s.images, "pairs": s.pairs, "rows": s.rows}
@@ -44,6 +47,8 @@ def check_against_manifest(spec, data: RetrievalData | ClassificationData | Judg
         got["captions"] = len(data.captions)
     if hasattr(data, "items"):  # caption selection: its size is its items
         task, got = TaskKind.CAPTION_SELECTION, {"items": len(data.items)}
+    elif isinstance(data, ImageTextLabelData):  # image + text -> label: its size is its items
+        task, got = TaskKind.IMAGE_TEXT_CLASSIFICATION, {"items": len(data.texts)}
     elif isinstance(data, JudgmentData):
         task = TaskKind.HUMAN_AGREEMENT
         got.update(data.counts())

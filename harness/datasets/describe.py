@@ -14,10 +14,13 @@ from harness.datasets.base import (
     RetrievalData,
 )
 from harness.datasets.meta import DatasetMeta
+from harness.datasets.pair_labels import ImageTextLabelData
 from harness.datasets.views import JudgmentData
 
 _REPORTED = ("dropped", "bad_", "count_mismatch", "sha256_mismatch", "images_in_no_split", "ignored_files",
-             "n_classes_without_images", "conflicting")
+             "n_classes_without_images", "conflicting",
+             "fallback_decoded", "split_rule", "ignored_genres", "unseen", "pair_mode", "item_kinds",
+             "annotators")
 
 
 def undecodable(images, limit: int = 5) -> tuple[int, list[str]]:
@@ -56,6 +59,11 @@ def describe(meta: DatasetMeta, split: str, data_root: str | None, strict: bool 
         elif hasattr(data, "items"):  # caption selection
             report[f"{prefix}.items"] = len(data.items)
             report[f"{prefix}.groups"] = sum(it.is_group for it in data.items)
+        elif isinstance(data, ImageTextLabelData):  # image + text -> label: items, classes, per-class counts
+            report.update({f"{prefix}.{k}": v for k, v in data.counts().items()})
+            report[f"{prefix}.kind"] = data.kind
+            report[f"{prefix}.class_counts"] = ", ".join(
+                f"{name}={n}" for name, n in zip(data.classnames[:30], data.class_counts()))
         elif isinstance(data, JudgmentData):  # human judgments: judged pairs and rows
             report.update({f"{prefix}.{k}": v for k, v in data.counts().items()})
         else:
@@ -70,6 +78,9 @@ def describe(meta: DatasetMeta, split: str, data_root: str | None, strict: bool 
         report[f"{prefix}.fingerprint"] = data.fingerprint
         if decode:
             bad, examples = undecodable(data.images)
+            if getattr(data, "images_right", None) is not None:  # NLVR2: the right image of each pair too
+                more, more_examples = undecodable(data.images_right)
+                bad, examples = bad + more, examples + more_examples
             report[f"{prefix}.undecodable_images"] = f"{bad}" + (f" ({'; '.join(examples)})" if examples else "")
             if bad:
                 report.update(usable=False, error=f"{bad} image file(s) cannot be decoded")

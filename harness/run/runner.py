@@ -20,7 +20,7 @@ from harness.core import faults
 from harness.core.errors import OptionError
 from harness.core.interfaces import LoadOptions, Precision
 from harness.core.measure import Stage, default_workers
-from harness.datasets import DATASETS, DatasetRequest
+from harness.datasets import DatasetRequest, resolve_dataset
 from harness.datasets.base import fingerprint
 from harness.parallel import distributed, shard_plan
 from harness.results import store
@@ -78,7 +78,7 @@ class Resolved:
     @classmethod
     def of(cls, spec: RunSpec) -> Resolved:
         meta = _resolve_model(spec.model)  # names first: a typo fails before torch is imported
-        dmeta, task = DATASETS.get(spec.dataset), TASKS.get(spec.task)
+        dmeta, task = resolve_dataset(spec.dataset), TASKS.get(spec.task)
         task.check_model(meta)
         return cls(meta, dmeta, task, spec.split or dmeta.default_split, task.settings(meta, spec.options))
 
@@ -194,7 +194,7 @@ def expand(model: str, dataset: str, tasks: list[str] | None, split: str | None,
            options: RunOptions) -> list[RunSpec]:
     """One spec per task and variant; with no task given, every task the dataset offers that
     runs in a sweep for this model's kind."""
-    dmeta, meta = DATASETS.get(dataset), _resolve_model(model)
+    dmeta, meta = resolve_dataset(dataset), _resolve_model(model)  # a registered name, or jsonl:DIR
     if tasks:
         chosen = [TASKS.get(t) for t in tasks]
     else:
