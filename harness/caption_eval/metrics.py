@@ -38,6 +38,7 @@ shorter; 3 for item 1) add up to 7, so no penalty: 100.
 from __future__ import annotations
 
 import ast
+import atexit
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +59,10 @@ ONE_ITEM_CIDER = ("CIDEr-D over a one-item corpus is 0 whatever the caption (eve
 
 class CaptionInputError(UserError):
     """Candidates or references that cannot be scored as given (one line, names the item)."""
+
+
+class MetricUnavailableError(UserError):
+    """A metric that cannot run on this machine (no Java, no SPICE models); one line says why."""
 
 
 @dataclass(frozen=True)
@@ -91,6 +96,10 @@ def metric_missing(metric: str, tokenizer: str = "auto") -> str | None:
     """Why ``metric`` cannot run with ``tokenizer`` here (one line), or None."""
     if metric not in METRICS:
         raise CaptionInputError(f"unknown caption metric {metric!r}; known: {', '.join(METRICS)}")
+    try:
+        pycocoevalcap_dir()
+    except JavaUnavailableError as err:
+        return str(err)
     if metric == "spice":
         return spice_missing()
     if metric == "meteor" or tokenizer == "java":
@@ -185,7 +194,7 @@ def evaluate_captions(candidates: Sequence[str], references: Sequence, metrics: 
     for m in metrics:
         why = metric_missing(m, tok)
         if why:
-            raise JavaUnavailableError(why)
+            raise MetricUnavailableError(why)
     gts, res = tokenize_corpus(cands, refs, tok)
     corpus: dict[str, float] = {}
     per_item: dict[str, list[float]] = {}
@@ -222,20 +231,34 @@ def _run_scorers(gts: dict, res: dict, metrics: tuple[str, ...]) -> dict[str, tu
     return out
 
 
-def meteor_scores(gts: dict, res: dict) -> tuple[float, list[float]]:
-    """pycocoevalcap's METEOR 1.5 (one JVM for the call). Its protocol separates fields with
-    ``|||``, which it strips from the candidate only; a reference holding it is stripped too
-    here, instead of shifting the fields."""
+_METEOR: list = []  # the process's METEOR scorer (one JVM), made on first use
+
+
+def meteor_scorer():
+    """pycocoevalcap's ``Meteor``, one JVM per process: loading METEOR's paraphrase table takes
+    10-30 s, scoring a few thousand captions a second or two. Closed at exit."""
+    if _METEOR and _METEOR[0].meteor_p.poll() is None:
+        return _METEOR[0]
     from pycocoevalcap.meteor.meteor import Meteor
 
+    _METEOR[:] = [Meteor()]
+    atexit.register(_METEOR[0].__del__)
+    return _METEOR[0]
+
+
+def meteor_scores(gts: dict, res: dict) -> tuple[float, list[float]]:
+    """pycocoevalcap's METEOR 1.5 on tokenised captions. Its protocol separates fields with
+    ``|||``, which it strips from the candidate only; a reference holding it is stripped too
+    here, instead of shifting the fields. A failed call drops the JVM (pycocoevalcap would
+    keep its lock held and hang the next call)."""
     gts = {k: [r.replace("|||", "").replace("  ", " ") for r in v] for k, v in gts.items()}
-    scorer = Meteor()
+    scorer = meteor_scorer()
     try:
-        total, each = scorer.compute_score(gts, res)
-    finally:
-        scorer.__del__()  # close the JVM now, not when the garbage collector runs
-        scorer.__del__ = lambda: None
-    return total, each
+        return scorer.compute_score(gts, res)
+    except Exception as err:  # noqa: BLE001 - any failure leaves the JVM's protocol out of step
+        _METEOR.clear()
+        scorer.meteor_p.kill()
+        raise RuntimeError(f"METEOR failed: {err}") from err
 
 
 def spice_scores(gts: dict, res: dict) -> tuple[float, list[float]]:

@@ -29,6 +29,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from harness.errors import UserError
+
 # pycocoevalcap's list, as it is (upper-case brackets included: they never match, see above)
 PUNCTUATIONS = frozenset(["''", "'", "``", "`", "-LRB-", "-RRB-", "-LCB-", "-RCB-",
                           ".", "?", "!", ",", ":", "-", "--", "...", ";"])
@@ -36,8 +38,8 @@ CORENLP_JAR = "stanford-corenlp-3.4.1.jar"
 _LINE_BREAKS = re.compile("\r\n|[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 
 
-class JavaUnavailableError(RuntimeError):
-    """No ``java`` on PATH (or it cannot run): the Java metrics and tokenizer cannot run."""
+class JavaUnavailableError(UserError):
+    """No ``java`` on PATH (or it cannot run), or no pycocoevalcap: the Java path cannot run."""
 
 
 def java_missing() -> str | None:
