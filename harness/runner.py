@@ -98,6 +98,7 @@ def run_one(spec: RunSpec, results_root: Path, force: bool = False) -> RunOutcom
     _prefetch_git_sha()
     dmeta, tmeta = DATASETS.get(spec.dataset), TASKS.get(spec.task)
     split = spec.split or dmeta.default_split
+    check_metric_task(meta, tmeta.name)
     opts = rerank_settings(meta, tmeta.name, opts)
     check_device(opts.device)
     precision = _precision_info(opts)  # refuses fp16 on CPU before any loading
@@ -108,9 +109,9 @@ def run_one(spec: RunSpec, results_root: Path, force: bool = False) -> RunOutcom
     started = time.perf_counter()
     distributed.set_stage("data_load")
     with Stage("data_load", ropts.device, warmup=0) as load_stage:
-        data = shard_plan.rank0_first(lambda: _load_data(dmeta, tmeta, split, opts))
+        data = shard_plan.rank0_first(lambda: _load_data(dmeta, tmeta, split, opts, meta.reads_images))
         load_stage.add_items(len(data.images))
-    images = images_content(data, opts)
+    images = images_content(data, opts, meta.reads_images)
     run_key = _run_key(meta, dmeta, tmeta, split, data, opts, images)
     path = store.record_path(results_root, meta.name, dmeta.name, split, tmeta.name, run_key)
     if distributed.gather_objects(path.exists() and not force)[0]:  # rank 0 decides for all
@@ -159,9 +160,19 @@ def run_one(spec: RunSpec, results_root: Path, force: bool = False) -> RunOutcom
     return RunOutcome(RunStatus.DONE, _save(ctx, results_root, record, result.per_query), record)
 
 
-def _load_data(dmeta, tmeta, split: str, opts: RunOptions):
+def _load_data(dmeta, tmeta, split: str, opts: RunOptions, images: bool = True):
     return dmeta.load(DatasetRequest(split=split, task=tmeta.kind, data_root=opts.data_root,
-                                     cache_dir=opts.cache_dir, limit=opts.limit, seed=opts.seed, strict=opts.strict))
+                                     cache_dir=opts.cache_dir, limit=opts.limit, seed=opts.seed, strict=opts.strict,
+                                     images=images))
+
+
+METRIC_TASKS = ("human_agreement",)  # what a caption metric (kind "metric") can run
+
+
+def check_metric_task(meta, task: str) -> None:
+    """A caption metric (``metric:NAME``) scores judged pairs: human_agreement only."""
+    if meta.kind.value == "metric" and task not in METRIC_TASKS:
+        raise ValueError(f"{meta.name} is a caption metric: it runs {', '.join(METRIC_TASKS)}, not {task}")
 
 
 def _run_key(meta, dmeta, tmeta, split: str, data, opts: RunOptions, images: dict) -> str:
@@ -176,8 +187,8 @@ def existing_record(spec: RunSpec, results_root: Path) -> Path | None:
     dmeta, tmeta = DATASETS.get(spec.dataset), TASKS.get(spec.task)
     split = spec.split or dmeta.default_split
     opts = rerank_settings(meta, tmeta.name, spec.options)
-    data = _load_data(dmeta, tmeta, split, opts)
-    key = _run_key(meta, dmeta, tmeta, split, data, opts, images_content(data, opts))
+    data = _load_data(dmeta, tmeta, split, opts, meta.reads_images)
+    key = _run_key(meta, dmeta, tmeta, split, data, opts, images_content(data, opts, meta.reads_images))
     path = store.record_path(results_root, meta.name, dmeta.name, split, tmeta.name, key)
     try:
         return path if path.exists() and store.read_record(path) else None
@@ -235,11 +246,14 @@ def _prefetch_digests(meta, opts: RunOptions) -> None:
         prefetch_digest(f)
 
 
-def images_content(data, opts: RunOptions) -> dict:
+def images_content(data, opts: RunOptions, reads_images: bool = True) -> dict:
     """The run key's image part: the split's images by content (``harness.digests``), so an
-    image rewritten under its old name is a new run, not "skipped, already in the store"."""
+    image rewritten under its old name is a new run, not "skipped, already in the store".
+    None for a scorer that reads no image (they need not even be there)."""
     from harness.digests import images_digest
 
+    if not reads_images:
+        return {"images_digest": None}
     out = {"images_digest": images_digest(data.images, opts.cache_dir)}
     train = getattr(data, "train", None)  # a linear probe is fitted on another split's images too
     if train is not None:
@@ -412,6 +426,8 @@ def expand(model: str, dataset: str, tasks: list[str] | None, split: str | None,
     kind = _resolve_model(model).kind.value
     if tasks:
         names = [TASKS.resolve(t) for t in tasks]
+    elif kind == "metric":
+        names = [n for n in METRIC_TASKS if TASKS.get(n).kind in dmeta.tasks]
     else:  # every task the dataset offers that the model can do (cross-encoders: those marked for them)
         names = [n for n, t in TASKS.items() if t.kind in dmeta.tasks
                  and (kind != "cross" or n in CROSS_TASKS or t.cross_encoders)]

@@ -17,6 +17,7 @@ from harness.registry import Registry
 MODELS: Registry[ModelMeta] = Registry("model")
 OPEN_CLIP_PREFIX = "open_clip:"
 HF_PREFIX = "hf:"
+METRIC_PREFIX = "metric:"
 
 
 def _open_clip(name: str, arch: str, tag: str | None, options: LoadOptions):
@@ -78,7 +79,13 @@ def _register_builtin() -> None:
 
 
 def resolve(name: str) -> ModelMeta:
-    """Registered name or alias, or an ``open_clip:ARCH[/TAG]`` spec; did-you-mean on a miss."""
+    """Registered name or alias, an ``open_clip:ARCH[/TAG]`` or ``hf:`` spec, or a caption
+    metric ``metric:NAME[:JUDGE]`` (:mod:`harness.caption_eval.judged`); did-you-mean on a miss."""
+    if name.startswith(METRIC_PREFIX):
+        from harness.caption_eval.judged import metric_meta, parse
+
+        _, judge = parse(name)
+        return metric_meta(name, resolve(judge) if judge else None)
     if name.startswith(OPEN_CLIP_PREFIX):
         arch, _, tag = name[len(OPEN_CLIP_PREFIX):].partition("/")
         return open_clip_meta(arch, tag or None, name=name)

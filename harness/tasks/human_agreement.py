@@ -60,7 +60,11 @@ def evaluate(model, data: JudgmentData, opts: EncodeOptions) -> TaskResult:
     from harness.interfaces import CrossEncoder, DualEncoder
 
     pairs = torch.stack([torch.as_tensor(data.pair_image), torch.as_tensor(data.pair_caption)], 1).long()
-    if isinstance(model, CrossEncoder):  # BLIP too: its ITM head is its match score
+    extra: dict = {}
+    if hasattr(model, "score_judged"):  # a caption metric, metric:NAME (harness.caption_eval.judged)
+        scores, stages, extra = model.score_judged(data, opts)
+        how = extra.pop("pair_score")
+    elif isinstance(model, CrossEncoder):  # BLIP too: its ITM head is its match score
         scores, stages = _cross_scores(model, data, opts, pairs)
         how = "match score (cross-encoder)"
     elif isinstance(model, DualEncoder):
@@ -79,4 +83,4 @@ def evaluate(model, data: JudgmentData, opts: EncodeOptions) -> TaskResult:
         metrics={key: tau}, main_metric=key, timings={s.name: s.timing() for s in stages},
         per_query={QueryKey.SCORE.value: row_scores.tolist(), QueryKey.HUMAN.value: list(data.human),
                    QueryKey.GROUP.value: groups.tolist()},
-        details={"pair_score": how, "kendall_variant": data.variant, "judged_pairs": len(data.pair_image)})
+        details={"pair_score": how, "kendall_variant": data.variant, "judged_pairs": len(data.pair_image), **extra})
