@@ -21,6 +21,7 @@ class ModelKind(str, Enum):
     DUAL = "dual"    # embeds images and texts separately (CLIP, SigLIP, late fusion)
     CROSS = "cross"  # scores (image, text) pairs jointly (ViLT, early/cross-attention fusion)
     BOTH = "both"    # BLIP: ITC dual encoder plus ITM cross-encoder
+    METRIC = "metric"  # a caption metric scoring judged pairs (metric:cider, metric:clip_s:JUDGE)
 
 
 class Precision(str, Enum):
@@ -108,6 +109,7 @@ class ModelMeta:
     # The local files the loader reads for a ``--weights`` value (None: the shipped ones), so
     # the run key can hash their contents before loading. None: weights resolved at load (hub).
     local_files: Callable[[str | None], list[Path]] | None = None
+    reads_images: bool = True        # False: scores text alone (reference-based caption metrics)
 
     def load(self, options: LoadOptions | None = None) -> Any:
         return self.loader(options or LoadOptions())

@@ -99,6 +99,7 @@ class DatasetRequest:
     limit: int | None = None      # deterministic subset of this many images
     seed: int = 0
     strict: bool = False          # every skipped item (line, caption, image) fails the load instead
+    images: bool = True           # False: the caller reads no image (a text-only scorer), so none is looked for
 
 
 @dataclass(frozen=True)

@@ -114,7 +114,8 @@ def judgment_table(root: Path, token_path: Path, kind: str, strict: bool = False
     path = flickr8k._find_text(root, fname)
     blob = path.read_bytes()
     lines, counts = parse_judgments(blob, path, kind, strict, name)
-    caps, token_sha = _captions(token_path, {c for _, c, _, _ in lines}, strict, name)
+    # the query images' own captions too: reference-based caption metrics score against them
+    caps, token_sha = _captions(token_path, {c for _, c, _, _ in lines} | {q for q, _, _, _ in lines}, strict, name)
     own = [x for x in lines if x[0] == x[1]] if drop_own else []
     kept = [x for x in lines if not (drop_own and x[0] == x[1])]
     unknown = [x for x in kept if x[2] not in caps.get(x[1], {})]
@@ -144,9 +145,12 @@ def build(name: str, split: str, table: dict[str, Any], image_dir: Path, on_disk
           request: DatasetRequest, query_split: str) -> JudgmentData:
     pairs = table["pairs"]
     queries = list(dict.fromkeys(q for q, _, _, _ in pairs))
-    keep, img_counts = usable_files(name, split, [(q, image_dir / q if q in on_disk else None) for q in queries],
-                                    f"from {image_dir}", hint, partial_ok=False, strict=request.strict)
-    del keep  # an evaluation split: usable_files raised unless every query image is readable
+    if request.images:
+        keep, img_counts = usable_files(name, split, [(q, image_dir / q if q in on_disk else None) for q in queries],
+                                        f"from {image_dir}", hint, partial_ok=False, strict=request.strict)
+        del keep  # an evaluation split: usable_files raised unless every query image is readable
+    else:
+        img_counts = {"images_read": False}  # a text-only scorer: the images need not be here
     cap_ids = list(dict.fromkeys((c, n) for _, c, n, _ in pairs))
     q_index, c_index = {q: i for i, q in enumerate(queries)}, {c: i for i, c in enumerate(cap_ids)}
     row_pair, human = [], []
@@ -162,8 +166,17 @@ def build(name: str, split: str, table: dict[str, Any], image_dir: Path, on_disk
         captions=[table["captions"][c][n] for c, n in cap_ids],
         pair_image=[q_index[q] for q, _, _, _ in pairs], pair_caption=[c_index[(c, n)] for _, c, n, _ in pairs],
         row_pair=row_pair, human=human, variant=table["variant"],
-        fingerprint=fingerprint(name, split, table["sha256"], table["token_sha256"], digest), info=info)
+        fingerprint=fingerprint(name, split, table["sha256"], table["token_sha256"], digest), info=info,
+        **_references(table["captions"], queries, pairs))
     return limit_judgments(data, request.limit, request.seed)
+
+
+def _references(caps: dict, queries: list[str], pairs: list[tuple]) -> dict[str, list]:
+    """Each query image's own captions (token-file order) and, per pair, the index among them
+    of the candidate when it is one of them (CF keeps such pairs; -1 otherwise)."""
+    numbers = {q: sorted(caps.get(q, {})) for q in queries}
+    return {"references": [[caps[q][n] for n in numbers[q]] for q in queries],
+            "pair_own_ref": [numbers[q].index(n) if c == q and n in numbers[q] else -1 for q, c, n, _ in pairs]}
 
 
 def load(spec, request: DatasetRequest) -> JudgmentData:
@@ -175,8 +188,12 @@ def load(spec, request: DatasetRequest) -> JudgmentData:
     table = judgment_table(root, token_path, spec.options["annotations"], request.strict, spec.name)
     if not table["pairs"]:
         raise DatasetError(f"{spec.name}: no usable judgments in {table['path']}")
-    image_dir = flickr8k._first([root / d for d in flickr8k.IMAGE_DIRS], "image folder")
-    on_disk = {p.name for p in image_dir.iterdir()}
+    if request.images:
+        image_dir = flickr8k._first([root / d for d in flickr8k.IMAGE_DIRS], "image folder")
+        on_disk = {p.name for p in image_dir.iterdir()}
+    else:  # a text-only scorer: where the images would be, read by no one
+        image_dir = flickr8k._existing([root / d for d in flickr8k.IMAGE_DIRS]) or root / flickr8k.IMAGE_DIRS[0]
+        on_disk = set()
     queries = list(dict.fromkeys(q for q, _, _, _ in table["pairs"]))
     return build(spec.name, request.split, table, image_dir, on_disk, flickr8k.HINT, request,
                  _query_split(root, queries))

@@ -15,7 +15,12 @@ class JudgmentData:
     """Query images, candidate captions, the judged (image, caption) pairs and one row per
     human judgment: ``row_pair[r]`` is the pair row ``r`` rates, ``human[r]`` its score.
     Flickr8k-Expert has 3 rows per pair (one per expert), Flickr8k-CF one (fraction of yes).
-    ``variant`` is the Kendall tau its benchmark reports ("b" or "c")."""
+    ``variant`` is the Kendall tau its benchmark reports ("b" or "c").
+
+    ``references[i]`` are query image i's own captions (what reference-based caption metrics
+    score a candidate against) and ``pair_own_ref[p]`` the index among them of pair p's
+    candidate when it is one of them (-1 if not): such a pair is scored against the others.
+    Both are empty for sources without reference captions."""
 
     name: str
     split: str
@@ -28,9 +33,13 @@ class JudgmentData:
     variant: str
     fingerprint: str
     info: dict[str, Any] = field(default_factory=dict)
+    references: list[list[str]] = field(default_factory=list)
+    pair_own_ref: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         where = f"{self.name}/{self.split}"
+        if self.references and (len(self.references) != len(self.images) or len(self.pair_own_ref) != len(self.pair_image)):
+            raise DatasetError(f"{where}: reference captions do not line up with the images or pairs")
         if len(self.pair_image) != len(self.pair_caption) or len(self.row_pair) != len(self.human):
             raise DatasetError(f"{where}: pair or row columns differ in length")
         if any(not 0 <= i < len(self.images) for i in self.pair_image):
@@ -57,7 +66,9 @@ class JudgmentData:
             captions=[self.captions[c] for c in caps], pair_image=[img[self.pair_image[p]] for p in pairs],
             pair_caption=[cap[self.pair_caption[p]] for p in pairs], row_pair=[pair[self.row_pair[r]] for r in rows],
             human=[self.human[r] for r in rows], variant=self.variant,
-            fingerprint=fingerprint(self.fingerprint, list(keep_images)), info=dict(self.info))
+            fingerprint=fingerprint(self.fingerprint, list(keep_images)), info=dict(self.info),
+            references=[self.references[i] for i in keep_images] if self.references else [],
+            pair_own_ref=[self.pair_own_ref[p] for p in pairs] if self.references else [])
 
 
 def limit_judgments(data: JudgmentData, limit: int | None, seed: int) -> JudgmentData:

@@ -9,6 +9,7 @@ local file or directory instead.
 from __future__ import annotations
 
 from functools import partial
+from typing import Callable
 from pathlib import Path
 
 from harness.core.interfaces import LoadOptions, ModelKind, ModelMeta
@@ -17,6 +18,15 @@ from harness.core.registry import Registry
 MODELS: Registry[ModelMeta] = Registry("model")
 OPEN_CLIP_PREFIX = "open_clip:"
 HF_PREFIX = "hf:"
+# Name schemes that higher layers add (``metric:NAME`` from harness.tasks.metric_scorers):
+# prefix -> function(name, resolve) -> ModelMeta. Models never import those layers.
+PREFIXES: dict[str, Callable[[str, Callable[[str], ModelMeta]], ModelMeta]] = {}
+
+
+def register_prefix(prefix: str, make_meta: Callable[[str, Callable[[str], ModelMeta]], ModelMeta]) -> None:
+    if prefix in PREFIXES or prefix in (OPEN_CLIP_PREFIX, HF_PREFIX):
+        raise ValueError(f"model name prefix {prefix!r} is already taken")
+    PREFIXES[prefix] = make_meta
 
 
 def _open_clip(name: str, arch: str, tag: str | None, options: LoadOptions):
@@ -78,7 +88,12 @@ def _register_builtin() -> None:
 
 
 def resolve(name: str) -> ModelMeta:
-    """Registered name or alias, or an ``open_clip:ARCH[/TAG]`` spec; did-you-mean on a miss."""
+    """Registered name or alias, an ``open_clip:ARCH[/TAG]`` or ``hf:`` spec, or a name in a
+    scheme a higher layer registered (``metric:NAME[:JUDGE]``, :data:`PREFIXES`); did-you-mean
+    on a miss."""
+    for prefix, make_meta in PREFIXES.items():
+        if name.startswith(prefix):
+            return make_meta(name, resolve)
     if name.startswith(OPEN_CLIP_PREFIX):
         arch, _, tag = name[len(OPEN_CLIP_PREFIX):].partition("/")
         return open_clip_meta(arch, tag or None, name=name)

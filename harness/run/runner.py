@@ -85,7 +85,8 @@ class Resolved:
     def load_data(self):
         o = self.options
         return self.dmeta.load(DatasetRequest(split=self.split, task=self.task.view, data_root=o.data_root,
-                                              cache_dir=o.cache_dir, limit=o.limit, seed=o.seed, strict=o.strict))
+                                              cache_dir=o.cache_dir, limit=o.limit, seed=o.seed, strict=o.strict,
+                                              images=self.meta.reads_images))
 
     def run_key(self, data, images: dict) -> str:
         return fingerprint(self.meta.name, self.meta.source, self.dmeta.name, self.split, data.fingerprint,
@@ -114,7 +115,7 @@ def run_one(spec: RunSpec, results_root: Path, force: bool = False) -> RunOutcom
     with Stage("data_load", ropts.device, warmup=0) as load_stage:
         data = shard_plan.rank0_first(run.load_data)
         load_stage.add_items(len(data.images))
-    images = images_content(data, opts)
+    images = images_content(data, opts, meta.reads_images)
     run_key = run.run_key(data, images)
     path = run.record_path(results_root, run_key)
     if distributed.gather_objects(path.exists() and not force)[0]:  # rank 0 decides for all
@@ -173,7 +174,7 @@ def existing_record(spec: RunSpec, results_root: Path) -> Path | None:
     skips it before dispatch); loads the dataset (its fingerprint is part of the key)."""
     run = Resolved.of(spec)
     data = run.load_data()
-    path = run.record_path(results_root, run.run_key(data, images_content(data, run.options)))
+    path = run.record_path(results_root, run.run_key(data, images_content(data, run.options, run.meta.reads_images)))
     try:
         return path if path.exists() and store.read_record(path) else None
     except RecordError:
@@ -264,11 +265,14 @@ def _prefetch_digests(meta, opts: RunOptions) -> None:
         prefetch_digest(f)
 
 
-def images_content(data, opts: RunOptions) -> dict:
-    """The run key's image part: the split's images by content (``harness.results.identity``), so an
-    image rewritten under its old name is a new run, not "skipped, already in the store"."""
+def images_content(data, opts: RunOptions, reads_images: bool = True) -> dict:
+    """The run key's image part: the split's images by content (``harness.datasets.identity``), so
+    an image rewritten under its old name is a new run, not "skipped, already in the store".
+    None for a scorer that reads no image (they need not even be there)."""
     from harness.datasets.identity import images_digest
 
+    if not reads_images:
+        return {"images_digest": None}
     out = {"images_digest": images_digest(data.images, opts.cache_dir)}
     train = getattr(data, "train", None)  # a linear probe is fitted on another split's images too
     if train is not None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from harness.core.interfaces import ModelKind
 from harness.datasets.base import TaskKind
+from harness.tasks import metric_scorers  # noqa: F401 - registers the metric:NAME scorers
 from harness.tasks.base import Task, register
 
 from harness.datasets.views import JudgmentData
@@ -64,7 +65,11 @@ def evaluate(model, data: JudgmentData, opts: EncodeOptions) -> TaskResult:
     from harness.core.interfaces import CrossEncoder, DualEncoder
 
     pairs = torch.stack([torch.as_tensor(data.pair_image), torch.as_tensor(data.pair_caption)], 1).long()
-    if isinstance(model, CrossEncoder):  # BLIP too: its ITM head is its match score
+    extra: dict = {}
+    if hasattr(model, "score_judged"):  # a caption metric, metric:NAME (harness.tasks.metric_scorers)
+        scores, stages, extra = model.score_judged(data, opts)
+        how = extra.pop("pair_score")
+    elif isinstance(model, CrossEncoder):  # BLIP too: its ITM head is its match score
         scores, stages = _cross_scores(model, data, opts, pairs)
         how = "match score (cross-encoder)"
     elif isinstance(model, DualEncoder):
@@ -85,7 +90,7 @@ def evaluate(model, data: JudgmentData, opts: EncodeOptions) -> TaskResult:
         metrics={key: tau}, main_metric=key, timings={s.name: s.timing() for s in stages},
         per_query={QueryKey.SCORE.value: row_scores.tolist(), QueryKey.HUMAN.value: list(data.human),
                    QueryKey.GROUP.value: groups.tolist()},
-        details={"pair_score": how, "kendall_variant": data.variant, "judged_pairs": len(data.pair_image)})
+        details={"pair_score": how, "kendall_variant": data.variant, "judged_pairs": len(data.pair_image), **extra})
 
 
 @register
@@ -96,7 +101,7 @@ class HumanAgreement(Task):
     description = ("agreement of image-text scores with human caption judgments "
                    "(Flickr8k-Expert tau-c, CF tau-b; CLIPScore)")
     aliases = ("human-agreement", "judgments")
-    model_kinds = frozenset({ModelKind.DUAL, ModelKind.CROSS, ModelKind.BOTH})
+    model_kinds = frozenset({ModelKind.DUAL, ModelKind.CROSS, ModelKind.BOTH, ModelKind.METRIC})
 
     def evaluate(self, model, data, opts, **kwargs) -> TaskResult:
         return evaluate(model, data, opts)
