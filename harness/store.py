@@ -22,12 +22,27 @@ def results_dir(explicit: str | None = None) -> Path:
 
 
 def _safe(part: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", part).strip("-") or "x"
+    """One path part naming a folder or file inside the store: no separators, and no leading
+    dots (``.`` and ``..`` would climb, and dot-names are hidden from :func:`iter_record_files`).
+
+    >>> [_safe(p) for p in ("flickr30k", "coco/../..", "..", ".hidden", "ViT-B-32/openai")]
+    ['flickr30k', 'coco-..-..', 'x', 'hidden', 'ViT-B-32-openai']
+    """
+    return re.sub(r"^[.-]+", "", re.sub(r"[^A-Za-z0-9._-]+", "-", str(part))).strip("-") or "x"
+
+
+def inside(root: Path, path: Path) -> Path:
+    """``path`` when it lies inside ``root`` (compared lexically, after ``..`` is folded), else a
+    StorageError: nothing vlbench writes to its store may land outside it."""
+    base, target = os.path.normpath(os.path.abspath(root)), os.path.normpath(os.path.abspath(path))
+    if os.path.commonpath([base, target]) != base or target == base:
+        raise StorageError(errno.EINVAL, f"refusing to write {path}: it is outside the results folder {root}")
+    return path
 
 
 def record_path(root: Path, model: str, dataset: str, split: str, task: str, run_key: str) -> Path:
     """``<root>/<dataset>/<task>/<model>__<split>__<key>.json``: readable, and unique by key."""
-    return root / _safe(dataset) / task / f"{_safe(model)}__{_safe(split)}__{run_key[:12]}.json"
+    return inside(root, root / _safe(dataset) / _safe(task) / f"{_safe(model)}__{_safe(split)}__{_safe(run_key[:12])}.json")
 
 
 class StorageError(UserError, OSError):

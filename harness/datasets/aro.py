@@ -69,7 +69,7 @@ def _vg_items(part: str, path, raw, finder: ImageFinder, bad: list[str]):
                 continue
             cat = f"{cat[0]}_{cat[1]}"
         box = (x, y, w, h)
-        yield ((f"{image}#{box}", finder.find(image)),), (true, false), part, str(cat)
+        yield ((f"{image}#{box}", finder.find(image, f"{path}: entry {k}: image_path")),), (true, false), part, str(cat)
 
 
 def _order_items(part: str, path, raw, finder: ImageFinder, bad: list[str]):
@@ -79,7 +79,7 @@ def _order_items(part: str, path, raw, finder: ImageFinder, bad: list[str]):
             if got is not None:
                 bad.append(f"entry {k}")
             continue
-        yield ((f"{got[0]}#None", finder.find(got[0])),), tuple(got[1]), part, None
+        yield ((f"{got[0]}#None", finder.find(got[0], f"{path}: entry {k}: image")),), tuple(got[1]), part, None
 
 
 def _box(label: str):

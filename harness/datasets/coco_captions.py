@@ -31,6 +31,7 @@ from .base import (
     TaskKind,
     find_in_roots,
 )
+from .fields import relative_path
 
 ANN_DIRS = ("annotations", ".")
 HINT = LOCAL_COPY_HINT
@@ -65,7 +66,7 @@ def read_captions(obj: Any, path: Path, name: str, strict: bool) -> tuple[list[t
         elif im["id"] in by_id:
             bad["duplicate_image"].append(i)
         else:
-            by_id[im["id"]] = (im["file_name"], [])
+            by_id[im["id"]] = (relative_path(im["file_name"], f"{path}: images[{i}]: file_name"), [])
     seen_ann: set[Any] = set()
     for i, ann in enumerate(obj["annotations"]):
         if not isinstance(ann, dict) or not isinstance(ann.get("image_id"), int) or "caption" not in ann:

@@ -13,6 +13,7 @@ from typing import Any
 
 from .assemble import skip
 from .base import LOCAL_COPY_HINT, NO_ROOT, DatasetError, DatasetNotFound, data_roots
+from .fields import relative_path
 from .images import load_rgb
 
 ALL = "test"  # the split holding every part of a release; each part is also a split of its own
@@ -87,7 +88,10 @@ class ImageFinder:
         self.looked = list(folders)
         self._listing: dict[Path, set[str]] = {}
 
-    def find(self, rel: str) -> Path | None:
+    def find(self, rel: str, where: str) -> Path | None:
+        """``rel`` (read at ``where``: file, entry, field) under the first folder holding it;
+        a path that would leave the folders is refused (:func:`relative_path`)."""
+        rel = relative_path(rel, where)
         for folder in self.folders:
             p = folder / rel
             if p.parent not in self._listing:

@@ -41,7 +41,8 @@ def load(spec, request: DatasetRequest) -> CaptionSelectionData:
             got = fields(entry, ("filename", "caption", "negative_caption"), path, f"entry {key!r}", bad)
             if got is not None:
                 filename, caption, foil = got
-                items.append((((filename, finder.find(filename)),), (caption, foil), part, None))
+                image = finder.find(filename, f"{path}: entry {key!r}: filename")
+                items.append((((filename, image),), (caption, foil), part, None))
         report_bad(NAME, path, bad, request.strict, info)
     return assemble_selection(NAME, request.split, items, SPEC, finder.where(), IMAGES_HINT, (), info, request)
 

@@ -19,6 +19,7 @@ from harness.caption_metrics import SelectionSpec
 from .base import DatasetRequest, Format, TaskKind
 from .compositional import ImageFinder, fields, find_file, image_folders
 from .compositional import parts_for, probe_parts, read_json, report_bad
+from .fields import relative_path
 from .selection import CaptionSelectionData, assemble_selection
 
 NAME = "valse"
@@ -52,7 +53,9 @@ def load(spec, request: DatasetRequest) -> CaptionSelectionData:
             if votes["caption"] < MIN_VOTES:
                 info["not_validated"] += 1
                 continue
-            path_found = finder.find(f"{source}/{image}") or finder.find(image)
+            at = f"{path}: entry {key!r}"
+            relative_path(source, f"{at}: dataset")
+            path_found = finder.find(f"{source}/{image}", f"{at}: image_file") or finder.find(image, f"{at}: image_file")
             items.append((((f"{source}/{image}", path_found),), (caption, foil), part, None))
         report_bad(NAME, path, bad, request.strict, info)
     return assemble_selection(NAME, request.split, items, SelectionSpec(PARTS), finder.where(),

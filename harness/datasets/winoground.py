@@ -56,17 +56,17 @@ def _jsonl(spec, request: DatasetRequest) -> CaptionSelectionData:
         if got is None:
             continue
         cap0, cap1, img0, img1 = got
-        refs = tuple((name, _find(finder, name)) for name in (img0, img1))
+        refs = tuple((name, _find(finder, name, f"{path}: line {n}: {key}")) for key, name in zip(KEYS[2:], (img0, img1)))
         items.append((refs, (cap0, cap1), NAME, entry.get("collapsed_tag") or None))
     report_bad(NAME, path, bad, request.strict, info)
     return assemble_selection(NAME, request.split, items, SPEC, finder.where(),
                               f"unzip Winoground's images.zip next to {path.name} (data/images/)", (), info, request)
 
 
-def _find(finder: ImageFinder, name: str) -> Path | None:
+def _find(finder: ImageFinder, name: str, where: str) -> Path | None:
     """The image file of an ``image_k`` name (the release names them without an extension)."""
     names = [name] if name.lower().endswith(EXTENSIONS) else [name + ext for ext in EXTENSIONS]
-    return next((p for p in map(finder.find, names) if p is not None), None)
+    return next((p for p in (finder.find(n, where) for n in names) if p is not None), None)
 
 
 @dataclass
