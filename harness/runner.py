@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 
-from harness import distributed, faults, shard_plan, store
+from harness import distributed, faults, finite, shard_plan, store
 from harness.datasets import DATASETS, DatasetRequest
 from harness.datasets.base import fingerprint
 from harness.interfaces import LoadOptions, Precision
@@ -133,6 +133,8 @@ def run_one(spec: RunSpec, results_root: Path, force: bool = False) -> RunOutcom
     distributed.set_stage(tmeta.name)
     result = tmeta.evaluate(model, data, EncodeOptions(opts.batch_size, ropts.device, workers, cache=cache,
                                                        shard_gallery=opts.shard_gallery), **extra)
+    metrics, undefined = finite.settle(result.metrics, result.main_metric,
+                                       result.details.pop(finite.UNDEFINED_KEY, {}), f"{dmeta.name}/{split}")
     timings = {"data_load": load_stage.timing(), "model_load": model_stage.timing(), **result.timings}
     timings, dist_info = shard_plan.merge_timings(timings)  # one process: as they are, None
     record = ResultRecord(
@@ -146,8 +148,9 @@ def run_one(spec: RunSpec, results_root: Path, force: bool = False) -> RunOutcom
                  "pin_memory": opts.device.startswith("cuda"), "embedding_cache": cache.root is not None,
                  "oom_backoffs": sum(t.oom_backoffs for t in timings.values()),
                  **(extra["plan"].describe() if "plan" in extra else {}), **_scorer(meta, tmeta.name, extra),
-                 **result.details, **_distributed_options(ctx, opts)},
-        metrics=result.metrics,
+                 **result.details, **_distributed_options(ctx, opts),
+                 **({finite.UNDEFINED_KEY: undefined} if undefined else {})},
+        metrics=metrics,
         main_metric=result.main_metric,
         timings=timings,
         memory=_peak_memory(timings),

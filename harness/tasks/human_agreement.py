@@ -13,7 +13,7 @@ ViT-B/32 CLIP-S, Expert tau-c 51.2, CF tau-b 34.4.
 
 from __future__ import annotations
 
-from harness.agreement import kendall_tau
+from harness.agreement import kendall_tau, tau_undefined_reason
 from harness.datasets.views import JudgmentData
 from harness.keys import KENDALL_KEYS, QueryKey
 from harness.measure import Stage
@@ -73,10 +73,12 @@ def evaluate(model, data: JudgmentData, opts: EncodeOptions) -> TaskResult:
     row_pair = torch.as_tensor(data.row_pair, dtype=torch.long)
     row_scores = scores[row_pair].double().numpy()
     key = KENDALL_KEYS[data.variant]
+    why = tau_undefined_reason(row_scores, data.human)  # the run fails on it (harness.finite.settle)
     tau = 100.0 * kendall_tau(row_scores, data.human, data.variant)
     groups = torch.as_tensor(data.pair_image)[row_pair]
     return TaskResult(
         metrics={key: tau}, main_metric=key, timings={s.name: s.timing() for s in stages},
         per_query={QueryKey.SCORE.value: row_scores.tolist(), QueryKey.HUMAN.value: list(data.human),
                    QueryKey.GROUP.value: groups.tolist()},
-        details={"pair_score": how, "kendall_variant": data.variant, "judged_pairs": len(data.pair_image)})
+        details={"pair_score": how, "kendall_variant": data.variant, "judged_pairs": len(data.pair_image),
+                 **({"undefined_metrics": {key: f"{key}: {why}"}} if why else {})})
