@@ -34,6 +34,7 @@ from harness.caption_metrics import CategoryMacro, SelectionSpec
 from .base import DatasetError, DatasetRequest, Format, TaskKind
 from .compositional import CroppedImages, ImageFinder, fields, find_file
 from .compositional import image_folders, parts_for, probe_parts, read_json, report_bad
+from .fields import number, text, texts
 from .resources import resource
 from .selection import CaptionSelectionData, assemble_selection
 
@@ -63,23 +64,25 @@ def _vg_items(part: str, path, raw, finder: ImageFinder, bad: list[str]):
         if got is None:
             continue
         image, x, y, w, h, true, false, cat = got
+        at = f"{path}: entry {k}"
+        x, y = (number(v, f"{at}: {name}", minimum=0) for v, name in ((x, "bbox_x"), (y, "bbox_y")))
+        w, h = (number(v, f"{at}: {name}", positive=True) for v, name in ((w, "bbox_w"), (h, "bbox_h")))
+        true, false = text(true, f"{at}: true_caption"), text(false, f"{at}: false_caption")
         if part == "vg_attribution":
-            if not (isinstance(cat, list) and len(cat) == 2):
-                bad.append(f"entry {k}")
-                continue
-            cat = f"{cat[0]}_{cat[1]}"
-        box = (x, y, w, h)
+            cat = "_".join(texts(cat, f"{at}: attributes", exactly=2))
+        else:
+            cat = text(cat, f"{at}: relation_name")
+        box = tuple(int(v) if v.is_integer() else v for v in (x, y, w, h))  # the label reads as the file did
         yield ((f"{image}#{box}", finder.find(image, f"{path}: entry {k}: image_path")),), (true, false), part, str(cat)
 
 
 def _order_items(part: str, path, raw, finder: ImageFinder, bad: list[str]):
     for k, entry in enumerate(raw):
         got = fields(entry, ("image", "caption_options"), path, f"entry {k}", bad)
-        if got is None or not (isinstance(got[1], list) and len(got[1]) >= 2):
-            if got is not None:
-                bad.append(f"entry {k}")
+        if got is None:
             continue
-        yield ((f"{got[0]}#None", finder.find(got[0], f"{path}: entry {k}: image")),), tuple(got[1]), part, None
+        options = tuple(texts(got[1], f"{path}: entry {k}: caption_options", at_least=2))
+        yield ((f"{got[0]}#None", finder.find(got[0], f"{path}: entry {k}: image")),), options, part, None
 
 
 def _box(label: str):

@@ -31,6 +31,7 @@ from .base import (
     TaskKind,
     find_in_roots,
 )
+from . import fields
 from .fields import relative_path
 
 ANN_DIRS = ("annotations", ".")
@@ -76,6 +77,8 @@ def read_captions(obj: Any, path: Path, name: str, strict: bool) -> tuple[list[t
             bad["duplicate"].append(i)
             continue
         seen_ann.add(ann.get("id"))
+        if ann["caption"] is not None and not isinstance(ann["caption"], str):
+            fields.text(ann["caption"], f"{path}: annotations[{i}]: caption")  # names the wrong type
         text = ann["caption"].strip() if isinstance(ann["caption"], str) else ""
         if ann["image_id"] not in by_id:
             bad["orphan"].append(i)

@@ -60,7 +60,7 @@ from .base import (
     TaskKind,
     data_roots,
 )
-from .fields import relative_path
+from .fields import relative_path, text
 from .flickr8k import read_tokens
 
 SPLITS = ("train", "val", "test")
@@ -190,8 +190,11 @@ def read_karpathy(obj: dict, path: Path, split: str) -> tuple[list[tuple[str, li
         seen.add(rel)
         caps: list[str] = []
         sents = entry.get("sentences") or []
-        for s in sents if isinstance(sents, list) else []:
-            raw = _text(s.get("raw")) if isinstance(s, dict) else _text(s)
+        for k, s in enumerate(sents if isinstance(sents, list) else []):
+            value = s.get("raw") if isinstance(s, dict) else s
+            if value is not None and not isinstance(value, str):
+                text(value, f"{path}: images[{i}]: sentences[{k}]: raw")  # names the wrong type
+            raw = _text(value)
             if raw:
                 caps.append(raw)
             else:

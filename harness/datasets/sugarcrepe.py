@@ -15,6 +15,7 @@ from harness.caption_metrics import SelectionSpec
 from .base import DatasetRequest, Format, TaskKind
 from .compositional import ImageFinder, fields, find_file, image_folders
 from .compositional import parts_for, probe_parts, read_json, report_bad
+from .fields import text
 from .selection import CaptionSelectionData, assemble_selection
 
 NAME = "sugarcrepe"
@@ -40,8 +41,10 @@ def load(spec, request: DatasetRequest) -> CaptionSelectionData:
         for key, entry in entries:
             got = fields(entry, ("filename", "caption", "negative_caption"), path, f"entry {key!r}", bad)
             if got is not None:
+                at = f"{path}: entry {key!r}"
                 filename, caption, foil = got
-                image = finder.find(filename, f"{path}: entry {key!r}: filename")
+                caption, foil = text(caption, f"{at}: caption"), text(foil, f"{at}: negative_caption")
+                image = finder.find(filename, f"{at}: filename")
                 items.append((((filename, image),), (caption, foil), part, None))
         report_bad(NAME, path, bad, request.strict, info)
     return assemble_selection(NAME, request.split, items, SPEC, finder.where(), IMAGES_HINT, (), info, request)

@@ -27,6 +27,7 @@ from harness.caption_metrics import SelectionSpec
 
 from .base import DatasetError, DatasetNotFound, DatasetRequest, Format, TaskKind, fingerprint
 from .compositional import ImageFinder, fields, find_file, image_folders, report_bad
+from .fields import relative_path, text
 from .images import HFImages
 from .selection import CaptionItem, CaptionSelectionData, assemble_selection, limit_items
 
@@ -55,9 +56,14 @@ def _jsonl(spec, request: DatasetRequest) -> CaptionSelectionData:
         got = fields(entry, KEYS, path, f"line {n}", bad)
         if got is None:
             continue
-        cap0, cap1, img0, img1 = got
+        at = f"{path}: line {n}"
+        cap0, cap1 = (text(c, f"{at}: {k}") for c, k in zip(got[:2], KEYS[:2]))
+        tag = entry.get("collapsed_tag")
+        if tag is not None and not isinstance(tag, str):
+            text(tag, f"{at}: collapsed_tag")  # names the field and the wrong type
+        img0, img1 = got[2:]
         refs = tuple((name, _find(finder, name, f"{path}: line {n}: {key}")) for key, name in zip(KEYS[2:], (img0, img1)))
-        items.append((refs, (cap0, cap1), NAME, entry.get("collapsed_tag") or None))
+        items.append((refs, (cap0, cap1), NAME, tag or None))
     report_bad(NAME, path, bad, request.strict, info)
     return assemble_selection(NAME, request.split, items, SPEC, finder.where(),
                               f"unzip Winoground's images.zip next to {path.name} (data/images/)", (), info, request)
@@ -65,6 +71,7 @@ def _jsonl(spec, request: DatasetRequest) -> CaptionSelectionData:
 
 def _find(finder: ImageFinder, name: str, where: str) -> Path | None:
     """The image file of an ``image_k`` name (the release names them without an extension)."""
+    name = relative_path(name, where)
     names = [name] if name.lower().endswith(EXTENSIONS) else [name + ext for ext in EXTENSIONS]
     return next((p for p in (finder.find(n, where) for n in names) if p is not None), None)
 
