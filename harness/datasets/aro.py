@@ -31,9 +31,9 @@ from __future__ import annotations
 
 from harness.caption_metrics import CategoryMacro, SelectionSpec
 
-from .base import DatasetError, DatasetRequest, Format, TaskKind
+from .base import DatasetRequest, Format, TaskKind
 from .compositional import CroppedImages, ImageFinder, fields, find_file
-from .compositional import image_folders, parts_for, probe_parts, read_json, report_bad
+from .compositional import entries, image_folders, parts_for, probe_parts, read_json, report_bad
 from .fields import number, text, texts
 from .resources import resource
 from .selection import CaptionSelectionData, assemble_selection
@@ -97,9 +97,7 @@ def load(spec, request: DatasetRequest) -> CaptionSelectionData:
         path = find_file(spec, request.data_root, (FILES[part],), FILES[part], "" if part.startswith("vg_") else
                          "the Order sets are built from ARO's code (see harness/datasets/aro.py); "
                          "--split vg_relation or vg_attribution runs without them")
-        raw = read_json(path, info)
-        if not isinstance(raw, list):
-            raise DatasetError(f"{path}: expected a JSON list of items, got {type(raw).__name__}")
+        raw = [entry for _, entry in entries(read_json(path, info), path, list, "[{...}, ...]")]
         if part.startswith("vg_"):
             finder = ImageFinder(image_folders(spec.folder, request.data_root, ("images",)))
             make = _vg_items

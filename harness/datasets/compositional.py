@@ -63,6 +63,19 @@ def read_json(path: Path, info: dict) -> Any:
     return data
 
 
+def entries(raw: Any, path: Path, shape: type, example: str) -> list[tuple[Any, Any]]:
+    """``(key, entry)`` pairs of a part file that must be a non-empty ``shape`` (dict: keyed
+    entries; list: numbered ones). Any other shape is an error naming the file: a part that
+    silently contributes nothing would change ``acc`` (the mean over parts) unnoticed."""
+    if not isinstance(raw, shape):
+        got = "null" if raw is None else type(raw).__name__
+        raise DatasetError(f"{path}: expected a JSON {'object' if shape is dict else 'list'} of entries "
+                           f"({example}), got {got}{'' if isinstance(raw, (dict, list)) else f' {raw!r}'[:80]}")
+    if not raw:
+        raise DatasetError(f"{path}: holds no entries; a part of the release cannot be empty (re-download it)")
+    return list(raw.items()) if isinstance(raw, dict) else list(enumerate(raw))
+
+
 def fields(entry: Any, keys: Sequence[str], path: Path, where: str, bad: list[str]) -> list | None:
     """``[entry[k] for k in keys]`` when entry is an object holding them all as non-empty values,
     else None, with ``where`` added to ``bad`` (skipped and counted by :func:`report_bad`)."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 from harness.caption_metrics import SelectionSpec
 
 from .base import DatasetRequest, Format, TaskKind
-from .compositional import ImageFinder, fields, find_file, image_folders
+from .compositional import ImageFinder, entries, fields, find_file, image_folders
 from .compositional import parts_for, probe_parts, read_json, report_bad
 from .fields import text
 from .selection import CaptionSelectionData, assemble_selection
@@ -36,9 +36,8 @@ def load(spec, request: DatasetRequest) -> CaptionSelectionData:
     for part in parts_for(spec, request.split, PARTS):
         path = _file(spec, part, request.data_root)
         raw = read_json(path, info)
-        entries = raw.items() if isinstance(raw, dict) else enumerate(raw if isinstance(raw, list) else [])
         bad: list[str] = []
-        for key, entry in entries:
+        for key, entry in entries(raw, path, dict, '{"<id>": {"filename", "caption", "negative_caption"}}'):
             got = fields(entry, ("filename", "caption", "negative_caption"), path, f"entry {key!r}", bad)
             if got is not None:
                 at = f"{path}: entry {key!r}"

@@ -17,7 +17,7 @@ from __future__ import annotations
 from harness.caption_metrics import SelectionSpec
 
 from .base import DatasetError, DatasetRequest, Format, TaskKind
-from .compositional import ImageFinder, fields, find_file, image_folders
+from .compositional import ImageFinder, entries, fields, find_file, image_folders
 from .compositional import parts_for, probe_parts, read_json, report_bad
 from .fields import relative_path, text
 from .selection import CaptionSelectionData, assemble_selection
@@ -42,7 +42,7 @@ def load(spec, request: DatasetRequest) -> CaptionSelectionData:
         path = _file(spec, part, request.data_root)
         raw = read_json(path, info)
         bad: list[str] = []
-        for key, entry in (raw.items() if isinstance(raw, dict) else []):
+        for key, entry in entries(raw, path, dict, '{"<id>": {"dataset", "image_file", "caption", "foil", "mturk"}}'):
             got = fields(entry, KEYS, path, f"entry {key!r}", bad)
             if got is None:
                 continue
