@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from harness.caption_metrics import CategoryMacro, SelectionSpec
 
-from .base import DatasetRequest, Format, TaskKind
+from .base import DatasetError, DatasetRequest, Format, TaskKind
 from .compositional import CroppedImages, ImageFinder, fields, find_file
 from .compositional import entries, image_folders, parts_for, probe_parts, read_json, report_bad
 from .fields import number, text, texts
@@ -90,6 +90,27 @@ def _box(label: str):
     return None if text == "None" else tuple(float(v) for v in text.strip("()").split(","))
 
 
+def _boxes_inside(labels, paths) -> list:
+    """Each image's box, refused when it misses the image entirely (scored, it would be an empty
+    crop); the size comes from the file's header alone. A box partly outside is cut at the
+    image's edge by the crop, as ARO's own ``image.crop`` does."""
+    from PIL import Image
+
+    sizes: dict = {}
+    boxes = [_box(lb) for lb in labels]
+    for label, path, box in zip(labels, paths, boxes):
+        if box is None:
+            continue
+        if path not in sizes:
+            with Image.open(path) as im:
+                sizes[path] = im.size
+        (width, height), (x, y, w, h) = sizes[path], box
+        if x >= width or y >= height or x + w <= 0 or y + h <= 0:
+            raise DatasetError(f"{path}: ARO box (x, y, w, h) = {label.rsplit('#', 1)[1]} lies outside the "
+                               f"{width}x{height} image; fix or drop that entry of the annotation file")
+    return boxes
+
+
 def load(spec, request: DatasetRequest) -> CaptionSelectionData:
     info: dict = {}
     items, where = [], []
@@ -97,7 +118,7 @@ def load(spec, request: DatasetRequest) -> CaptionSelectionData:
         path = find_file(spec, request.data_root, (FILES[part],), FILES[part], "" if part.startswith("vg_") else
                          "the Order sets are built from ARO's code (see harness/datasets/aro.py); "
                          "--split vg_relation or vg_attribution runs without them")
-        raw = [entry for _, entry in entries(read_json(path, info), path, list, "[{...}, ...]")]
+        raw = [entry for _, entry in entries(read_json(path, info, request.strict), path, list, "[{...}, ...]")]
         if part.startswith("vg_"):
             finder = ImageFinder(image_folders(spec.folder, request.data_root, ("images",)))
             make = _vg_items
@@ -112,7 +133,7 @@ def load(spec, request: DatasetRequest) -> CaptionSelectionData:
     return assemble_selection(NAME, request.split, items, selection_spec(), "; ".join(where),
                               "unzip ARO's vgr_vga_images.zip into aro/images/ (Order sets: COCO / Flickr30k images)",
                               (), info, request,
-                              image_set=lambda labels, paths: CroppedImages(paths, [_box(lb) for lb in labels]))
+                              image_set=lambda labels, paths: CroppedImages(paths, _boxes_inside(labels, paths)))
 
 
 def probe(spec, data_root: str | None) -> str | None:

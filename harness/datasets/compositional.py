@@ -52,15 +52,39 @@ def find_file(spec, data_root: str | None, names: Sequence[str], what: str, note
                           LOCAL_COPY_HINT.format(folder=spec.folder))
 
 
-def read_json(path: Path, info: dict) -> Any:
-    """The parsed file; its sha256 goes into ``info["sha256"]`` (the manifest can pin it)."""
+def read_json(path: Path, info: dict, strict: bool = False) -> Any:
+    """The parsed file; its sha256 goes into ``info["sha256"]`` (the manifest can pin it).
+    A key repeated in an object keeps its FIRST value (Python's json keeps the last, silently),
+    with one warning naming the keys, counted in ``info`` (an error under ``--strict``)."""
+    repeated: list[str] = []
+
+    def first_wins(pairs):
+        out: dict = {}
+        for key, value in pairs:
+            if key in out:
+                repeated.append(repr(key))
+            else:
+                out[key] = value
+        return out
+
     try:
         blob = path.read_bytes()
-        data = json.loads(blob)
+        data = json.loads(blob, object_pairs_hook=first_wins)
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise DatasetError(f"{path}: cannot read it as JSON ({exc})") from None
     info.setdefault("sha256", {})[path.name] = hashlib.sha256(blob).hexdigest()
+    report_repeated(None, path, repeated, "key", strict, info)
     return data
+
+
+def report_repeated(name: str | None, path: Path, repeated: list[str], what: str, strict: bool, info: dict) -> None:
+    """One warning naming the file and the repeated entries, which were skipped (the first
+    kept), counted in ``info["dropped_repeated_entries"]``; an error under ``--strict``."""
+    if repeated:
+        info["dropped_repeated_entries"] = info.get("dropped_repeated_entries", 0) + len(repeated)
+        shown = ", ".join(repeated[:5]) + (", ..." if len(repeated) > 5 else "")
+        skip(f"{name + ': ' if name else ''}{path}: {len(repeated)} repeated {what}{'' if len(repeated) == 1 else 's'} skipped, "
+             f"the first kept ({shown})", strict)
 
 
 def entries(raw: Any, path: Path, shape: type, example: str) -> list[tuple[Any, Any]]:

@@ -35,7 +35,7 @@ def load(spec, request: DatasetRequest) -> CaptionSelectionData:
     items = []
     for part in parts_for(spec, request.split, PARTS):
         path = _file(spec, part, request.data_root)
-        raw = read_json(path, info)
+        raw = read_json(path, info, request.strict)
         bad: list[str] = []
         for key, entry in entries(raw, path, dict, '{"<id>": {"filename", "caption", "negative_caption"}}'):
             got = fields(entry, ("filename", "caption", "negative_caption"), path, f"entry {key!r}", bad)

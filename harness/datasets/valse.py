@@ -40,7 +40,7 @@ def load(spec, request: DatasetRequest) -> CaptionSelectionData:
     items = []
     for part in parts:
         path = _file(spec, part, request.data_root)
-        raw = read_json(path, info)
+        raw = read_json(path, info, request.strict)
         bad: list[str] = []
         for key, entry in entries(raw, path, dict, '{"<id>": {"dataset", "image_file", "caption", "foil", "mturk"}}'):
             got = fields(entry, KEYS, path, f"entry {key!r}", bad)

@@ -26,7 +26,7 @@ from typing import Any
 from harness.caption_metrics import SelectionSpec
 
 from .base import DatasetError, DatasetNotFound, DatasetRequest, Format, TaskKind, fingerprint
-from .compositional import ImageFinder, fields, find_file, image_folders, report_bad
+from .compositional import ImageFinder, fields, find_file, image_folders, report_bad, report_repeated
 from .fields import relative_path, text
 from .images import HFImages
 from .selection import CaptionItem, CaptionSelectionData, assemble_selection, limit_items
@@ -41,7 +41,7 @@ def _jsonl(spec, request: DatasetRequest) -> CaptionSelectionData:
     path = find_file(spec, request.data_root, ("data/examples.jsonl", "examples.jsonl"), "examples.jsonl")
     finder = ImageFinder([path.parent / "images", *image_folders(spec.folder, request.data_root, ("data/images", "images"))])
     info: dict = {"origin": str(path)}
-    items, bad = [], []
+    items, bad, repeated, seen = [], [], [], {}
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
@@ -62,9 +62,15 @@ def _jsonl(spec, request: DatasetRequest) -> CaptionSelectionData:
         if tag is not None and not isinstance(tag, str):
             text(tag, f"{at}: collapsed_tag")  # names the field and the wrong type
         img0, img1 = got[2:]
+        key = json.dumps(entry.get("id"), default=str) if entry.get("id") is not None else json.dumps(got)
+        if key in seen:  # a repeated group would count twice in every score: the first is kept
+            repeated.append(f"line {n} (as line {seen[key]})")
+            continue
+        seen[key] = n
         refs = tuple((name, _find(finder, name, f"{path}: line {n}: {key}")) for key, name in zip(KEYS[2:], (img0, img1)))
         items.append((refs, (cap0, cap1), NAME, tag or None))
     report_bad(NAME, path, bad, request.strict, info)
+    report_repeated(NAME, path, repeated, "group", request.strict, info)
     return assemble_selection(NAME, request.split, items, SPEC, finder.where(),
                               f"unzip Winoground's images.zip next to {path.name} (data/images/)", (), info, request)
 
