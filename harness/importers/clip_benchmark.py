@@ -166,6 +166,8 @@ def parse(path: Path, options: ImportOptions = ImportOptions()) -> ResultRecord:
 
     dataset, split = _dataset(raw["dataset"], options.split)
     language = raw.get("language")
+    if language is not None and (not isinstance(language, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", language)):
+        raise UserError(f"{path}: language must be a language code such as 'en' or 'zh', got {language!r}")
     if language not in (None, "en"):  # other captions or class names: other data, another table
         dataset = f"{dataset}-{language}"
     digest = hashlib.sha256(data).hexdigest()
