@@ -62,12 +62,12 @@ def _jsonl(spec, request: DatasetRequest) -> CaptionSelectionData:
         if tag is not None and not isinstance(tag, str):
             text(tag, f"{at}: collapsed_tag")  # names the field and the wrong type
         img0, img1 = got[2:]
-        key = json.dumps(entry.get("id"), default=str) if entry.get("id") is not None else json.dumps(got)
-        if key in seen:  # a repeated group would count twice in every score: the first is kept
-            repeated.append(f"line {n} (as line {seen[key]})")
+        identity = json.dumps(entry.get("id"), default=str) if entry.get("id") is not None else json.dumps(got)
+        if identity in seen:  # a repeated group would count twice in every score: the first is kept
+            repeated.append(f"line {n} (as line {seen[identity]})")
             continue
-        seen[key] = n
-        refs = tuple((name, _find(finder, name, f"{path}: line {n}: {key}")) for key, name in zip(KEYS[2:], (img0, img1)))
+        seen[identity] = n
+        refs = tuple((name, _find(finder, name, f"{at}: {field}")) for field, name in zip(KEYS[2:], (img0, img1)))
         items.append((refs, (cap0, cap1), NAME, tag or None))
     report_bad(NAME, path, bad, request.strict, info)
     report_repeated(NAME, path, repeated, "group", request.strict, info)
