@@ -150,3 +150,24 @@ def test_csv_file_outside_the_root(tmp_path, user_registry):  # noqa: F811 - the
     with pytest.raises(DatasetError, match=rf"labels_test\.csv: line 3: file .* {LEAVES}"):
         user_registry.get("pets-csv").load(DatasetRequest("test", TaskKind.ZEROSHOT, data_root=str(tmp_path / "root")))
     assert path.is_file()
+
+
+def _coco_hf(root: Path, filepaths: list, filenames: list) -> None:
+    """A ``save_to_disk`` copy of yerevann/coco-karpathy's columns (captions and file names)."""
+    import datasets
+
+    rows = {"sentences": [["a red square", "a square"] for _ in filenames], "filepath": filepaths,
+            "filename": filenames}
+    datasets.DatasetDict({"test": datasets.Dataset.from_dict(rows)}).save_to_disk(str(root / "coco-hf"))
+
+
+def test_hf_rows_naming_files_outside_the_root(tmp_path):
+    outside_image(tmp_path)
+    root = tmp_path / "root"
+    write_jpeg(root / "coco" / "val2014" / "a.jpg")
+    _coco_hf(root, ["val2014", "../.."], ["a.jpg", "secret.jpg"])
+    with pytest.raises(DatasetError, match=rf"root/coco-hf: row 1: filepath '\.\./\.\.' {LEAVES}"):
+        load("coco-hf", "test", root)
+    _coco_hf(tmp_path / "typed", ["val2014", "val2014"], ["a.jpg", None])
+    with pytest.raises(DatasetError, match=r"typed/coco-hf: row 1: filename: expected a string, got null None"):
+        load("coco-hf", "test", tmp_path / "typed")

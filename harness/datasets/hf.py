@@ -168,7 +168,11 @@ def _with_local_images(spec, request: DatasetRequest, table, rows: list[int], ca
                 return p
         return None
 
-    rels = ["/".join(x for x in ((dirs[i] if dirs is not None else ""), files[i]) if x) for i in rows]
+    def rel(i: int) -> str:  # each cell checked: a null or a number names its row and column
+        parts = [(opts["dir_column"], dirs[i])] if dirs is not None and dirs[i] not in (None, "") else []
+        return "/".join(relative_path(v, f"{origin}: row {i}: {col}") for col, v in [*parts, (opts["file_column"], files[i])])
+
+    rels = [rel(i) for i in rows]
     images = [(rel, find(rel, row), caps) for rel, row, caps in zip(rels, rows, caps_per_row)]
     where = f"(looked in {', '.join(map(str, listings)) or NO_ROOT})"
     hint = f"point --data-root (or VLBENCH_DATA) at a folder holding {folder}/ with the image files"
