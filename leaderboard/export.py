@@ -40,18 +40,35 @@ def to_bytes(df: pd.DataFrame, fmt: str) -> bytes:
 
 
 def export(results: str | Path, fmt: str, out: str | Path | None = None,
-           history: bool = False) -> tuple[Path | None, int]:
-    """Write the frame of ``results`` to ``out`` (atomically), or to stdout when ``out`` is None
-    (not for parquet, which is binary). Returns the path written and the number of rows."""
+           history: bool = False, force: bool = False) -> tuple[Path | None, int]:
+    """Write the frame of ``results`` to ``out`` (atomically; an existing file only with
+    ``force``), or to stdout when ``out`` is None (not for parquet, which is binary). Returns
+    the path written and the number of rows."""
     from harness.results.store import write_bytes_atomic
     from leaderboard.frame import load
 
     if out is None and fmt == "parquet":
         raise ExportError("--format parquet is binary: give --out FILE")
+    if out is not None and not force and (Path(out).exists() or Path(out).is_symlink()):
+        raise ExportError(f"--out {out} exists; pass --force to replace it, or give another path")
     df = load(results, history=history)
     data = to_bytes(df, fmt)
     if out is None:
-        sys.stdout.buffer.write(data)
-        sys.stdout.flush()
+        _to_stdout(data)
         return None, len(df)
     return write_bytes_atomic(Path(out), data), len(df)
+
+
+def _to_stdout(data: bytes) -> None:
+    """Write to standard output; a failure (a full disk behind a redirect) names it, where the
+    OSError itself carries no path. A closed pipe stays BrokenPipeError (the CLI's quiet exit)."""
+    from harness.results.store import StorageError
+
+    try:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise StorageError(exc.errno or 0, f"cannot write the export to standard output ({exc.strerror or exc}); "
+                                           "give --out FILE on a disk with room") from None

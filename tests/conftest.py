@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,49 @@ def offline_env(monkeypatch, vlbench_cache, tmp_path):
     monkeypatch.setenv("VLBENCH_CACHE", str(vlbench_cache))
     monkeypatch.delenv("VLBENCH_RESULTS", raising=False)
     yield
+
+
+RECORD_KEYS = {"run_key", "schema_version", "main_metric", "metrics"}
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not JSON (a strict parser rejects it)")
+
+
+def strict_load(path: Path):
+    """``path`` parsed as strict JSON: bare NaN / Infinity / -Infinity fail, as in JavaScript."""
+    return json.loads(path.read_text(encoding="utf-8"), parse_constant=_refuse_constant)
+
+
+def _is_record(path: Path) -> bool:
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(raw, dict) and RECORD_KEYS <= raw.keys()
+
+
+@pytest.fixture(autouse=True)
+def records_are_strict_json(monkeypatch, tmp_path):
+    """Issue 22: no record the test suite writes holds NaN or Infinity. Every ``store.save``
+    (the one writer of records and their sidecars) is parsed back strictly at once; after the
+    test, every record file under its tmp_path (written by a CLI subprocess too) is as well."""
+    from harness.results import store
+
+    real = store.save
+
+    def checked(root, record, per_query=None):
+        path = real(root, record, per_query)
+        for written in (path, store.queries_path(path)):
+            if written.exists():
+                strict_load(written)
+        return path
+
+    monkeypatch.setattr(store, "save", checked)
+    yield
+    for path in tmp_path.rglob("*.json"):
+        if path.is_file() and (path.name.endswith(store.QUERIES_SUFFIX) or _is_record(path)):
+            strict_load(path)
 
 
 def needs_flickr8k():

@@ -164,13 +164,14 @@ def cmd_sweep(args) -> int:
     specs = suite_specs(suite, _run_options(args))
     if args.only_models:
         specs = _only_models(specs, args.only_models, f"suite {suite.name}")
-    print(f"suite {suite.name}: {len(specs)} runs -> {results_arg(args)} (executor {args.executor})", flush=True)
     if args.executor == "ray":
         from harness.run.executors import RayOptions, ray_sweep
 
-        return ray_sweep(specs, results_arg(args), args.force,
-                         RayOptions(address=args.ray_address, gpus_per_run=args.gpus_per_run,
-                                    cpus_per_run=args.cpus_per_run, max_retries=args.max_retries))
+        ray_options = RayOptions(address=args.ray_address, gpus_per_run=args.gpus_per_run,
+                                 cpus_per_run=args.cpus_per_run, max_retries=args.max_retries)  # checks them
+    print(f"suite {suite.name}: {len(specs)} runs -> {results_arg(args)} (executor {args.executor})", flush=True)
+    if args.executor == "ray":
+        return ray_sweep(specs, results_arg(args), args.force, ray_options)
     return _run_specs(specs, results_arg(args), args.force, keep_going=True, overall=f"suite {suite.name}")
 
 
@@ -230,7 +231,7 @@ def cmd_leaderboard(args) -> int:
 def cmd_export(args) -> int:
     from leaderboard.export import export
 
-    out, rows = export(results_arg(args), args.format, args.out, history=args.history)
+    out, rows = export(results_arg(args), args.format, args.out, history=args.history, force=args.force)
     print(f"export: {rows} rows as {args.format} -> {out or 'stdout'}", file=sys.stderr)  # stdout: the data
     return 0
 

@@ -128,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", required=True, choices=["csv", "parquet", "jsonl"])
     p.add_argument("--out", default=None, help="file to write (default: stdout; parquet needs a file)")
     p.add_argument("--history", action="store_true", help="every record, not only the latest of each entry")
+    p.add_argument("--force", action="store_true", help="replace --out when it exists")
 
     p = sub.add_parser("import", help="turn other tools' result files into records (marked as imported)")
     isub = p.add_subparsers(dest="import_command", required=True)

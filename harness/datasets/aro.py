@@ -33,7 +33,8 @@ from harness.metrics.selection import CategoryMacro, SelectionSpec
 
 from .base import DatasetError, DatasetRequest, Format, TaskKind
 from .compositional import CroppedImages, ImageFinder, fields, find_file
-from .compositional import image_folders, parts_for, probe_parts, read_json, report_bad
+from .compositional import entries, image_folders, parts_for, probe_parts, read_json, report_bad
+from .fields import number, text, texts
 from .resources import resource
 from .selection import CaptionSelectionData, assemble_selection
 
@@ -63,28 +64,51 @@ def _vg_items(part: str, path, raw, finder: ImageFinder, bad: list[str]):
         if got is None:
             continue
         image, x, y, w, h, true, false, cat = got
+        at = f"{path}: entry {k}"
+        x, y = (number(v, f"{at}: {name}", minimum=0) for v, name in ((x, "bbox_x"), (y, "bbox_y")))
+        w, h = (number(v, f"{at}: {name}", positive=True) for v, name in ((w, "bbox_w"), (h, "bbox_h")))
+        true, false = text(true, f"{at}: true_caption"), text(false, f"{at}: false_caption")
         if part == "vg_attribution":
-            if not (isinstance(cat, list) and len(cat) == 2):
-                bad.append(f"entry {k}")
-                continue
-            cat = f"{cat[0]}_{cat[1]}"
-        box = (x, y, w, h)
-        yield ((f"{image}#{box}", finder.find(image)),), (true, false), part, str(cat)
+            cat = "_".join(texts(cat, f"{at}: attributes", exactly=2))
+        else:
+            cat = text(cat, f"{at}: relation_name")
+        box = tuple(int(v) if v.is_integer() else v for v in (x, y, w, h))  # the label reads as the file did
+        yield ((f"{image}#{box}", finder.find(image, f"{path}: entry {k}: image_path")),), (true, false), part, str(cat)
 
 
 def _order_items(part: str, path, raw, finder: ImageFinder, bad: list[str]):
     for k, entry in enumerate(raw):
         got = fields(entry, ("image", "caption_options"), path, f"entry {k}", bad)
-        if got is None or not (isinstance(got[1], list) and len(got[1]) >= 2):
-            if got is not None:
-                bad.append(f"entry {k}")
+        if got is None:
             continue
-        yield ((f"{got[0]}#None", finder.find(got[0])),), tuple(got[1]), part, None
+        options = tuple(texts(got[1], f"{path}: entry {k}: caption_options", at_least=2))
+        yield ((f"{got[0]}#None", finder.find(got[0], f"{path}: entry {k}: image")),), options, part, None
 
 
 def _box(label: str):
     text = label.rsplit("#", 1)[1]
     return None if text == "None" else tuple(float(v) for v in text.strip("()").split(","))
+
+
+def _boxes_inside(labels, paths) -> list:
+    """Each image's box, refused when it misses the image entirely (scored, it would be an empty
+    crop); the size comes from the file's header alone. A box partly outside is cut at the
+    image's edge by the crop, as ARO's own ``image.crop`` does."""
+    from PIL import Image
+
+    sizes: dict = {}
+    boxes = [_box(lb) for lb in labels]
+    for label, path, box in zip(labels, paths, boxes):
+        if box is None:
+            continue
+        if path not in sizes:
+            with Image.open(path) as im:
+                sizes[path] = im.size
+        (width, height), (x, y, w, h) = sizes[path], box
+        if x >= width or y >= height or x + w <= 0 or y + h <= 0:
+            raise DatasetError(f"{path}: ARO box (x, y, w, h) = {label.rsplit('#', 1)[1]} lies outside the "
+                               f"{width}x{height} image; fix or drop that entry of the annotation file")
+    return boxes
 
 
 def load(spec, request: DatasetRequest) -> CaptionSelectionData:
@@ -94,9 +118,7 @@ def load(spec, request: DatasetRequest) -> CaptionSelectionData:
         path = find_file(spec, request.data_root, (FILES[part],), FILES[part], "" if part.startswith("vg_") else
                          "the Order sets are built from ARO's code (see harness/datasets/aro.py); "
                          "--split vg_relation or vg_attribution runs without them")
-        raw = read_json(path, info)
-        if not isinstance(raw, list):
-            raise DatasetError(f"{path}: expected a JSON list of items, got {type(raw).__name__}")
+        raw = [entry for _, entry in entries(read_json(path, info, request.strict), path, list, "[{...}, ...]")]
         if part.startswith("vg_"):
             finder = ImageFinder(image_folders(spec.folder, request.data_root, ("images",)))
             make = _vg_items
@@ -111,7 +133,7 @@ def load(spec, request: DatasetRequest) -> CaptionSelectionData:
     return assemble_selection(NAME, request.split, items, selection_spec(), "; ".join(where),
                               "unzip ARO's vgr_vga_images.zip into aro/images/ (Order sets: COCO / Flickr30k images)",
                               (), info, request,
-                              image_set=lambda labels, paths: CroppedImages(paths, [_box(lb) for lb in labels]))
+                              image_set=lambda labels, paths: CroppedImages(paths, _boxes_inside(labels, paths)))
 
 
 def probe(spec, data_root: str | None) -> str | None:

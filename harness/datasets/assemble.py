@@ -81,6 +81,18 @@ def usable_files(name: str, split: str, items: list[tuple[str, Path | None]], wh
     return [label not in dropped for label, _ in items], counts
 
 
+def refuse_nul_captions(name: str, split: str, captions_of: Iterable[tuple[str, list[str]]],
+                        info: dict[str, Any]) -> None:
+    """A caption holding a NUL byte means a corrupt or binary annotation file: an error naming
+    the image and the caption (and the file, where ``info`` has it), with or without --strict."""
+    for label, caps in captions_of:
+        for k, caption in enumerate(caps):
+            if "\x00" in caption:
+                source = info.get("annotation_file") or info.get("csv") or info.get("origin")
+                raise DatasetError(f"{name}/{split}: {f'{source}: ' if source else ''}image {label}: caption {k} "
+                                   f"holds a NUL byte ({caption[:60]!r}); the annotation file is corrupt or not text")
+
+
 def _fix(missing: list[str], hint: str) -> str:
     return f"Put the images there, or {hint}" if missing else "Replace the unreadable files"
 
@@ -94,6 +106,7 @@ def assemble_retrieval(name: str, split: str, images: list[tuple[str, Path | Non
                        request: DatasetRequest, partial_ok: bool | None = None) -> RetrievalData:
     """``(label, path or None, captions)`` per listed image -> RetrievalData. Images without
     captions are dropped with a warning (an error under ``--strict``)."""
+    refuse_nul_captions(name, split, ((label, caps) for label, _, caps in images), info)
     keep, counts = usable_files(name, split, [(label, path) for label, path, _ in images], where, hint,
                                 _partial_ok(split, partial_ok), request.strict)
     kept = [(label, path, caps) for (label, path, caps), k in zip(images, keep) if k]

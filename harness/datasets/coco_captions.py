@@ -31,6 +31,8 @@ from .base import (
     TaskKind,
     find_in_roots,
 )
+from . import fields
+from .fields import relative_path
 
 ANN_DIRS = ("annotations", ".")
 HINT = LOCAL_COPY_HINT
@@ -65,7 +67,7 @@ def read_captions(obj: Any, path: Path, name: str, strict: bool) -> tuple[list[t
         elif im["id"] in by_id:
             bad["duplicate_image"].append(i)
         else:
-            by_id[im["id"]] = (im["file_name"], [])
+            by_id[im["id"]] = (relative_path(im["file_name"], f"{path}: images[{i}]: file_name"), [])
     seen_ann: set[Any] = set()
     for i, ann in enumerate(obj["annotations"]):
         if not isinstance(ann, dict) or not isinstance(ann.get("image_id"), int) or "caption" not in ann:
@@ -75,6 +77,8 @@ def read_captions(obj: Any, path: Path, name: str, strict: bool) -> tuple[list[t
             bad["duplicate"].append(i)
             continue
         seen_ann.add(ann.get("id"))
+        if ann["caption"] is not None and not isinstance(ann["caption"], str):
+            fields.text(ann["caption"], f"{path}: annotations[{i}]: caption")  # names the wrong type
         text = ann["caption"].strip() if isinstance(ann["caption"], str) else ""
         if ann["image_id"] not in by_id:
             bad["orphan"].append(i)

@@ -13,6 +13,7 @@ from typing import Any
 
 from .assemble import skip
 from .base import LOCAL_COPY_HINT, NO_ROOT, DatasetError, DatasetNotFound, data_roots
+from .fields import relative_path
 from .images import load_rgb
 
 ALL = "test"  # the split holding every part of a release; each part is also a split of its own
@@ -51,15 +52,52 @@ def find_file(spec, data_root: str | None, names: Sequence[str], what: str, note
                           LOCAL_COPY_HINT.format(folder=spec.folder))
 
 
-def read_json(path: Path, info: dict) -> Any:
-    """The parsed file; its sha256 goes into ``info["sha256"]`` (the manifest can pin it)."""
+def read_json(path: Path, info: dict, strict: bool = False) -> Any:
+    """The parsed file; its sha256 goes into ``info["sha256"]`` (the manifest can pin it).
+    A key repeated in an object keeps its FIRST value (Python's json keeps the last, silently),
+    with one warning naming the keys, counted in ``info`` (an error under ``--strict``)."""
+    repeated: list[str] = []
+
+    def first_wins(pairs):
+        out: dict = {}
+        for key, value in pairs:
+            if key in out:
+                repeated.append(repr(key))
+            else:
+                out[key] = value
+        return out
+
     try:
         blob = path.read_bytes()
-        data = json.loads(blob)
+        data = json.loads(blob, object_pairs_hook=first_wins)
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise DatasetError(f"{path}: cannot read it as JSON ({exc})") from None
     info.setdefault("sha256", {})[path.name] = hashlib.sha256(blob).hexdigest()
+    report_repeated(None, path, repeated, "key", strict, info)
     return data
+
+
+def report_repeated(name: str | None, path: Path, repeated: list[str], what: str, strict: bool, info: dict) -> None:
+    """One warning naming the file and the repeated entries, which were skipped (the first
+    kept), counted in ``info["dropped_repeated_entries"]``; an error under ``--strict``."""
+    if repeated:
+        info["dropped_repeated_entries"] = info.get("dropped_repeated_entries", 0) + len(repeated)
+        shown = ", ".join(repeated[:5]) + (", ..." if len(repeated) > 5 else "")
+        skip(f"{name + ': ' if name else ''}{path}: {len(repeated)} repeated {what}{'' if len(repeated) == 1 else 's'} skipped, "
+             f"the first kept ({shown})", strict)
+
+
+def entries(raw: Any, path: Path, shape: type, example: str) -> list[tuple[Any, Any]]:
+    """``(key, entry)`` pairs of a part file that must be a non-empty ``shape`` (dict: keyed
+    entries; list: numbered ones). Any other shape is an error naming the file: a part that
+    silently contributes nothing would change ``acc`` (the mean over parts) unnoticed."""
+    if not isinstance(raw, shape):
+        got = "null" if raw is None else type(raw).__name__
+        raise DatasetError(f"{path}: expected a JSON {'object' if shape is dict else 'list'} of entries "
+                           f"({example}), got {got}{'' if isinstance(raw, (dict, list)) else f' {raw!r}'[:80]}")
+    if not raw:
+        raise DatasetError(f"{path}: holds no entries; a part of the release cannot be empty (re-download it)")
+    return list(raw.items()) if isinstance(raw, dict) else list(enumerate(raw))
 
 
 def fields(entry: Any, keys: Sequence[str], path: Path, where: str, bad: list[str]) -> list | None:
@@ -87,7 +125,10 @@ class ImageFinder:
         self.looked = list(folders)
         self._listing: dict[Path, set[str]] = {}
 
-    def find(self, rel: str) -> Path | None:
+    def find(self, rel: str, where: str) -> Path | None:
+        """``rel`` (read at ``where``: file, entry, field) under the first folder holding it;
+        a path that would leave the folders is refused (:func:`relative_path`)."""
+        rel = relative_path(rel, where)
         for folder in self.folders:
             p = folder / rel
             if p.parent not in self._listing:

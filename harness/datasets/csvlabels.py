@@ -31,6 +31,7 @@ from .base import (
     TaskKind,
     find_in_roots,
 )
+from .fields import relative_path
 from .resources import resolve_classnames, templates
 
 HINT = LOCAL_COPY_HINT
@@ -108,13 +109,13 @@ def load(spec, request: DatasetRequest) -> ClassificationData:
     image_dir = root / spec.options.get("image_dir", ".")
     listings: dict[Path, set[str]] = {}
 
-    def find(file: str) -> Path | None:
-        p = image_dir / file
+    def find(file: str, line: int) -> Path | None:
+        p = image_dir / relative_path(file, f"{path}: line {line}: file")
         if p.parent not in listings:
             listings[p.parent] = {q.name for q in p.parent.iterdir()} if p.parent.is_dir() else set()
         return p if p.name in listings[p.parent] else None
 
-    items = [(file, find(file), y) for _, file, y in rows]
+    items = [(file, find(file, no), y) for no, file, y in rows]
     sha = hashlib.sha256(blob).hexdigest()
     info = {"root": str(root), "csv": str(path), "sha256": {path.name: sha}, **counts}
     return assemble_classification(spec.name, request.split, items, names, templates(spec.classes["templates"]),

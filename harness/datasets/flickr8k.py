@@ -172,6 +172,9 @@ def read_tokens(blob: bytes, path: Path, known: set[str], strict: bool = False,
                 unsplit[image] = None
             continue
         caption = caption.strip()
+        if "\x00" in caption:  # a corrupt or binary file: no caption of it can be trusted, with or without --strict
+            raise DatasetError(f"{path}: line {no}: the caption holds a NUL byte ({caption[:60]!r}); "
+                               "the file is corrupt or not text")
         if not caption:
             bad["empty"].append(no)
             continue

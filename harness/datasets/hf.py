@@ -39,6 +39,7 @@ from .base import (
     data_roots,
     fingerprint,
 )
+from .fields import relative_path
 from .images import HFImages
 
 
@@ -157,7 +158,8 @@ def _with_local_images(spec, request: DatasetRequest, table, rows: list[int], ca
     files, dirs = table[opts["file_column"]], table[opts["dir_column"]] if opts.get("dir_column") else None
     listings: dict[Path, set[str]] = {}
 
-    def find(rel: str) -> Path | None:
+    def find(rel: str, row: int) -> Path | None:
+        rel = relative_path(rel, f"{origin}: row {row}: {opts['file_column']}")
         for root in roots:
             p = root / rel
             if p.parent not in listings:
@@ -166,8 +168,12 @@ def _with_local_images(spec, request: DatasetRequest, table, rows: list[int], ca
                 return p
         return None
 
-    rels = ["/".join(x for x in ((dirs[i] if dirs is not None else ""), files[i]) if x) for i in rows]
-    images = [(rel, find(rel), caps) for rel, caps in zip(rels, caps_per_row)]
+    def rel(i: int) -> str:  # each cell checked: a null or a number names its row and column
+        parts = [(opts["dir_column"], dirs[i])] if dirs is not None and dirs[i] not in (None, "") else []
+        return "/".join(relative_path(v, f"{origin}: row {i}: {col}") for col, v in [*parts, (opts["file_column"], files[i])])
+
+    rels = [rel(i) for i in rows]
+    images = [(rel, find(rel, row), caps) for rel, row, caps in zip(rels, rows, caps_per_row)]
     where = f"(looked in {', '.join(map(str, listings)) or NO_ROOT})"
     hint = f"point --data-root (or VLBENCH_DATA) at a folder holding {folder}/ with the image files"
     info = {"origin": origin, "hf_id": src["id"], "hf_revision": src["revision"],

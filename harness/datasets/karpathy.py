@@ -60,6 +60,7 @@ from .base import (
     TaskKind,
     data_roots,
 )
+from .fields import relative_path, text
 from .flickr8k import read_tokens
 
 SPLITS = ("train", "val", "test")
@@ -182,14 +183,18 @@ def read_karpathy(obj: dict, path: Path, split: str) -> tuple[list[tuple[str, li
         if mapped != split:
             continue
         rel = "/".join(p for p in (_text(entry.get("filepath")) or "", entry["filename"].strip()) if p)
+        relative_path(rel, f"{path}: images[{i}]: filepath/filename")
         if rel in seen:  # the same image listed twice: first entry kept
             bad["duplicate"].append(i)
             continue
         seen.add(rel)
         caps: list[str] = []
         sents = entry.get("sentences") or []
-        for s in sents if isinstance(sents, list) else []:
-            raw = _text(s.get("raw")) if isinstance(s, dict) else _text(s)
+        for k, s in enumerate(sents if isinstance(sents, list) else []):
+            value = s.get("raw") if isinstance(s, dict) else s
+            if value is not None and not isinstance(value, str):
+                text(value, f"{path}: images[{i}]: sentences[{k}]: raw")  # names the wrong type
+            raw = _text(value)
             if raw:
                 caps.append(raw)
             else:
@@ -207,6 +212,7 @@ def read_per_split(obj: list, path: Path) -> tuple[list[tuple[str, list[str]]], 
         if not image or not isinstance(entry.get("caption"), (str, list)):
             bad["malformed"].append(i)
             continue
+        relative_path(image, f"{path}: [{i}]: image")
         caps = entry["caption"] if isinstance(entry["caption"], list) else [entry["caption"]]
         slot = groups.setdefault(image, [])
         for c in caps:
@@ -245,7 +251,8 @@ class _Locator:
             out += [self.root / d / f"{int(m.group(1)):012d}.jpg" for d in ("val2017", "train2017")]
         return list(dict.fromkeys(out))
 
-    def find(self, rel: str) -> Path | None:
+    def find(self, rel: str, where: str) -> Path | None:
+        relative_path(rel, where)  # every format's names pass here: none may leave the root
         for p in self.candidates(rel):
             if self._has(p):
                 return p
@@ -330,7 +337,7 @@ def load_source(src: Source, request: DatasetRequest, spec=None) -> RetrievalDat
     split, items, loc = s["split"], s["items"], s["locator"]
     if not items:
         raise DatasetError(f"{src.name}/{split}: {s['ann_path']} lists no images for this split")
-    images = [(rel, loc.find(rel), caps) for rel, caps in items]
+    images = [(rel, loc.find(rel, f"{s['ann_path']}: image {rel!r}"), caps) for rel, caps in items]
     info: dict[str, Any] = {
         "root": str(s["root"]), "annotation_file": str(s["ann_path"]), "format": s["format"],
         "captions_from": s["captions_from"], "sha256": s["shas"], **s["counts"],

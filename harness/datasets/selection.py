@@ -15,7 +15,7 @@ from typing import Any
 
 from harness.metrics.selection import SelectionSpec
 
-from .assemble import content_hash, usable_files
+from .assemble import content_hash, refuse_nul_captions, usable_files
 from .base import DatasetError, DatasetRequest, fingerprint, subset_indices
 from .images import ImageSet
 
@@ -102,6 +102,7 @@ def assemble_selection(name: str, split: str, items: list[tuple[tuple, tuple[str
     ``image_set(labels, paths)`` lets a loader wrap the files (ARO crops each to its box)."""
     if not items:
         raise DatasetError(f"{name}/{split}: no items listed {where}")
+    refuse_nul_captions(name, split, ((refs[0][0], list(caps)) for refs, caps, *_ in items), info)
     paths: dict[str, Path | None] = {}
     for refs, *_ in items:
         for label, path in refs:

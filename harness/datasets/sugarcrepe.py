@@ -13,8 +13,9 @@ from __future__ import annotations
 from harness.metrics.selection import SelectionSpec
 
 from .base import DatasetRequest, Format, TaskKind
-from .compositional import ImageFinder, fields, find_file, image_folders
+from .compositional import ImageFinder, entries, fields, find_file, image_folders
 from .compositional import parts_for, probe_parts, read_json, report_bad
+from .fields import text
 from .selection import CaptionSelectionData, assemble_selection
 
 NAME = "sugarcrepe"
@@ -34,14 +35,16 @@ def load(spec, request: DatasetRequest) -> CaptionSelectionData:
     items = []
     for part in parts_for(spec, request.split, PARTS):
         path = _file(spec, part, request.data_root)
-        raw = read_json(path, info)
-        entries = raw.items() if isinstance(raw, dict) else enumerate(raw if isinstance(raw, list) else [])
+        raw = read_json(path, info, request.strict)
         bad: list[str] = []
-        for key, entry in entries:
+        for key, entry in entries(raw, path, dict, '{"<id>": {"filename", "caption", "negative_caption"}}'):
             got = fields(entry, ("filename", "caption", "negative_caption"), path, f"entry {key!r}", bad)
             if got is not None:
+                at = f"{path}: entry {key!r}"
                 filename, caption, foil = got
-                items.append((((filename, finder.find(filename)),), (caption, foil), part, None))
+                caption, foil = text(caption, f"{at}: caption"), text(foil, f"{at}: negative_caption")
+                image = finder.find(filename, f"{at}: filename")
+                items.append((((filename, image),), (caption, foil), part, None))
         report_bad(NAME, path, bad, request.strict, info)
     return assemble_selection(NAME, request.split, items, SPEC, finder.where(), IMAGES_HINT, (), info, request)
 

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 from harness.metrics.selection import SelectionSpec
 
-from .base import DatasetRequest, Format, TaskKind
-from .compositional import ImageFinder, fields, find_file, image_folders
+from .base import DatasetError, DatasetRequest, Format, TaskKind
+from .compositional import ImageFinder, entries, fields, find_file, image_folders
 from .compositional import parts_for, probe_parts, read_json, report_bad
+from .fields import relative_path, text
 from .selection import CaptionSelectionData, assemble_selection
 
 NAME = "valse"
@@ -39,20 +40,24 @@ def load(spec, request: DatasetRequest) -> CaptionSelectionData:
     items = []
     for part in parts:
         path = _file(spec, part, request.data_root)
-        raw = read_json(path, info)
+        raw = read_json(path, info, request.strict)
         bad: list[str] = []
-        for key, entry in (raw.items() if isinstance(raw, dict) else []):
+        for key, entry in entries(raw, path, dict, '{"<id>": {"dataset", "image_file", "caption", "foil", "mturk"}}'):
             got = fields(entry, KEYS, path, f"entry {key!r}", bad)
             if got is None:
                 continue
             source, image, caption, foil, votes = got
-            if not isinstance(votes, dict) or not isinstance(votes.get("caption"), int):
-                bad.append(f"entry {key!r}")
-                continue
+            at = f"{path}: entry {key!r}"
+            source, image = relative_path(source, f"{at}: dataset"), relative_path(image, f"{at}: image_file")
+            caption, foil = text(caption, f"{at}: caption"), text(foil, f"{at}: foil")
+            if not isinstance(votes, dict) or isinstance(votes.get("caption"), bool) \
+                    or not isinstance(votes.get("caption"), int):
+                raise DatasetError(f"{at}: mturk: expected an object with a whole-number 'caption' vote count, "
+                                   f"got {votes!r}"[:300])
             if votes["caption"] < MIN_VOTES:
                 info["not_validated"] += 1
                 continue
-            path_found = finder.find(f"{source}/{image}") or finder.find(image)
+            path_found = finder.find(f"{source}/{image}", f"{at}: image_file") or finder.find(image, f"{at}: image_file")
             items.append((((f"{source}/{image}", path_found),), (caption, foil), part, None))
         report_bad(NAME, path, bad, request.strict, info)
     return assemble_selection(NAME, request.split, items, SelectionSpec(PARTS), finder.where(),

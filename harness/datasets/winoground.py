@@ -26,7 +26,8 @@ from typing import Any
 from harness.metrics.selection import SelectionSpec
 
 from .base import DatasetError, DatasetNotFound, DatasetRequest, Format, TaskKind, fingerprint
-from .compositional import ImageFinder, fields, find_file, image_folders, report_bad
+from .compositional import ImageFinder, fields, find_file, image_folders, report_bad, report_repeated
+from .fields import relative_path, text
 from .images import HFImages
 from .selection import CaptionItem, CaptionSelectionData, assemble_selection, limit_items
 
@@ -40,7 +41,7 @@ def _jsonl(spec, request: DatasetRequest) -> CaptionSelectionData:
     path = find_file(spec, request.data_root, ("data/examples.jsonl", "examples.jsonl"), "examples.jsonl")
     finder = ImageFinder([path.parent / "images", *image_folders(spec.folder, request.data_root, ("data/images", "images"))])
     info: dict = {"origin": str(path)}
-    items, bad = [], []
+    items, bad, repeated, seen = [], [], [], {}
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
@@ -55,18 +56,30 @@ def _jsonl(spec, request: DatasetRequest) -> CaptionSelectionData:
         got = fields(entry, KEYS, path, f"line {n}", bad)
         if got is None:
             continue
-        cap0, cap1, img0, img1 = got
-        refs = tuple((name, _find(finder, name)) for name in (img0, img1))
-        items.append((refs, (cap0, cap1), NAME, entry.get("collapsed_tag") or None))
+        at = f"{path}: line {n}"
+        cap0, cap1 = (text(c, f"{at}: {k}") for c, k in zip(got[:2], KEYS[:2]))
+        tag = entry.get("collapsed_tag")
+        if tag is not None and not isinstance(tag, str):
+            text(tag, f"{at}: collapsed_tag")  # names the field and the wrong type
+        img0, img1 = got[2:]
+        identity = json.dumps(entry.get("id"), default=str) if entry.get("id") is not None else json.dumps(got)
+        if identity in seen:  # a repeated group would count twice in every score: the first is kept
+            repeated.append(f"line {n} (as line {seen[identity]})")
+            continue
+        seen[identity] = n
+        refs = tuple((name, _find(finder, name, f"{at}: {field}")) for field, name in zip(KEYS[2:], (img0, img1)))
+        items.append((refs, (cap0, cap1), NAME, tag or None))
     report_bad(NAME, path, bad, request.strict, info)
+    report_repeated(NAME, path, repeated, "group", request.strict, info)
     return assemble_selection(NAME, request.split, items, SPEC, finder.where(),
                               f"unzip Winoground's images.zip next to {path.name} (data/images/)", (), info, request)
 
 
-def _find(finder: ImageFinder, name: str) -> Path | None:
+def _find(finder: ImageFinder, name: str, where: str) -> Path | None:
     """The image file of an ``image_k`` name (the release names them without an extension)."""
+    name = relative_path(name, where)
     names = [name] if name.lower().endswith(EXTENSIONS) else [name + ext for ext in EXTENSIONS]
-    return next((p for p in map(finder.find, names) if p is not None), None)
+    return next((p for p in (finder.find(n, where) for n in names) if p is not None), None)
 
 
 @dataclass

@@ -98,6 +98,23 @@ def map_metrics(raw: dict[str, Any], where: str) -> dict[str, float]:
     return out
 
 
+def _check_dataset_name(name: str, where: Path) -> None:
+    """CLIP_benchmark names are plain (``flickr30k``) or slash-joined (``wds/vtab/cifar10``);
+    a name with an empty, ``.`` or ``..`` part, or a NUL byte, is refused before it reaches
+    the store, where it would name a folder.
+
+    >>> _check_dataset_name("wds/vtab/cifar10", Path("f.json"))
+    >>> _check_dataset_name("..", Path("f.json"))
+    Traceback (most recent call last):
+    ...
+    harness.core.errors.UserError: f.json: dataset '..' is not a dataset name (a path part '..'); CLIP_benchmark names look like 'flickr30k' or 'wds/vtab/cifar10'
+    """
+    bad = next((p for p in name.split("/") if p in ("", ".", "..")), None) if "\x00" not in name else "\\x00"
+    if bad is not None:
+        raise UserError(f"{where}: dataset {name!r} is not a dataset name (a path part {bad!r}); "
+                        "CLIP_benchmark names look like 'flickr30k' or 'wds/vtab/cifar10'")
+
+
 def _dataset(name: str, split: str) -> tuple[str, str]:
     bare = name[len("wds/"):] if name.startswith("wds/") else name
     ours, splits = DATASETS.get(bare, (bare, {}))
@@ -138,6 +155,7 @@ def parse(path: Path, options: ImportOptions = ImportOptions()) -> ResultRecord:
             raise UserError(f"{path}: {key} must be a non-empty string, got {raw[key]!r}")
     if not isinstance(raw["pretrained"], str) or not isinstance(raw["metrics"], dict):
         raise UserError(f"{path}: pretrained must be a string and metrics an object")
+    _check_dataset_name(raw["dataset"], path)
     task = TASKS.get(raw["task"])
     if task is None:
         raise UserError(f"{path}: task {raw['task']!r} cannot be imported (importable: {', '.join(TASKS)})")
@@ -148,6 +166,8 @@ def parse(path: Path, options: ImportOptions = ImportOptions()) -> ResultRecord:
 
     dataset, split = _dataset(raw["dataset"], options.split)
     language = raw.get("language")
+    if language is not None and (not isinstance(language, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", language)):
+        raise UserError(f"{path}: language must be a language code such as 'en' or 'zh', got {language!r}")
     if language not in (None, "en"):  # other captions or class names: other data, another table
         dataset = f"{dataset}-{language}"
     digest = hashlib.sha256(data).hexdigest()

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["kendall_tau", "kendall_tau_weighted", "grouped_tau_ci", "VARIANTS"]
+__all__ = ["kendall_tau", "kendall_tau_weighted", "grouped_tau_ci", "tau_undefined_reason", "VARIANTS"]
 
 VARIANTS = ("b", "c")
 BLOCK_ELEMENTS = 2**22  # resamples x distinct scores held at once by the weighted pass
@@ -51,6 +51,26 @@ def kendall_tau(x, y, variant: str = "b") -> float:
     """
     x, y = _check(x, y, variant)
     return float(kendall_tau_weighted(x, y, np.ones((1, x.size)), variant)[0])
+
+
+def tau_undefined_reason(model, human) -> str | None:
+    """Why Kendall's tau of ``model`` against ``human`` scores has no value, or None when it
+    has one: it divides by the pairs untied on each side, none when a side is constant.
+
+    >>> tau_undefined_reason([0.1, 0.2], [3, 3])
+    "all 2 human judgments are equal (3): Kendall's tau is undefined"
+    >>> tau_undefined_reason([0.5, 0.5, 0.5], [1, 2, 3])
+    "all 3 model scores are equal (0.5): Kendall's tau is undefined"
+    >>> tau_undefined_reason([0.1, 0.2], [1, 2]) is None
+    True
+    """
+    model, human = np.asarray(model, dtype=np.float64), np.asarray(human, dtype=np.float64)
+    if model.size < 2:
+        return f"{model.size} judgment row(s): Kendall's tau needs at least 2"
+    for what, v in (("human judgments", human), ("model scores", model)):
+        if (v == v[0]).all():
+            return f"all {v.size} {what} are equal ({v[0]:g}): Kendall's tau is undefined"
+    return None
 
 
 def _dense_rank(v: np.ndarray) -> tuple[np.ndarray, int]:

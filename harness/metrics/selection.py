@@ -152,6 +152,40 @@ def selection_metrics(correct, subset, category, spec: SelectionSpec, categories
     return out
 
 
+def undefined_reasons(metrics: dict[str, float], subset, category, spec: SelectionSpec,
+                      categories=()) -> dict[str, str]:
+    """Why each non-finite value of :func:`selection_metrics` has none: a category macro whose
+    categories all fall below its minimum count (ARO's VG-Attribution with few items), and
+    ``acc``, the mean over subsets, when one of them is undefined.
+
+    >>> spec = SelectionSpec(("a",), category_macro={"a": CategoryMacro(min_count=25)})
+    >>> m = selection_metrics([1, 0, 1], [0, 0, 0], [0, 0, 1], spec, ["x", "y"])
+    >>> undefined_reasons(m, [0, 0, 0], [0, 0, 1], spec, ["x", "y"])["acc_a_macro"]
+    'no category of a reaches 25 items (the largest, x, has 2): the macro accuracy is undefined'
+    """
+    import numpy as np
+
+    subset, category = np.asarray(subset, dtype=np.int64), np.asarray(category, dtype=np.int64)
+    out: dict[str, str] = {}
+    for idx, name in enumerate(spec.subsets):
+        rule, key = spec.category_macro.get(name), subset_key(name)
+        if rule is None or np.isfinite(metrics.get(f"{key}_macro", 0.0)):
+            continue
+        cats = category[(subset == idx) & (category >= 0)]
+        counts = np.bincount(cats) if cats.size else np.zeros(0, dtype=np.int64)
+        biggest = int(counts.argmax()) if counts.size else None
+        largest = (f"the largest, {categories[biggest] if biggest < len(categories) else biggest}, has "
+                   f"{int(counts[biggest])}" if biggest is not None else "no item has a category")
+        why = (f"no category of {name} reaches {max(rule.min_count, 1)} items ({largest})"
+               if not rule.exclude else f"no category of {name} outside the excluded ones has items")
+        out[f"{key}_macro"] = out[key] = f"{why}: the macro accuracy is undefined"
+    if not np.isfinite(metrics.get(ACC, 0.0)):
+        parts = [k for k in out if not k.endswith("_macro")]
+        out[ACC] = f"{ACC} is the mean over subsets and {', '.join(parts) or 'one of them'} is undefined" + (
+            f" ({out[parts[0]]})" if parts else "")
+    return out
+
+
 def _category_macro(correct, category, rule: CategoryMacro, categories) -> float:
     import numpy as np
 

@@ -98,23 +98,53 @@ def requested() -> bool:
     return _int_env("WORLD_SIZE", 1) > 1
 
 
+def check_ranks(world: int, rank: int, local_rank: int, local_world: int | None) -> None:
+    """The launcher's numbers are consistent, or one line saying which is not (checked before
+    the rendezvous, which would otherwise wait out its whole timeout for a rank that cannot be).
+
+    >>> check_ranks(2, 1, 1, 2)
+    >>> check_ranks(2, 5, 0, None)
+    Traceback (most recent call last):
+    ...
+    harness.core.errors.UserError: RANK=5 with WORLD_SIZE=2: a rank is 0..1; each process needs its own RANK below WORLD_SIZE (torchrun sets both)
+    """
+    if rank < 0 or rank >= world:
+        raise UserError(f"RANK={rank} with WORLD_SIZE={world}: a rank is 0..{world - 1}; each process needs its "
+                        "own RANK below WORLD_SIZE (torchrun sets both)")
+    if local_world is not None and not 1 <= local_world <= world:
+        raise UserError(f"LOCAL_WORLD_SIZE={local_world} with WORLD_SIZE={world}: a node runs 1..{world} ranks")
+    limit = local_world if local_world is not None else world
+    if local_rank < 0 or local_rank >= limit:
+        name = "LOCAL_WORLD_SIZE" if local_world is not None else "WORLD_SIZE"
+        raise UserError(f"LOCAL_RANK={local_rank} with {name}={limit}: a local rank is 0..{limit - 1} "
+                        "(the rank's index on its node; torchrun sets it)")
+
+
 def from_env(device: str) -> tuple[DistContext, str]:
     """Join the launcher's process group; returns (context, this rank's device)."""
     global _current
     if _current.active:
         return _current, device
     world = _int_env("WORLD_SIZE", 1)
-    if world <= 1:
+    if world < 1:
+        raise UserError(f"WORLD_SIZE={world}: the number of processes is at least 1")
+    if world == 1:
         return SINGLE, device
     rank, local_rank = _int_env("RANK"), _int_env("LOCAL_RANK", 0)
+    local_world = _int_env("LOCAL_WORLD_SIZE") if os.environ.get("LOCAL_WORLD_SIZE") is not None else None
+    check_ranks(world, rank, local_rank, local_world)
     addr, port = os.environ.get("MASTER_ADDR"), os.environ.get("MASTER_PORT")
     if not addr or not port:
         _int_env("MASTER_ADDR" if not addr else "MASTER_PORT")
+    starting = DistContext(rank=rank, world_size=world, local_rank=local_rank)
+    from harness import launcher_stop
+
+    launcher_stop.install(lambda: _stopped(_current if _current.active else starting))
     cuda = device.startswith("cuda")
     if cuda:
         import torch
 
-        local_world = _int_env("LOCAL_WORLD_SIZE", min(world, max(1, torch.cuda.device_count())))
+        local_world = local_world if local_world is not None else min(world, max(1, torch.cuda.device_count()))
         device = cuda_device_for(local_rank, local_world, torch.cuda.device_count())
         torch.cuda.set_device(device)
     backend = "nccl" if cuda else "gloo"
@@ -140,6 +170,9 @@ def _init_group(backend: str, rank: int, world: int, addr: str, port: str) -> No
 
 def shutdown() -> None:
     global _current
+    from harness import launcher_stop
+
+    launcher_stop.uninstall()
     if _current.active:
         import torch.distributed as dist
 
@@ -170,19 +203,41 @@ def _failed_ranks(ctx: DistContext) -> list[int]:
     return [r for r, (h, pid) in enumerate(ctx.peers) if r != ctx.rank and h == host and _dead(pid)]
 
 
-def _failure(ctx: DistContext, exc: BaseException) -> RankFailed:
+def _dead_peers(ctx: DistContext) -> list[int]:
     import time
 
-    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
     dead = []
-    for _ in range(20):  # the peer's exit may trail its closed socket by a moment
+    for _ in range(20):  # the peer's exit may trail its closed socket (or the launcher's signal) a moment
         dead = _failed_ranks(ctx)
         if dead:
             break
         time.sleep(0.05)
-    who = (f"rank {', '.join(map(str, dead))}" if dead else "a peer rank (on another host)")
-    return RankFailed(f"{who} of {ctx.world_size} died during {ctx.stage}; the run is abandoned and no record "
+    return dead
+
+
+def _who(ctx: DistContext, dead: list[int]) -> str:
+    """``rank 1 of 2 (host h, pid 123)``: the dead ranks, each with its host and pid."""
+    if not dead:
+        return f"a peer rank of {ctx.world_size} (on another host)"
+    ranks = f"rank{'s' if len(dead) > 1 else ''} {', '.join(map(str, dead))} of {ctx.world_size}"
+    return f"{ranks} ({'; '.join(f'host {ctx.peers[r][0]}, pid {ctx.peers[r][1]}' for r in dead)})"
+
+
+def _failure(ctx: DistContext, exc: BaseException) -> RankFailed:
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    return RankFailed(f"{_who(ctx, _dead_peers(ctx))} died during {ctx.stage}; the run is abandoned and no record "
                       f"written (finished cache chunks stay valid for a re-run) [rank {ctx.rank}: {first}]")
+
+
+def _stopped(ctx: DistContext) -> RankFailed:
+    """The line for a SIGTERM from the launcher: the peer that died, when one on this host has."""
+    dead = _dead_peers(ctx) if ctx.peers else []
+    me = f"rank {ctx.rank} of {ctx.world_size} (host {socket.gethostname()}, pid {os.getpid()})"
+    if dead:
+        return RankFailed(f"{_who(ctx, dead)} died; the launcher then stopped {me} during {ctx.stage} (SIGTERM); "
+                          "the run is abandoned and no record written (finished cache chunks stay valid for a re-run)")
+    return RankFailed(f"{me} stopped by SIGTERM during {ctx.stage} (a launcher stops every rank when one fails: "
+                      "its report names that rank); the run is abandoned and no record written")
 
 
 def _collective(fn):

@@ -22,12 +22,27 @@ def results_dir(explicit: str | None = None) -> Path:
 
 
 def _safe(part: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", part).strip("-") or "x"
+    """One path part naming a folder or file inside the store: no separators, and no leading
+    dots (``.`` and ``..`` would climb, and dot-names are hidden from :func:`iter_record_files`).
+
+    >>> [_safe(p) for p in ("flickr30k", "coco/../..", "..", ".hidden", "ViT-B-32/openai")]
+    ['flickr30k', 'coco-..-..', 'x', 'hidden', 'ViT-B-32-openai']
+    """
+    return re.sub(r"^[.-]+", "", re.sub(r"[^A-Za-z0-9._-]+", "-", str(part))).strip("-") or "x"
+
+
+def inside(root: Path, path: Path) -> Path:
+    """``path`` when it lies inside ``root`` (compared lexically, after ``..`` is folded), else a
+    StorageError: nothing vlbench writes to its store may land outside it."""
+    base, target = os.path.normpath(os.path.abspath(root)), os.path.normpath(os.path.abspath(path))
+    if os.path.commonpath([base, target]) != base or target == base:
+        raise StorageError(errno.EINVAL, f"refusing to write {path}: it is outside the results folder {root}")
+    return path
 
 
 def record_path(root: Path, model: str, dataset: str, split: str, task: str, run_key: str) -> Path:
     """``<root>/<dataset>/<task>/<model>__<split>__<key>.json``: readable, and unique by key."""
-    return root / _safe(dataset) / task / f"{_safe(model)}__{_safe(split)}__{run_key[:12]}.json"
+    return inside(root, root / _safe(dataset) / _safe(task) / f"{_safe(model)}__{_safe(split)}__{_safe(run_key[:12])}.json")
 
 
 class StorageError(UserError, OSError):
@@ -138,9 +153,9 @@ def check_writable(root: Path | str, what: str = "results folder") -> Path:
     return root
 
 
-def write_json_atomic(path: Path, payload: dict) -> Path:
+def write_json_atomic(path: Path, payload: dict, allow_nan: bool = True) -> Path:
     """``payload`` as indented JSON, written atomically (:func:`write_bytes_atomic`)."""
-    text = json.dumps(payload, indent=2, sort_keys=True, allow_nan=True) + "\n"
+    text = json.dumps(payload, indent=2, sort_keys=True, allow_nan=allow_nan) + "\n"
     return write_bytes_atomic(path, text.encode("utf-8"))
 
 
@@ -157,16 +172,30 @@ def save(root: Path, record: ResultRecord, per_query: dict | None = None) -> Pat
     bootstrap intervals are computed from without re-running the model."""
     path = record_path(root, record.model["name"], record.dataset["name"], record.dataset["split"],
                        record.task, record.run_key)
+    payload = record.to_dict()
+    refuse_non_finite(path, payload)
+    refuse_non_finite(queries_path(path), per_query or {})
     fresh = not path.exists()
     if per_query:
         sidecar = sidecar_text({"run_key": record.run_key, **per_query})
         write_bytes_atomic(queries_path(path), sidecar.encode("utf-8"))
     try:
-        return write_json_atomic(path, record.to_dict())
+        return write_json_atomic(path, payload, allow_nan=False)
     except BaseException:
         if per_query and fresh:  # no record for it: do not leave its sidecar behind
             queries_path(path).unlink(missing_ok=True)
         raise
+
+
+def refuse_non_finite(path: Path, payload: dict) -> None:
+    """A record (or sidecar) holding NaN or Infinity is not written: strict JSON readers reject
+    it, and an undefined number must be ``null`` with a reason (:mod:`harness.results.finite`)."""
+    from harness.results.finite import non_finite_fields
+
+    bad = non_finite_fields(payload)
+    if bad:
+        raise UserError(f"refusing to write {path}: {', '.join(bad[:5])} {'is' if len(bad) == 1 else 'are'} "
+                        "NaN or Infinity; an undefined value is stored as null with its reason")
 
 
 def sidecar_text(payload: dict) -> str:
@@ -181,7 +210,7 @@ def sidecar_text(payload: dict) -> str:
     }
     <BLANKLINE>
     """
-    lines = [f"{json.dumps(str(k))}:{json.dumps(v, separators=(',', ':'), allow_nan=True)}"
+    lines = [f"{json.dumps(str(k))}:{json.dumps(v, separators=(',', ':'), allow_nan=False)}"
              for k, v in sorted(payload.items())]
     return "{\n" + ",\n".join(lines) + "\n}\n"
 

@@ -30,6 +30,15 @@ class RayOptions:
     max_retries: int = 1
     num_cpus: int | None = None  # size of a local instance (None: Ray's default, all cores)
 
+    def __post_init__(self) -> None:
+        """Refused here, before Ray starts, naming the flag (Ray's own refusal names neither
+        the flag nor comes before its start-up)."""
+        if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int) or self.max_retries < 0:
+            raise UserError(f"--max-retries must be 0 or more (attempts after a failed run), got {self.max_retries}")
+        for flag, value in (("--gpus-per-run", self.gpus_per_run), ("--cpus-per-run", self.cpus_per_run)):
+            if not value >= 0:  # NaN too
+                raise UserError(f"{flag} must be 0 or more, got {value}")
+
 
 def _ray():
     try:

@@ -23,7 +23,7 @@ from harness.core.measure import Stage, default_workers
 from harness.datasets import DatasetRequest, resolve_dataset
 from harness.datasets.base import fingerprint
 from harness.parallel import distributed, shard_plan
-from harness.results import store
+from harness.results import finite, store
 from harness.results.records import RecordError, ResultRecord
 from harness.tasks import TASKS
 from harness.tasks.base import Task, TaskContext
@@ -133,6 +133,8 @@ def run_one(spec: RunSpec, results_root: Path, force: bool = False) -> RunOutcom
     distributed.set_stage(task.name)
     result = task.evaluate(model, data, EncodeOptions(opts.batch_size, ropts.device, workers, cache=cache,
                                                       shard_gallery=opts.shard_gallery), **prepared.evaluate_kwargs)
+    metrics, undefined = finite.settle(result.metrics, result.main_metric,
+                                       result.details.pop(finite.UNDEFINED_KEY, {}), f"{run.dmeta.name}/{run.split}")
     timings = {"data_load": load_stage.timing(), "model_load": model_stage.timing(), **result.timings}
     timings, dist_info = shard_plan.merge_timings(timings)  # one process: as they are, None
     record = ResultRecord(
@@ -145,8 +147,9 @@ def run_one(spec: RunSpec, results_root: Path, force: bool = False) -> RunOutcom
         options={**opts.keyed(), "num_workers": workers, **precision,
                  "pin_memory": opts.device.startswith("cuda"), "embedding_cache": cache.root is not None,
                  "oom_backoffs": sum(t.oom_backoffs for t in timings.values()),
-                 **prepared.record_options, **result.details, **_distributed_options(ctx, opts)},
-        metrics=result.metrics,
+                 **prepared.record_options, **result.details, **_distributed_options(ctx, opts),
+                 **({finite.UNDEFINED_KEY: undefined} if undefined else {})},
+        metrics=metrics,
         main_metric=result.main_metric,
         timings=timings,
         memory=_peak_memory(timings),

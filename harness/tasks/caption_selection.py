@@ -131,7 +131,19 @@ def evaluate(model, data: CaptionSelectionData, opts: EncodeOptions, use_itc: bo
     per_query = outcomes(data, scores, layout)
     metrics = metrics_from_outcomes(per_query)
     return TaskResult(metrics=metrics, main_metric=CM.ACC if CM.ACC in metrics else CM.GROUP_SCORE,
-                      timings={s.name: s.timing() for s in stages}, per_query=per_query)
+                      timings={s.name: s.timing() for s in stages}, per_query=per_query,
+                      details=_undefined(metrics, per_query))
+
+
+def _undefined(metrics: dict[str, float], per_query: dict) -> dict:
+    """``{"undefined_metrics": {key: why}}`` for the metrics without a value (else empty)."""
+    if QueryKey.CS_CORRECT.value not in per_query:
+        return {}
+    spec = CM.SelectionSpec.from_json(per_query[QueryKey.CS_SPEC.value][0])
+    why = CM.undefined_reasons(metrics, per_query[QueryKey.CS_SUBSET.value], per_query[QueryKey.CS_CATEGORY.value],
+                               spec, per_query[QueryKey.CS_CATEGORIES.value])
+    return {"undefined_metrics": why} if why else {}
+
 
 
 @register

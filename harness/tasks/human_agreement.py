@@ -17,7 +17,6 @@ from harness.core.interfaces import ModelKind
 from harness.datasets.base import TaskKind
 from harness.tasks import metric_scorers  # noqa: F401 - registers the metric:NAME scorers
 from harness.tasks.base import Task, register
-
 from harness.datasets.views import JudgmentData
 from harness.metrics.keys import KENDALL_KEYS, QueryKey
 from harness.core.measure import Stage
@@ -82,15 +81,17 @@ def evaluate(model, data: JudgmentData, opts: EncodeOptions) -> TaskResult:
     row_pair = torch.as_tensor(data.row_pair, dtype=torch.long)
     row_scores = scores[row_pair].double().numpy()
     key = KENDALL_KEYS[data.variant]
-    from harness.metrics.agreement import kendall_tau  # numpy: run time only
+    from harness.metrics.agreement import kendall_tau, tau_undefined_reason  # numpy: run time only
 
+    why = tau_undefined_reason(row_scores, data.human)  # the run fails on it (harness.results.finite.settle)
     tau = 100.0 * kendall_tau(row_scores, data.human, data.variant)
     groups = torch.as_tensor(data.pair_image)[row_pair]
     return TaskResult(
         metrics={key: tau}, main_metric=key, timings={s.name: s.timing() for s in stages},
         per_query={QueryKey.SCORE.value: row_scores.tolist(), QueryKey.HUMAN.value: list(data.human),
                    QueryKey.GROUP.value: groups.tolist()},
-        details={"pair_score": how, "kendall_variant": data.variant, "judged_pairs": len(data.pair_image), **extra})
+        details={"pair_score": how, "kendall_variant": data.variant, "judged_pairs": len(data.pair_image), **extra,
+                 **({"undefined_metrics": {key: f"{key}: {why}"}} if why else {})})
 
 
 @register

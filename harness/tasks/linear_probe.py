@@ -31,6 +31,32 @@ def split_options(opts: EncodeOptions, part) -> EncodeOptions:
     return replace(opts, cache=replace(opts.cache, identity=identity))
 
 
+def check_shots(labels: list[int], shots: int, where: str) -> None:
+    """``--shots K`` where every class of train has K images or fewer selects all of train: the
+    run without ``--shots`` under another run key, the same result twice. Refused, naming the
+    largest class; classes smaller than K (using all they have) get one warning.
+
+    >>> check_shots([0, 0, 0, 1, 1], 3, "d")
+    Traceback (most recent call last):
+    ...
+    harness.core.errors.UserError: --shots 3: no class of d's train split has more than 3 images, so every class would use all of them: that is the probe on all of train (drop --shots)
+    """
+    import warnings
+    from collections import Counter
+
+    from harness.core.errors import UserError
+
+    sizes = Counter(labels)
+    if not sizes or shots >= max(sizes.values()):
+        raise UserError(f"--shots {shots}: no class of {where}'s train split has more than {max(sizes.values(), default=0)} "
+                        "images, so every class would use all of them: that is the probe on all of train (drop --shots)")
+    short = sorted(y for y, n in sizes.items() if n < shots)
+    if short:
+        warnings.warn(f"--shots {shots}: {len(short)} class(es) of {where}'s train split have fewer images and use all "
+                      f"they have (class index {', '.join(map(str, short[:5]))}{', ...' if len(short) > 5 else ''})",
+                      stacklevel=2)
+
+
 def evaluate(model, data: ProbeData, opts: EncodeOptions, shots: int | None = None,
              probe_opts=None) -> TaskResult:
     import torch
@@ -40,6 +66,8 @@ def evaluate(model, data: ProbeData, opts: EncodeOptions, shots: int | None = No
 
     probe_opts = probe_opts or ProbeOptions()
     require_dual(model, "linear probe")
+    if shots:
+        check_shots(data.train.labels, shots, data.train.name)
     with Stage("train_encode", opts.device, opts.warmup_batches) as train_stage:
         train_x = encode_images(model, data.train.images, split_options(opts, data.train), train_stage)
     with Stage("image_encode", opts.device, opts.warmup_batches) as img_stage:
