@@ -192,6 +192,10 @@ def _only_models(specs: list, names: list[str], where: str) -> list:
 
 
 def cmd_data(args) -> int:
+    if args.data_command == "export-wds":
+        from harness.datasets import export_cmd
+
+        return export_cmd.run(args)
     from harness.datasets import DATASETS
     from harness.datasets.describe import describe
 

@@ -135,6 +135,7 @@ def images_digest(images, cache_dir: str | os.PathLike | None = None) -> str:
     from harness.datasets.errors import DatasetError
     from harness.datasets.compositional import CroppedImages
     from harness.datasets.images import ArrayImages, HFImages, ImageSet
+    from harness.datasets.wds_images import WdsImages
     from harness.datasets.winoground import HFCells
 
     h = hashlib.sha256(f"{ALGORITHM}\n".encode())
@@ -147,6 +148,8 @@ def images_digest(images, cache_dir: str | os.PathLike | None = None) -> str:
         h.update("\n".join(parts).encode())
         if isinstance(images, CroppedImages):
             h.update("\n".join(map(str, images.boxes)).encode())
+    elif isinstance(images, WdsImages):  # tar members: the sha256 of their bytes, as for files
+        h.update("\n".join(images.digests).encode())
     elif isinstance(images, ArrayImages):
         import numpy as np
 
