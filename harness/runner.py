@@ -148,7 +148,7 @@ def run_one(spec: RunSpec, results_root: Path, force: bool = False) -> RunOutcom
                  **(extra["plan"].describe() if "plan" in extra else {}), **_scorer(meta, tmeta.name, extra),
                  **result.details, **_distributed_options(ctx, opts)},
         metrics=result.metrics,
-        main_metric=result.main_metric,
+        main_metric=_main_metric(dmeta, result),
         timings=timings,
         memory=_peak_memory(timings),
         environment={**_environment(ropts.device), **({"distributed": dist_info} if dist_info else {})},
@@ -157,6 +157,13 @@ def run_one(spec: RunSpec, results_root: Path, force: bool = False) -> RunOutcom
         run_key=run_key,
     )
     return RunOutcome(RunStatus.DONE, _save(ctx, results_root, record, result.per_query), record)
+
+
+def _main_metric(dmeta, result) -> str:
+    """The metric the dataset is ranked by (its manifest ``main_metric``, e.g. DataComp's mean
+    per-class recall for Pets) when the task reports it, else the task's own."""
+    want = getattr(dmeta.spec, "main_metric", None)
+    return want if want in result.metrics else result.main_metric
 
 
 def _load_data(dmeta, tmeta, split: str, opts: RunOptions):
