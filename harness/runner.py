@@ -140,6 +140,7 @@ def run_one(spec: RunSpec, results_root: Path, force: bool = False) -> RunOutcom
                "checkpoint": model.checkpoint.get("id"), "checkpoint_sha256": model.checkpoint.get("sha256"),
                "params": _params(model, meta)},
         dataset={"name": dmeta.name, "split": split, "fingerprint": data.fingerprint, **images,
+                 "language": _language(dmeta, data),
                  "images": len(data.images), **_dataset_counts(data), "info": _jsonable(data.info)},
         task=tmeta.name,
         options={**opts.keyed(), "num_workers": workers, **precision,
@@ -157,6 +158,12 @@ def run_one(spec: RunSpec, results_root: Path, force: bool = False) -> RunOutcom
         run_key=run_key,
     )
     return RunOutcome(RunStatus.DONE, _save(ctx, results_root, record, result.per_query), record)
+
+
+def _language(dmeta, data) -> str | None:
+    """The language of the split's text (a multilingual set's split), else the dataset's one."""
+    langs = getattr(dmeta.spec, "languages", ())
+    return data.info.get("language") or (langs[0] if len(langs) == 1 else None)
 
 
 def _main_metric(dmeta, result) -> str:

@@ -17,6 +17,7 @@ from harness.datasets import (
     folder,
     hf,
     karpathy,
+    multilingual,
     sugarcrepe,
     synthetic,
     valse,
@@ -45,7 +46,7 @@ from harness.registry import Registry
 
 FORMATS: dict[str, Format] = {m.FORMAT.name: m.FORMAT for m in (
     synthetic, flickr8k, karpathy, coco_captions, folder, csvlabels, cifar, hf,
-    sugarcrepe, aro, winoground, valse, flickr8k_judgments, wds)}
+    sugarcrepe, aro, winoground, valse, flickr8k_judgments, wds)} | {f.name: f for f in multilingual.FORMATS}
 
 
 def _source_text(spec: DatasetSpec) -> str:
