@@ -79,6 +79,8 @@ class Stage:
     _batch_size: int | None = None
     _batch_size_final: int | None = None
     _oom_backoffs: int = 0
+    _token_limit: int | None = None
+    _truncated: int | None = None
 
     def __post_init__(self) -> None:
         self._cuda = str(self.device).startswith("cuda")
@@ -143,6 +145,10 @@ class Stage:
     def set_batching(self, requested: int, final: int, oom_backoffs: int) -> None:
         self._batch_size, self._batch_size_final, self._oom_backoffs = requested, final, oom_backoffs
 
+    def set_truncation(self, token_limit: int, truncated: int) -> None:
+        """Texts this stage's model cuts at its token limit (harness.tasks.text_limits)."""
+        self._token_limit, self._truncated = token_limit, truncated
+
     def timing(self) -> StageTiming:
         seconds = self._end - self._start
         measured = self._latencies[self.warmup:]
@@ -166,6 +172,8 @@ class Stage:
             batch_size=self._batch_size,
             batch_size_final=self._batch_size_final,
             oom_backoffs=self._oom_backoffs,
+            token_limit=self._token_limit,
+            truncated=self._truncated,
         )
 
 

@@ -29,6 +29,8 @@ class StageTiming:
     batch_size: int | None = None  # batch size asked for (encode stages)
     batch_size_final: int | None = None  # after CUDA out-of-memory back-off (= batch_size if none)
     oom_backoffs: int = 0          # times the batch was halved after an out-of-memory error
+    token_limit: int | None = None  # text stages: the model's token limit (None: the adapter does not say)
+    truncated: int | None = None    # texts longer than token_limit, cut by the tokenizer (None: not counted)
 
 
 @dataclass
