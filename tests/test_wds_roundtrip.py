@@ -117,3 +117,21 @@ def test_two_ranks_on_shards_equal_one_process_on_the_original(tmp_path, task):
     assert dist[0]["options"]["world_size"] == 2
     ranks = dist[0]["environment"]["distributed"]["ranks"]
     assert sorted(r["timings"]["image_encode"]["items"] for r in ranks) == [16, 32]  # shards {1} and {0, 2}
+
+
+def test_pixels_without_files_export_as_lossless_png(tmp_path):
+    import numpy as np
+
+    from harness.datasets import DATASETS, DatasetRequest, TaskKind
+    from harness.datasets.base import ClassificationData
+    from harness.datasets.export_wds import export as export_data
+    from harness.datasets.images import ArrayImages
+
+    pixels = np.random.default_rng(0).integers(0, 256, size=(5, 6, 7, 3), dtype=np.uint8)
+    data = ClassificationData("arr", "test", ArrayImages(pixels, [f"arr#{i}" for i in range(5)]), [0, 1, 1, 0, 1],
+                              ["a", "b"], ["a photo of a {}."], fingerprint="x")
+    done = export_data(data, tmp_path / "wds", "test")
+    assert (done["samples"], done["shards"], done["reencoded_png"]) == (5, 1, 5)
+    back = DATASETS.get(f"wds:{tmp_path / 'wds'}").load(DatasetRequest("test", TaskKind.ZEROSHOT))
+    assert back.labels == data.labels and back.templates == data.templates and back.classnames == ["a", "b"]
+    assert all((np.asarray(back.images.load(i)) == pixels[i]).all() for i in range(5))

@@ -50,35 +50,40 @@ def _png(image) -> bytes:
     return out.getvalue()
 
 
-def image_bytes(images, index: int) -> tuple[bytes, str, bool]:
-    """(bytes, extension, re-encoded?) of one image: the stored bytes when they are an image
-    type of the layout, else a lossless PNG of the decoded pixels."""
+def image_reader(images):
+    """index -> (bytes, extension, re-encoded?): the stored bytes when they are an image type
+    of the layout, else a lossless PNG of the decoded pixels."""
     from .images import ArrayImages, HFImages, ImageSet
     from .wds_images import WdsImages
 
-    blob = None
     if isinstance(images, WdsImages):
-        blob = images.read_bytes(index)
-    elif type(images) is ImageSet:  # a crop set (a subclass's boxes) must be re-encoded
-        try:
-            blob = Path(images.paths[index]).read_bytes()
-        except OSError as exc:
-            raise DatasetError(f"{images.paths[index]}: cannot read ({exc.strerror or exc})") from None
+        stored = images.read_bytes
+    elif type(images) is ImageSet:  # not a subclass: a crop set's boxes must be applied, so re-encoded
+        def stored(index: int) -> bytes:
+            try:
+                return Path(images.paths[index]).read_bytes()
+            except OSError as exc:
+                raise DatasetError(f"{images.paths[index]}: cannot read ({exc.strerror or exc})") from None
     elif isinstance(images, HFImages):
-        cell = images.table.cast_column(images.column, _undecoded())[images.rows[index]][images.column]
-        blob = cell.get("bytes") if isinstance(cell, dict) else None
-    elif not isinstance(images, ArrayImages) and not hasattr(images, "load"):
+        import datasets
+
+        raw = images.table.cast_column(images.column, datasets.Image(decode=False))  # once, not per image
+
+        def stored(index: int) -> bytes | None:
+            cell = raw[images.rows[index]][images.column]
+            return cell.get("bytes") if isinstance(cell, dict) else None
+    elif isinstance(images, ArrayImages) or hasattr(images, "load"):
+        stored = None
+    else:
         raise DatasetError(f"cannot export images of type {type(images).__name__}")
-    ext = _kind(blob) if blob else None
-    if ext is not None:
-        return blob, ext, False
-    return _png(images.load(index)), "png", True
 
-
-def _undecoded():
-    import datasets
-
-    return datasets.Image(decode=False)
+    def read(index: int) -> tuple[bytes, str, bool]:
+        blob = stored(index) if stored is not None else None
+        ext = _kind(blob) if blob else None
+        if ext is not None:
+            return blob, ext, False
+        return _png(images.load(index)), "png", True
+    return read
 
 
 def _samples(data: RetrievalData | ClassificationData):
@@ -119,6 +124,7 @@ def _root_file(out: Path, name: str, text: str) -> None:
 def _write_shards(data, folder: Path, opts: ExportOptions) -> dict[str, Any]:
     from webdataset import TarWriter
 
+    read = image_reader(data.images)
     shard, writer, handle, count, size = -1, None, None, 0, 0
     stats = {"samples": 0, "reencoded_png": 0, "bytes": 0}
 
@@ -134,7 +140,7 @@ def _write_shards(data, folder: Path, opts: ExportOptions) -> dict[str, Any]:
                 shard, count, size = shard + 1, 0, 0
                 handle = open(folder / f"{shard}.tar", "wb")
                 writer = TarWriter(handle, encoder=False, mtime=TAR_MTIME)
-            blob, ext, reencoded = image_bytes(data.images, img)
+            blob, ext, reencoded = read(img)
             size += writer.write({"__key__": f"s{index:07d}", ext: blob, **fields})
             count += 1
             stats["samples"] += 1
