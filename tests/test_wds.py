@@ -149,3 +149,21 @@ def test_remote_offline_message(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "https://example.org/wds/pets/dataset_type.txt: not in the download cache" in err[0]
     assert "example.org cannot be reached" in err[0]
+
+
+def test_shard_listings_are_kept_while_the_shard_is_unchanged(tmp_path, monkeypatch):
+    from harness.datasets import wds_index, wds_read
+
+    monkeypatch.setattr(wds_index, "RACY_NS", 0)  # the fixture was written just now (ctime cannot be set back)
+    root = F.write(tmp_path / "d", "classification", n=4, per_shard=2)
+    first = load(f"wds:{root}", ZS)
+    scanned = []
+    real = wds_read.scan_shard
+    monkeypatch.setattr(wds_read, "scan_shard", lambda *a: scanned.append(a[1]) or real(*a))
+    again = load(f"wds:{root}", ZS)
+    assert scanned == [] and again.fingerprint == first.fingerprint and again.images.digests == first.images.digests
+    samples = [{"jpg": F.image(i)[1], "cls": 2} for i in range(4)]  # shard 1 rewritten: read again
+    F.write(tmp_path / "d2", "classification", per_shard=2, samples=samples)
+    (root / "test" / "1.tar").write_bytes((tmp_path / "d2" / "test" / "1.tar").read_bytes())
+    changed = load(f"wds:{root}", ZS)
+    assert [s.rsplit("/", 1)[-1] for s in scanned] == ["1.tar"] and changed.labels == [0, 1, 2, 2]

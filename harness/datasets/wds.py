@@ -100,7 +100,7 @@ def read(spec, request: DatasetRequest) -> tuple[Location, Split, str, list[str]
     kind = _want_kind(spec, loc, request.task)
     names, templates = _classes(spec, loc) if kind != RETRIEVAL else ([], [])
     source_split = spec.splits[request.split].source_split if request.split in spec.splits else None
-    split = read_split(loc, source_split or request.split, kind, len(names) if names else None)
+    split = read_split(loc, source_split or request.split, kind, len(names) if names else None, request.cache_dir)
     return loc, split, kind, names, templates
 
 

@@ -124,19 +124,15 @@ def _samples(path: Path, label: str):
             raise DatasetError(f"{label}: shard cut short or corrupt{after} ({msg.split(' @ ')[0]})") from None
 
 
-def _label(sample: dict, kind: str, n_classes: int | None, where: str) -> Any:
+def _parse_label(sample: dict, kind: str, where: str) -> Any:
     if kind == CLASSIFICATION:
         raw = sample.get("cls")
         if raw is None:
             raise DatasetError(f"{where}: sample has no .cls label (a classification dataset)")
         try:
-            y = int(raw.decode("utf-8").strip())
+            return int(raw.decode("utf-8").strip())
         except (UnicodeDecodeError, ValueError):
             raise DatasetError(f"{where}: .cls is not an integer ({raw[:20]!r})") from None
-        if n_classes is not None and not 0 <= y < n_classes:
-            raise DatasetError(f"{where}: .cls {y} is out of range: classnames.txt has {n_classes} classes "
-                               f"(0..{n_classes - 1})")
-        return y
     raw = sample.get("npy")
     if raw is None:
         raise DatasetError(f"{where}: sample has no .npy labels (a multilabel dataset)")
@@ -146,28 +142,43 @@ def _label(sample: dict, kind: str, n_classes: int | None, where: str) -> Any:
         y = np.load(io.BytesIO(raw), allow_pickle=False)
     except (ValueError, OSError) as exc:
         raise DatasetError(f"{where}: .npy is not a numpy array ({exc})") from None
-    if y.ndim != 1 or (n_classes is not None and len(y) != n_classes) or not np.isin(y, (0, 1)).all():
-        raise DatasetError(f"{where}: .npy must be a 0/1 vector of {n_classes} classes, got shape {y.shape}")
+    if y.ndim != 1 or not np.isin(y, (0, 1)).all():
+        raise DatasetError(f"{where}: .npy must be a 0/1 vector over the classes, got shape {y.shape}")
     return [int(v) for v in y]
 
 
-def _read_shard(path: Path, label: str, kind: str, n_classes: int | None, out: Split) -> list[tuple[str, str]]:
-    """Append one shard's samples to ``out`` (all but their members); returns (key, image member)."""
-    found: list[tuple[str, str]] = []
+def check_label(y: Any, kind: str, n_classes: int | None, where: str) -> None:
+    """Against the class list (checked on every load: classnames.txt may change, shards not)."""
+    if n_classes is None:
+        return
+    if kind == CLASSIFICATION and not 0 <= y < n_classes:
+        raise DatasetError(f"{where}: .cls {y} is out of range: classnames.txt has {n_classes} classes "
+                           f"(0..{n_classes - 1})")
+    if kind == MULTILABEL and len(y) != n_classes:
+        raise DatasetError(f"{where}: .npy must be a 0/1 vector of {n_classes} classes, got {len(y)} values")
+
+
+def scan_shard(path: Path, label: str, kind: str) -> dict[str, Any]:
+    """One shard listed: ``{"rows": [[key, image member, offset, size, sha256, target], ...],
+    "empty_caption_lines": n}``; every fault names the shard and key."""
+    found: list[list] = []
     current: list[str] = []  # the key being read
+    empty = [0]
     try:
-        _read_samples(path, label, kind, n_classes, out, found, current)
+        _read_samples(path, label, kind, found, current, empty)
     except DatasetError:
         # a shard cut short shows first as a broken last sample: say what happened to the shard
         last = found[-1][0] if found else None
         _check_end(path, label, last, current[-1] if current and current[-1] != last else None)
         raise
     _check_end(path, label, found[-1][0] if found else None)
-    return found
+    offsets = {name.lower(): where for name, where in _offsets(path, label).items()}
+    for row in found:
+        row[2:4] = offsets[row[1].lower()]
+    return {"rows": found, "empty_caption_lines": empty[0]}
 
 
-def _read_samples(path: Path, label: str, kind: str, n_classes: int | None, out: Split, found: list,
-                  current: list) -> None:
+def _read_samples(path: Path, label: str, kind: str, found: list, current: list, empty: list) -> None:
     for sample in _samples(path, label):
         key = sample["__key__"]
         current.append(key)
@@ -182,29 +193,37 @@ def _read_samples(path: Path, label: str, kind: str, n_classes: int | None, out:
                 text = raw.decode("utf-8") if raw is not None else ""
             except UnicodeDecodeError as exc:
                 raise DatasetError(f"{where}: .txt is not UTF-8 ({exc})") from None
-            caps = [c.strip() for c in text.splitlines() if c.strip()]
-            out.counts["empty_caption_lines"] += len(text.splitlines()) - len(caps)
-            out.captions.append(caps)
+            target = [c.strip() for c in text.splitlines() if c.strip()]
+            empty[0] += len(text.splitlines()) - len(target)
         else:
-            out.labels.append(_label(sample, kind, n_classes, where))
-        out.images.digests.append(hashlib.sha256(sample[ext]).hexdigest())
-        found.append((key, f"{key}.{ext}"))
+            target = _parse_label(sample, kind, where)
+        found.append([key, f"{key}.{ext}", 0, 0, hashlib.sha256(sample[ext]).hexdigest(), target])
 
 
-def read_split(loc: Location, split: str, kind: str, n_classes: int | None = None) -> Split:
-    """Every sample of ``split``: image members (offset, size, sha256) and their targets."""
+def read_split(loc: Location, split: str, kind: str, n_classes: int | None = None,
+               cache_dir: str | None = None) -> Split:
+    """Every sample of ``split``: image members (offset, size, sha256) and their targets. A
+    shard's listing is kept in the cache (:mod:`harness.datasets.wds_index`) while the shard
+    file is unchanged, so only the first load reads the shards whole."""
+    from .wds_index import shard_listing
+
     n = shard_count(loc, split)
     out = Split(WdsImages([], [], [], []), [], counts={"shards": n, "empty_caption_lines": 0})
     for s in range(n):
         rel = f"{split}/{s}.tar"
         path = loc.fetch(rel)
-        found = _read_shard(path, loc.where(rel), kind, n_classes, out)
-        offsets = {name.lower(): where for name, where in _offsets(path, loc.where(rel)).items()}
+        listing = shard_listing(path, loc.where(rel), kind, cache_dir, scan_shard)
         out.images.shards.append(str(path))
-        for key, member in found:
-            offset, size = offsets[member.lower()]
+        out.counts["empty_caption_lines"] += listing["empty_caption_lines"]
+        for key, member, offset, size, sha, target in listing["rows"]:
+            if kind == RETRIEVAL:
+                out.captions.append(target)
+            else:
+                check_label(target, kind, n_classes, f"{loc.where(rel)}: key {key}")
+                out.labels.append(target)
             out.images.members.append(Member(s, offset, size))
             out.images.names.append(f"{rel}:{member}")
+            out.images.digests.append(sha)
             out.sample_ids.append(f"{rel}:{key}")
     if not out.sample_ids:
         raise DatasetError(f"{loc.where(split)}: the split's {n} shard(s) hold no samples")
