@@ -126,9 +126,10 @@ def _retrieval(spec, request: DatasetRequest, split: Split, info: dict) -> Retri
              f"(e.g. {', '.join(dropped[:3])})", request.strict)
     pairs = [(c, k) for k, i in enumerate(keep) for c in split.captions[i]]
     ids = [split.sample_ids[i] for i in keep]
+    images = split.images.subset(keep) if len(keep) < len(split.captions) else split.images
     return RetrievalData(
-        name=spec.name, split=request.split,
-        images=split.images.subset(keep) if len(keep) < len(split.captions) else split.images, captions=[c for c, _ in pairs], caption_to_image=[k for _, k in pairs],
+        name=spec.name, split=request.split, images=images, captions=[c for c, _ in pairs],
+        caption_to_image=[k for _, k in pairs],
         fingerprint=fingerprint("wds", request.split, content_hash(ids, ((k, c) for c, k in pairs))),
         info={**info, "dropped_images_without_captions": len(split.captions) - len(keep)})
 
