@@ -179,7 +179,8 @@ def adhoc_spec(name: str, cache_dir: str | None = None):
         (TaskKind.ZEROSHOT, TaskKind.LINEAR_PROBE) if "train" in splits else (TaskKind.ZEROSHOT,),
         format="wds", source={"kind": "local", "location": where}, default_split=default,
         splits={s: SplitSpec(s, partial_ok=False) for s in splits}, license="unknown (a user's folder)",
-        citation="", description=f"webdataset folder {where}", origin=f"--dataset {name}")
+        citation="", description=f"webdataset folder {where}", origin=f"--dataset {name}",
+        languages=())  # a user's folder does not say its language: records carry none
 
 
 __all__ = ["ADHOC_PREFIX", "CLASSIFICATION", "FORMAT", "adhoc_spec", "load", "probe", "read"]
