@@ -32,7 +32,7 @@ STAGES = ["image_encode", "text_encode", "scoring", "rerank"]
 # One-off costs, not part of evaluating a model on the data (excluded from eval throughput).
 SETUP_STAGES = ("data_load", "model_load")
 
-_STRING = ["model", "label", "family", "kind", "checkpoint", "prefilter", "dataset", "split",
+_STRING = ["model", "label", "family", "kind", "checkpoint", "prefilter", "dataset", "split", "language",
            "subset", "split_view", "dataset_fingerprint", "task", "main_metric", "device", "device_name",
            "precision", "latency_stage", "throughput_cached", "throughput_from", "harness_version", "git_sha",
            "torch_version", "python_version", "imported_from", "run_key", "path"]
@@ -40,7 +40,7 @@ _INT = ["params", "n_images", "batch_size", "rerank_k", "limit", "seed"]
 
 COLUMNS = [
     "model", "label", "family", "kind", "checkpoint", "params", "rerank_k", "prefilter",
-    "dataset", "split", "subset", "split_view", "dataset_fingerprint", "n_images", "limit", "seed",
+    "dataset", "split", "language", "subset", "split_view", "dataset_fingerprint", "n_images", "limit", "seed",
     "task", "main_metric", "main_value", *METRIC_KEYS,
     "device", "device_name", "precision", "batch_size",
     *[f"ips_{s}" for s in STAGES], "ips_eval", "eval_s", "throughput_cached", "throughput_from",
@@ -181,6 +181,7 @@ def _row(rec: ResultRecord, origin: str) -> dict[str, Any]:
         "kind": text(model.get("kind")), "checkpoint": text(model.get("checkpoint")),
         "params": count(model.get("params")), "rerank_k": rerank_k, "prefilter": prefilter,
         "dataset": text(data.get("name")), "split": text(data.get("split")),
+        "language": text(data.get("language")),  # a multilingual set's split; None in older records
         "dataset_fingerprint": text(_v.pick(data, "fingerprint", "revision")),
         "n_images": n_images, "limit": count(opts.get("limit")), "seed": count(opts.get("seed")),
         "task": text(rec.task), "main_metric": text(rec.main_metric),

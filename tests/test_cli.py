@@ -10,7 +10,7 @@ from harness.cli.main import main
 from harness.metrics.functional import MetricKey
 from tests.conftest import ROOT, needs_flickr8k
 
-RETRIEVAL_KEYS = {"t2i_R@1", "t2i_R@5", "t2i_R@10", "i2t_R@1", "i2t_R@5", "i2t_R@10", "rsum",
+RETRIEVAL_KEYS = {"t2i_R@1", "t2i_R@5", "t2i_R@10", "i2t_R@1", "i2t_R@5", "i2t_R@10", "rsum", "mean_R@1",
                   "t2i_medr", "i2t_medr", "t2i_meanr", "i2t_meanr"}
 ZEROSHOT_KEYS = {"acc1", "acc5", "macro_f1", "balanced_acc"}
 

@@ -66,7 +66,7 @@ def _naive_classification(logits, labels):
 # ----------------------------------------------------------------------- metric keys
 
 def test_metric_keys_are_the_record_keys():
-    expected = ("t2i_R@1 t2i_R@5 t2i_R@10 i2t_R@1 i2t_R@5 i2t_R@10 rsum t2i_medr i2t_medr "
+    expected = ("t2i_R@1 t2i_R@5 t2i_R@10 i2t_R@1 i2t_R@5 i2t_R@10 rsum mean_R@1 t2i_medr i2t_medr "
                 "t2i_meanr i2t_meanr acc1 acc5 macro_f1 balanced_acc").split()
     assert [k.value for k in MetricKey] == expected
     assert MetricKey.T2I_R1 == "t2i_R@1" and f"{MetricKey.RSUM}" == "rsum"
@@ -101,6 +101,7 @@ def test_hand_computed_ranks_and_metrics():
     assert m[MetricKey.I2T_R1] == pytest.approx(100 / 3)
     assert m[MetricKey.I2T_R5] == m[MetricKey.I2T_R10] == 100.0
     assert m[MetricKey.RSUM] == pytest.approx(100 / 6 + 100 / 3 + 400)
+    assert m[MetricKey.MEAN_R1] == pytest.approx((100 / 6 + 100 / 3) / 2)  # DataComp's retrieval score
     assert m[MetricKey.T2I_MEDR] == 2.0  # sorted 1,2,2,2,3,3 -> (2+2)/2
     assert m[MetricKey.I2T_MEDR] == 2.0  # sorted 1,2,4
     assert m[MetricKey.T2I_MEANR] == pytest.approx(13 / 6)

@@ -47,9 +47,10 @@ def cmd_list(args) -> int:
         rows = []
         for n, m in DATASETS.items():
             why = m.availability(root)  # cheap: file lookups only, no image decoding
-            rows.append([n, "/".join(t.value for t in m.tasks), ",".join(m.splits), m.default_split, m.source,
+            ranked = getattr(m.spec, "main_metric", None) or ""  # "": the task's own main metric
+            rows.append([n, "/".join(t.value for t in m.tasks), ",".join(m.splits), m.default_split, ranked, m.source,
                          "yes" if why is None else f"no: {why}"])
-        print(_table(rows, ["dataset", "tasks", "splits", "default", "source", "available here"]))
+        print(_table(rows, ["dataset", "tasks", "splits", "default", "ranked by", "source", "available here"]))
         print(f"\nLocal copies are looked for under --data-root / VLBENCH_DATA ({root or 'unset'}), "
               "one folder per dataset; see datasets_manifest.yaml.")
     elif args.what == "tasks":
@@ -189,6 +190,10 @@ def _only_models(specs: list, names: list[str], where: str) -> list:
 
 
 def cmd_data(args) -> int:
+    if args.data_command == "export-wds":
+        from harness.datasets import export_cmd
+
+        return export_cmd.run(args)
     from harness.datasets import resolve_dataset
     from harness.datasets.describe import describe
 

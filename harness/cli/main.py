@@ -97,6 +97,17 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--strict", action="store_true", help="treat every skipped item as an error")
     d.add_argument("--decode", action="store_true", help="also decode every image (slow; load only checks file ends)")
     progress.add_arguments(d)
+    d = dsub.add_parser("export-wds", help="write a split in CLIP_benchmark's webdataset layout (wds:DIR reads it)")
+    d.add_argument("dataset")
+    d.add_argument("--split", default=None, help="default: the dataset's default split")
+    d.add_argument("--out", required=True, help="dataset folder to write (the split goes in OUT/SPLIT/)")
+    d.add_argument("--task", choices=["retrieval", "zeroshot"], default=None,
+                   help="the view to export when the dataset has both (default: retrieval)")
+    d.add_argument("--samples-per-shard", type=int, default=10_000, help="default 10000, as CLIP_benchmark")
+    d.add_argument("--max-shard-bytes", type=int, default=1_000_000_000, help="default 1e9, as CLIP_benchmark")
+    d.add_argument("--limit", type=int, default=None, help="a seeded subset of this many images")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--data-root", default=os.environ.get("VLBENCH_DATA"))
 
     p = sub.add_parser("fit", help="train a fusion head over frozen encoders (fixed, seeded recipe)")
     p.add_argument("model", help="a fusion model (vlbench list models, family fusion)")

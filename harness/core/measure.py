@@ -33,6 +33,8 @@ class StageTiming:
     batch_size: int | None = None  # batch size asked for (encode stages)
     batch_size_final: int | None = None  # after CUDA out-of-memory back-off (= batch_size if none)
     oom_backoffs: int = 0          # times the batch was halved after an out-of-memory error
+    token_limit: int | None = None  # text stages: the model's token limit (None: the adapter does not say)
+    truncated: int | None = None    # texts longer than token_limit, cut by the tokenizer (None: not counted)
 
 
 def _sync(device: str) -> None:
@@ -96,6 +98,8 @@ class Stage:
     _batch_size: int | None = None
     _batch_size_final: int | None = None
     _oom_backoffs: int = 0
+    _token_limit: int | None = None
+    _truncated: int | None = None
 
     def __post_init__(self) -> None:
         self._cuda = str(self.device).startswith("cuda")
@@ -160,6 +164,10 @@ class Stage:
     def set_batching(self, requested: int, final: int, oom_backoffs: int) -> None:
         self._batch_size, self._batch_size_final, self._oom_backoffs = requested, final, oom_backoffs
 
+    def set_truncation(self, token_limit: int, truncated: int) -> None:
+        """Texts this stage's model cuts at its token limit (harness.models.text_limits)."""
+        self._token_limit, self._truncated = token_limit, truncated
+
     def timing(self) -> StageTiming:
         seconds = self._end - self._start
         measured = self._latencies[self.warmup:]
@@ -183,6 +191,8 @@ class Stage:
             batch_size=self._batch_size,
             batch_size_final=self._batch_size_final,
             oom_backoffs=self._oom_backoffs,
+            token_limit=self._token_limit,
+            truncated=self._truncated,
         )
 
 

@@ -23,10 +23,12 @@ from harness.datasets import (
     mvsa,
     nlvr,
     nlvr2,
+    multilingual,
     sugarcrepe,
     synthetic,
     synthetic_pairs,
     valse,
+    wds,
     winoground,
 )
 from harness.datasets.base import (
@@ -53,7 +55,8 @@ from harness.core.registry import Registry
 FORMATS: dict[str, Format] = {m.FORMAT.name: m.FORMAT for m in (
     synthetic, flickr8k, karpathy, coco_captions, folder, csvlabels, cifar, hf,
     sugarcrepe, aro, winoground, valse, flickr8k_judgments,
-    hateful_memes, mvsa, mmimdb, nlvr, nlvr2, jsonl_pairs, synthetic_pairs)}
+    hateful_memes, mvsa, mmimdb, nlvr, nlvr2, jsonl_pairs, synthetic_pairs, wds)} | {
+    f.name: f for f in multilingual.FORMATS}
 
 
 def _source_text(spec: DatasetSpec) -> str:
@@ -62,6 +65,8 @@ def _source_text(spec: DatasetSpec) -> str:
         return f"hf: {src['id']}@{src['revision']}"
     if src["kind"] == "generated":
         return "generated"
+    if src.get("location"):
+        return f"wds: {src['location']}"
     return f"local: {spec.folder}/ ({spec.format})"
 
 
@@ -92,14 +97,31 @@ def metas(spec: DatasetSpec) -> list[tuple[DatasetMeta, tuple[str, ...]]]:
     return out
 
 
+class DatasetRegistry(Registry[DatasetMeta]):
+    """The manifest's datasets, plus a user's folder named on the command line with a format
+    prefix (``wds:DIR``), registered on first use with no manifest entry."""
+
+    def resolve(self, name: str) -> str:
+        if isinstance(name, str) and name.startswith(wds.ADHOC_PREFIX) and not super().__contains__(name):
+            spec = wds.adhoc_spec(name)
+            if not super().__contains__(spec.name):
+                _register(self, spec)
+            return spec.name
+        return super().resolve(name)
+
+
+def _register(reg: Registry[DatasetMeta], spec: DatasetSpec) -> None:
+    for meta, aliases in metas(spec):
+        try:
+            reg.register(meta.name, meta, aliases=aliases)
+        except ValueError as exc:
+            raise DatasetError(f"{spec.origin}: {exc}") from None
+
+
 def build_registry(specs: list[DatasetSpec]) -> Registry[DatasetMeta]:
-    reg: Registry[DatasetMeta] = Registry("dataset")
+    reg = DatasetRegistry("dataset")
     for spec in specs:
-        for meta, aliases in metas(spec):
-            try:
-                reg.register(meta.name, meta, aliases=aliases)
-            except ValueError as exc:
-                raise DatasetError(f"{spec.origin}: {exc}") from None
+        _register(reg, spec)
     return reg
 
 

@@ -20,6 +20,7 @@ def images_digest(images, cache_dir: str | os.PathLike | None = None) -> str:
     pixels (images held in memory), or of the pinned source rows (hub datasets, whose revision
     the dataset fingerprint already names). Raises DatasetError naming a file that vanished."""
     from .compositional import CroppedImages
+    from .wds_images import WdsImages
     from .winoground import HFCells
 
     h = hashlib.sha256(f"{ALGORITHM}\n".encode())
@@ -32,6 +33,8 @@ def images_digest(images, cache_dir: str | os.PathLike | None = None) -> str:
         h.update("\n".join(parts).encode())
         if isinstance(images, CroppedImages):
             h.update("\n".join(map(str, images.boxes)).encode())
+    elif isinstance(images, WdsImages):  # tar members: the sha256 of their bytes, as for files
+        h.update("\n".join(images.digests).encode())
     elif isinstance(images, ArrayImages):
         import numpy as np
 

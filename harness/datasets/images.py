@@ -111,26 +111,28 @@ def _looks_cut_short(path, im) -> bool:
     return rows.size > 0 and bool((rows == 128).all())
 
 
-def load_rgb(path: str | os.PathLike):
-    """Decode ``path`` fully as RGB; any failure is an :class:`ImageDecodeError` naming it."""
+def load_rgb(path, label: str | None = None):
+    """Decode ``path`` (a file, or a binary file object named by ``label``) fully as RGB; any
+    failure is an :class:`ImageDecodeError` naming it."""
     import warnings
 
     from PIL import Image, UnidentifiedImageError
 
     Image.MAX_IMAGE_PIXELS = pixel_limit()  # per call: DataLoader workers read the environment too
+    name = path if label is None else label
     try:
         with Image.open(path) as im:
             im.load()
             if _looks_cut_short(path, im):
-                warnings.warn(f"{path}: JPEG data ends early (the bottom of the image is libjpeg's grey fill); "
+                warnings.warn(f"{name}: JPEG data ends early (the bottom of the image is libjpeg's grey fill); "
                               "the file is probably truncated: replace it", stacklevel=2)
             return to_rgb(im)
     except Image.DecompressionBombError as exc:
-        raise ImageDecodeError(f"{path}: image too large to decode safely ({exc.args[0].split('.')[0]})",
+        raise ImageDecodeError(f"{name}: image too large to decode safely ({exc.args[0].split('.')[0]})",
                                f"if the file is trusted, raise the limit: {PIXELS_ENV}=<pixels> "
                                f"(or 'none'); Pillow refuses above twice it") from None
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
-        raise ImageDecodeError(f"{path}: cannot decode image ({exc})",
+        raise ImageDecodeError(f"{name}: cannot decode image ({exc})",
                                "check the split with `vlbench data describe`, or replace the file") from None
 
 

@@ -30,6 +30,10 @@ Schema of one entry (``?`` = optional)::
                  data/templates.json> | [<template with {}>...], count?: N}
       options?: {...}                       # the format's own keys, checked by the format
       license: text  citation: text  description?: text  aliases?: [names]
+      main_metric?: <a metric key>          # what the dataset is ranked by, when not its task's default
+                                            # (DataComp: balanced_acc for Caltech-101, Aircraft, Flowers,
+                                            # Pets; mean_R@1 for retrieval)
+      language?: <BCP-47 code> | [codes]    # the captions'/prompts' language(s); default en
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ MANIFEST_PATH = project_path("datasets_manifest.yaml")  # the checkout's, or the
 SCHEMA_VERSION = 1
 SOURCE_KINDS = ("local", "hf", "generated")
 _ENTRY_KEYS = {"tasks", "format", "source", "default_split", "splits", "annotation_sha256", "known_defects", "subsets",
-               "classes", "options", "license", "citation", "description", "aliases"}
+               "classes", "options", "license", "citation", "description", "aliases", "main_metric", "language"}
 _REQUIRED = ("tasks", "format", "source", "default_split", "splits", "license", "citation")
 _SOURCE_KEYS = {"local": {"kind", "folder", "layout"}, "hf": {"kind", "id", "revision", "folder", "layout"},
                 "generated": {"kind", "generator", "version", "seed"}}
@@ -114,6 +118,8 @@ class DatasetSpec:
     classes: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
     origin: str = ""  # file:line of the entry
+    main_metric: str | None = None  # the metric it is ranked by, when not the task's default
+    languages: tuple[str, ...] = ("en",)  # of its captions / class names and templates
 
     @property
     def folder(self) -> str:
@@ -288,6 +294,16 @@ def _classes(n: _Node, resources: Callable[[str], dict]) -> dict[str, Any]:
     return out
 
 
+def _main_metric(node: _Node) -> str:
+    from harness.metrics.keys import MetricKey
+
+    value = node.text()
+    known = [k.value for k in MetricKey]
+    if value not in known:
+        node.fail(f"unknown metric {value!r}; known: {', '.join(known)}")
+    return value
+
+
 def _entry(name: str, n: _Node, formats: Mapping[str, Any], resources: Callable[[str], dict]) -> DatasetSpec:
     keys = n.mapping(allowed=_ENTRY_KEYS, required=_REQUIRED)
     tasks = tuple(TaskKind(t) for t in keys["tasks"].names(tuple(t.value for t in TaskKind)))
@@ -310,6 +326,7 @@ def _entry(name: str, n: _Node, formats: Mapping[str, Any], resources: Callable[
             node.fail(f"must be of type {fmt.options[key].__name__}, got {v!r}")
         opt_values[key] = v
     classes = _classes(keys["classes"], resources) if "classes" in keys else {}
+    main_metric = _main_metric(keys["main_metric"]) if "main_metric" in keys else None
     if TaskKind.ZEROSHOT in tasks and not classes and fmt.needs_classes:
         n.fail("a zeroshot dataset needs 'classes' (names and templates)")
     return DatasetSpec(
@@ -320,7 +337,8 @@ def _entry(name: str, n: _Node, formats: Mapping[str, Any], resources: Callable[
         annotation_sha256=_sha256(keys["annotation_sha256"]) if "annotation_sha256" in keys else {},
         known_defects=_known_defects(keys["known_defects"]) if "known_defects" in keys else (),
         subsets=_subsets(keys["subsets"], splits) if "subsets" in keys else (),
-        classes=classes, options=opt_values, origin=n.where)
+        classes=classes, options=opt_values, origin=n.where, main_metric=main_metric,
+        languages=tuple(keys["language"].names()) if "language" in keys else ("en",))
 
 
 def parse_manifest(text: str, file: str, formats: Mapping[str, Any],

@@ -310,9 +310,14 @@ def metrics_from_ranks(t2i: torch.Tensor, i2t: torch.Tensor,
     """The retrieval metrics from per-query first-hit ranks (what the tasks store, so the
     leaderboard can bootstrap without re-running a model).
 
+    ``mean_R@1`` is the mean of the two R@1, the retrieval score DataComp ranks by (Gadre et
+    al. 2023, its evaluation suite: mean of image and text retrieval recall@1).
+
     >>> m = metrics_from_ranks(torch.tensor([1, 2, 7]), torch.tensor([1, 1]), ks=(1, 5))
     >>> round(m[MetricKey.T2I_R5], 2), m[MetricKey.I2T_R1], round(m[MetricKey.RSUM], 2)
     (66.67, 100.0, 300.0)
+    >>> round(m[MetricKey.MEAN_R1], 2)  # (33.33 + 100) / 2
+    66.67
     """
     out: dict[MetricKey, float] = {}
     for name, ranks in (("t2i", t2i), ("i2t", i2t)):
@@ -321,6 +326,8 @@ def metrics_from_ranks(t2i: torch.Tensor, i2t: torch.Tensor,
         out[MetricKey(f"{name}_medr")] = median_rank(ranks)
         out[MetricKey(f"{name}_meanr")] = ranks.double().mean().item()
     out[MetricKey.RSUM] = sum(out[MetricKey(f"{d}_R@{k}")] for d in ("t2i", "i2t") for k in ks)
+    if 1 in ks:
+        out[MetricKey.MEAN_R1] = (out[MetricKey.T2I_R1] + out[MetricKey.I2T_R1]) / 2
     return out
 
 

@@ -36,6 +36,7 @@ class MetricKey(_Named):
     I2T_R5 = "i2t_R@5"
     I2T_R10 = "i2t_R@10"
     RSUM = "rsum"
+    MEAN_R1 = "mean_R@1"  # (t2i_R@1 + i2t_R@1) / 2: DataComp's retrieval score
     T2I_MEDR = "t2i_medr"
     I2T_MEDR = "i2t_medr"
     T2I_MEANR = "t2i_meanr"

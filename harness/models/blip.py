@@ -44,6 +44,11 @@ class BlipRetrieval(hub.HubAdapter):
 
     # ---- ITC: dual encoder -------------------------------------------------------------
 
+    def text_limit(self):
+        from harness.models.text_limits import hf_limit
+
+        return hf_limit(self.tokenizer, MAX_TOKENS)
+
     def tokenize(self, texts: Sequence[str]) -> dict:
         batch = self.tokenizer(list(texts), padding="max_length", truncation=True, max_length=MAX_TOKENS,
                                return_tensors="pt")

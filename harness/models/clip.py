@@ -49,6 +49,11 @@ class OpenClipDualEncoder:
     def tokenize(self, texts: Sequence[str]):
         return self._tokenizer(list(texts))
 
+    def text_limit(self):
+        from harness.models.text_limits import open_clip_limit
+
+        return open_clip_limit(self._tokenizer)
+
     def encode_images(self, pixels):
         import torch
 

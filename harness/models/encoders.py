@@ -256,6 +256,11 @@ class MiniLMText:
         self.checkpoint = checkpoint
         self.max_tokens = max_tokens
 
+    def text_limit(self):
+        from harness.models.text_limits import hf_limit
+
+        return hf_limit(self.tokenizer, self.max_tokens)
+
     def tokenize(self, texts: Sequence[str]):
         return self.tokenizer(list(texts), padding=True, truncation=True,
                               max_length=self.max_tokens, return_tensors="pt")

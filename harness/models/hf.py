@@ -66,6 +66,11 @@ class HFDualEncoder(hub.HubAdapter):
     def image_transform(self):
         return self._transform
 
+    def text_limit(self):
+        from harness.models.text_limits import hf_limit
+
+        return hf_limit(self.tokenizer, self.recipe.max_length)
+
     def tokenize(self, texts: Sequence[str]) -> dict:
         r = self.recipe
         batch = self.tokenizer(list(texts), padding=r.padding, truncation=True, max_length=r.max_length,

@@ -133,7 +133,8 @@ def run_one(spec: RunSpec, results_root: Path, force: bool = False) -> RunOutcom
     distributed.set_stage(task.name)
     result = task.evaluate(model, data, EncodeOptions(opts.batch_size, ropts.device, workers, cache=cache,
                                                       shard_gallery=opts.shard_gallery), **prepared.evaluate_kwargs)
-    metrics, undefined = finite.settle(result.metrics, result.main_metric,
+    main = _main_metric(run.dmeta, result)
+    metrics, undefined = finite.settle(result.metrics, main,
                                        result.details.pop(finite.UNDEFINED_KEY, {}), f"{run.dmeta.name}/{run.split}")
     timings = {"data_load": load_stage.timing(), "model_load": model_stage.timing(), **result.timings}
     timings, dist_info = shard_plan.merge_timings(timings)  # one process: as they are, None
@@ -142,6 +143,7 @@ def run_one(spec: RunSpec, results_root: Path, force: bool = False) -> RunOutcom
                "checkpoint": model.checkpoint.get("id"), "checkpoint_sha256": model.checkpoint.get("sha256"),
                "params": _params(model, meta)},
         dataset={"name": run.dmeta.name, "split": run.split, "fingerprint": data.fingerprint, **images,
+                 "language": _language(run.dmeta, data),
                  "images": len(data.images), **data.counts(), "info": _jsonable(data.info)},
         task=task.name,
         options={**opts.keyed(), "num_workers": workers, **precision,
@@ -150,7 +152,7 @@ def run_one(spec: RunSpec, results_root: Path, force: bool = False) -> RunOutcom
                  **prepared.record_options, **result.details, **_distributed_options(ctx, opts),
                  **({finite.UNDEFINED_KEY: undefined} if undefined else {})},
         metrics=metrics,
-        main_metric=result.main_metric,
+        main_metric=main,
         timings=timings,
         memory=_peak_memory(timings),
         environment={**_environment(ropts.device), **({"distributed": dist_info} if dist_info else {})},
@@ -335,6 +337,19 @@ def suite_specs(suite, options: RunOptions) -> list[RunSpec]:
         specs.append(RunSpec(e.model, e.dataset, e.task, e.split,
                              replace(shared, limit=e.limit if e.limit is not None else shared.limit)))
     return specs
+
+
+def _language(dmeta, data) -> str | None:
+    """The language of the split's text (a multilingual set's split), else the dataset's one."""
+    langs = getattr(dmeta.spec, "languages", ())
+    return data.info.get("language") or (langs[0] if len(langs) == 1 else None)
+
+
+def _main_metric(dmeta, result) -> str:
+    """The metric the dataset is ranked by (its manifest ``main_metric``, e.g. DataComp's mean
+    per-class recall for Pets) when the task reports it, else the task's own."""
+    want = getattr(dmeta.spec, "main_metric", None)
+    return want if want in result.metrics else result.main_metric
 
 
 def _resolve_model(name: str):

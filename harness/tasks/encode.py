@@ -25,6 +25,7 @@ from harness.results.cache import (
 )
 from harness.datasets.base import ImageSet
 from harness.core.measure import Stage
+from harness.models import text_limits
 
 EMBEDDING = "embedding"  # tensor name of an embedding chunk
 _UNITS = {"image_encode": "img", "text_encode": "text"}  # what a stage's progress bar counts
@@ -220,6 +221,9 @@ def encode_texts(model, texts: Sequence[str], opts: EncodeOptions, stage: Stage)
     stand-in for tokens): open_clip's text towers here and tokenisers that pad to the longest
     in a batch then compute little padding; the order is undone before storing."""
     texts = list(texts)
+    cut = text_limits.check_texts(model, texts)  # the tokenizer's silent cut, counted and recorded
+    if cut is not None:
+        stage.set_truncation(cut.max_tokens, cut.truncated)
     ident = {"texts": len(texts), "text_digest": texts_digest(texts), "batching": "longest_first"}
     if opts.cache is not None and opts.cache.root is not None:  # only a stored entry needs the probe
         ident["tokenizer"] = _tokenizer_identity(model)

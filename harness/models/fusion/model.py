@@ -181,6 +181,11 @@ class _FusionBase:
     def tokenize(self, texts: Sequence[str]) -> list[str]:
         return list(texts)  # the frozen text tower tokenises inside text_features
 
+    def text_limit(self):
+        """The frozen text tower's limit (None when it does not say)."""
+        get = getattr(self.towers.text_tower, "text_limit", None)
+        return get() if callable(get) else None
+
 
 class FusionDualEncoder(_FusionBase):
     """Late fusion: a DualEncoder whose embeddings are the head's projections."""
