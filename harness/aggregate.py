@@ -262,7 +262,7 @@ class RunRow:
         return AggTask(self.task, self.dataset, self.split, self.limit)
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class System:
     """A row of the aggregate: a model on one precision/device, with one reranking setup."""
 
@@ -302,7 +302,11 @@ def collect(agg: Aggregate, rows: Iterable[RunRow]) -> dict[System, dict[AggTask
             for r in runs:
                 if (r.rerank_k is None and r.prefilter is None) or (r.rerank_k, r.prefilter) == (rerank_k, prefilter):
                     mine[r.agg_task] = r
-    return dict(sorted(out.items()))
+    return dict(sorted(out.items(), key=lambda kv: _order(kv[0])))
+
+
+def _order(s: System) -> tuple:
+    return (s.model, s.precision, s.device, -1 if s.rerank_k is None else s.rerank_k, s.prefilter or "")
 
 
 def entry_metric(agg: Aggregate, t: AggTask, main_metric: str | None) -> str | None:
@@ -331,6 +335,26 @@ def metric_value(metrics: Mapping[str, float], metric: str) -> float | None:
     if value is None or isinstance(value, bool) or not math.isfinite(float(value)):
         return None
     return float(value)
+
+
+def task_values(agg: Aggregate, runs: Mapping[AggTask, RunRow]) -> tuple[dict, dict, dict]:
+    """One system's ``(values, metrics, missing)``: each task's number as it enters the mean,
+    the metric it entered with, and why a run that exists gave no number.
+
+    >>> t = AggTask("retrieval", "coco", "test")
+    >>> task_values(Aggregate("a", (t,)), {t: RunRow("m", "coco", "test", "retrieval",
+    ...     {"t2i_R@1": 30.0, "i2t_R@1": 40.0, "rsum": 300.0}, "rsum")})[:2]
+    ({AggTask(task='retrieval', dataset='coco', split='test', limit=None): 35.0}, {AggTask(task='retrieval', dataset='coco', split='test', limit=None): 'mean_R@1'})
+    """
+    values, metrics, missing = {}, {}, {}
+    for t, run in runs.items():
+        metric = entry_metric(agg, t, run.main_metric)
+        value = metric_value(run.metrics, metric) if metric else None
+        if value is None:
+            missing[t.key] = f"its run has no {metric or 'main metric'}"
+        else:
+            values[t], metrics[t] = value, metric
+    return values, metrics, missing
 
 
 # ---- scores --------------------------------------------------------------------------------

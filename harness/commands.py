@@ -222,7 +222,8 @@ def cmd_leaderboard(args) -> int:
     if args.n_boot < 1:
         raise UserError(f"--n-boot must be positive, got {args.n_boot}")
     results = results_arg(args)
-    options = leaderboard.PageOptions(title=args.title, plots=not args.no_plots,
+    suites = () if args.no_suite_scores else (tuple(args.suites) if args.suites else None)
+    options = leaderboard.PageOptions(title=args.title, plots=not args.no_plots, suites=suites,
                                       uncertainty=leaderboard.UncertaintyOptions(n_boot=args.n_boot, seed=args.seed))
     out = leaderboard.build(results, Path(args.out), title=args.title, options=options)
     df = leaderboard.load(results)

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from harness.aggregate import (MEAN_R1, Aggregate, AggTask, RunRow, Score, System, borda, collect, entry_metric,
-                               metric_value, score)
+from harness.aggregate import (MEAN_R1, Aggregate, AggTask, RunRow, Score, System, borda, collect, score,
+                               task_values)
 from harness.keys import KENDALL_KEYS, QueryKey, is_caption_selection_key
 
 from . import stats
@@ -42,7 +42,7 @@ def task_replicates(queries: dict[str, np.ndarray] | None, metric: str, n_boot: 
     when the sidecar cannot give them.
 
     >>> r = task_replicates({"t2i_rank": np.array([1, 2]), "i2t_rank": np.array([1])}, "mean_R@1", 4, 0)
-    >>> sorted(set(r.tolist())) <= [50.0, 75.0, 100.0], r.shape
+    >>> set(r.tolist()) <= {50.0, 75.0, 100.0}, r.shape  # i2t: always 50; t2i: 0, 25 or 50
     (True, (4,))
     """
     if not queries:
@@ -134,14 +134,10 @@ def suite_scores(df: pd.DataFrame, agg: Aggregate, opts: UncertaintyOptions = Un
     out = []
     systems = collect(agg, frame_rows(df))
     for system, runs in systems.items():
-        values, metrics, reps, missing, no_ci = {}, {}, {}, {}, {}
-        for t, run in runs.items():
-            metric = entry_metric(agg, t, run.main_metric)
-            value = metric_value(run.metrics, metric) if metric else None
-            if value is None:
-                missing[t.key] = f"its run has no {metric or 'main metric'}"
-                continue
-            values[t], metrics[t] = value, metric
+        values, metrics, missing = task_values(agg, runs)
+        reps, no_ci = {}, {}
+        for t, metric in metrics.items():
+            run = runs[t]
             rep = task_replicates(cache.get(run.ref), metric, opts.n_boot, task_seed(opts.seed, t))
             if rep is None:
                 no_ci[t.key] = cache.reasons.get(run.ref, f"no per-query outcomes for {metric}")
