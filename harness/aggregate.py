@@ -40,7 +40,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.errors import UserError
 from harness.keys import MetricKey
 
 MEAN_R1 = "mean_R@1"  # DataComp's retrieval main metric: (t2i_R@1 + i2t_R@1) / 2
@@ -49,7 +48,7 @@ SCALE_SUBSTITUTES = {MetricKey.RSUM.value: MEAN_R1}
 LOWER_IS_BETTER = ("_medr", "_meanr")
 
 
-class AggregateError(UserError, ValueError):
+class AggregateError(ValueError):
     """A malformed ``aggregate`` block; the message names the suite file and the key."""
 
 

@@ -8,6 +8,7 @@ class UserError(Exception):
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
+    from harness.aggregate import AggregateError
     from harness.datasets.base import DatasetError
     from harness.interfaces import WeightsUnavailableError
     from harness.records import RecordError
@@ -15,7 +16,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from harness.suites import SuiteError
 
     errors: list[type[BaseException]] = [UserError, DatasetError, WeightsUnavailableError, RecordError,
-                                         RegistryError, SuiteError, FileNotFoundError]
+                                         RegistryError, SuiteError, AggregateError, FileNotFoundError]
     try:
         from leaderboard.frame import LeaderboardError
         errors.append(LeaderboardError)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.lb_fixtures import HOSTILE, build_results, fixture_site, write_suite  # noqa: F401 - fixture
+from tests.lb_fixtures import FIXTURE_SUITE, HOSTILE, build_results, fixture_site, write_suite  # noqa: F401 - fixture
 from tests.test_page import PageParser, column, models
 
 
@@ -94,4 +94,9 @@ def test_cli_shows_every_applying_suite_by_default(tmp_path, monkeypatch, capsys
     assert main(["leaderboard", "--results", str(tmp_path / "r"), "--out", str(out), "--no-plots",
                  "--suite", "default-nope"]) == 2
     assert "default-nope" in capsys.readouterr().err
+    typo = write_suite(tmp_path / "bad", FIXTURE_SUITE.replace("[{task: retrieval}]", "[synthetc]"), "typo.yaml")
+    assert main(["leaderboard", "--results", str(tmp_path / "r"), "--out", str(out), "--no-plots",
+                 "--suite", str(typo)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and str(typo) in err and "dataset=synthetc matches none" in err
     monkeypatch.setattr(suites, "_SUITES", None)
