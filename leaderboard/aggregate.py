@@ -24,7 +24,7 @@ from harness.keys import KENDALL_KEYS, QueryKey, is_caption_selection_key
 
 from . import stats
 from .frame import display_label
-from .uncertainty import QueryCache, UncertaintyOptions, metric_parts, metric_units
+from .uncertainty import UNUSABLE, QueryCache, UncertaintyOptions, metric_parts, metric_units
 
 
 def task_seed(seed: int, t: AggTask) -> int:
@@ -138,7 +138,11 @@ def suite_scores(df: pd.DataFrame, agg: Aggregate, opts: UncertaintyOptions = Un
         reps, no_ci = {}, {}
         for t, metric in metrics.items():
             run = runs[t]
-            rep = task_replicates(cache.get(run.ref), metric, opts.n_boot, task_seed(opts.seed, t))
+            try:
+                rep = task_replicates(cache.get(run.ref), metric, opts.n_boot, task_seed(opts.seed, t))
+            except ValueError as exc:  # outcomes that do not fit the metric: no interval, said so
+                no_ci[t.key] = f"{UNUSABLE}: {exc}"
+                continue
             if rep is None:
                 no_ci[t.key] = cache.reasons.get(run.ref, f"no per-query outcomes for {metric}")
             else:
