@@ -31,7 +31,7 @@ class PageOptions:
     plots: bool = True
     uncertainty: UncertaintyOptions = field(default_factory=UncertaintyOptions)
     perf_check: dict | None = None  # the latest throughput-ratio check (leaderboard.perf.read)
-    suites: tuple[str, ...] | None = None  # suite scores shown (names/paths); None: every suite that applies
+    suites: tuple[str, ...] | None = ()  # suite scores shown (names/paths); None: every suite that applies
 
 
 def esc(value: Any) -> str:
