@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import perf
+from . import perf, suite_section
 from .columns import Col, page_columns
 from .frame import not_measured
 from .tables import group_title, main_metrics
@@ -31,6 +31,7 @@ class PageOptions:
     plots: bool = True
     uncertainty: UncertaintyOptions = field(default_factory=UncertaintyOptions)
     perf_check: dict | None = None  # the latest throughput-ratio check (leaderboard.perf.read)
+    suites: tuple[str, ...] | None = ()  # suite scores shown (names/paths); None: every suite that applies
 
 
 def esc(value: Any) -> str:
@@ -52,7 +53,8 @@ def render_page(df: pd.DataFrame, history: pd.DataFrame | None = None,
     if not groups:
         body.append('<p class="empty">No results yet. Run <code>vlbench run ...</code> and rebuild.</p>')
     else:
-        body += [_filters(df), _legend(options.uncertainty), _overview(df, groups)]
+        body += [_filters(df), _legend(options.uncertainty), _overview(df, groups),
+                 suite_section.sections(df, options.suites, options.uncertainty, cache)]
     for key, sub in groups:
         past = None if history is None else _select(history, key)
         body.append(_section(key, sub, past, cache, options))

@@ -52,7 +52,17 @@ def selection_cis(queries: dict, wanted, n_boot: int = 1000, seed: int = 0,
     {'acc_a': (100.0, 100.0), 'acc': (50.0, 50.0)}
     """
     out: dict[str, tuple[float, float]] = {}
+    for key, values in selection_replicates(queries, wanted, n_boot, seed).items():
+        lo, hi = np.nanquantile(values, [alpha / 2, 1 - alpha / 2])
+        out[key] = (float(lo), float(hi))
+    return out
+
+
+def selection_replicates(queries: dict, wanted, n_boot: int = 1000, seed: int = 0) -> dict[str, np.ndarray]:
+    """``{metric: (n_boot,) bootstrap values}`` behind :func:`selection_cis` (NaN where a
+    resample leaves a metric undefined), for the wanted metrics the sidecar supports."""
     wanted = list(wanted)
+    out: dict[str, np.ndarray] = {}
     items = _items(queries)
     if items is not None:
         correct, subset, category, spec, categories = items
@@ -63,12 +73,11 @@ def selection_cis(queries: dict, wanted, n_boot: int = 1000, seed: int = 0,
             for key, value in CM.selection_metrics(correct[idx], subset[idx], category[idx], spec, categories).items():
                 if key in wanted:
                     boots[key].append(value)
-        for key, values in boots.items():
-            lo, hi = np.nanquantile(np.asarray(values), [alpha / 2, 1 - alpha / 2])
-            out[key] = (float(lo), float(hi))
+        out.update({key: np.asarray(values, dtype=np.float64) for key, values in boots.items()})
     for key in GROUP_KEYS:
         if key in wanted and key in queries and np.asarray(queries[key]).size:
-            out[key] = stats.accuracy_ci(np.asarray(queries[key]).astype(bool), n_boot=n_boot, seed=seed, alpha=alpha)
+            hits = 100.0 * np.asarray(queries[key]).astype(bool).astype(np.float64)
+            out[key] = stats._resampled_stats(hits, stats._mean, n_boot, seed)  # accuracy_ci's draws
     return out
 
 

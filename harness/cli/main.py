@@ -133,6 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for intervals and tests")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (fixed: the page is reproducible)")
     p.add_argument("--no-plots", action="store_true", help="tables only (faster)")
+    p.add_argument("--suite", action="append", default=None, dest="suites",
+                   help="show this suite's score (name or YAML path; repeatable; default: every suite with an "
+                        "'aggregate' block that the records touch)")
+    p.add_argument("--no-suite-scores", action="store_true", help="show no suite scores")
 
     p = sub.add_parser("export", help="write the leaderboard's table (one row per run) as csv, parquet or jsonl")
     p.add_argument("--results", default=None, help="results folder (env VLBENCH_RESULTS, default results/)")

@@ -29,7 +29,8 @@ DEFAULT_TOLERANCES: dict[str, float] = {**{f"{d}_R@{k}": 0.5 for d in ("t2i", "i
     "rsum": 1.5, "t2i_medr": 1.0, "i2t_medr": 1.0, "t2i_meanr": 1.0, "i2t_meanr": 1.0, "acc1": 0.5,
     "acc5": 0.5, "macro_f1": 0.5, "balanced_acc": 0.5, "kendall_tau_c": 0.5, "kendall_tau_b": 0.5,
     "acc": 0.5, "text_score": 0.5, "image_score": 0.5, "group_score": 0.5,  # caption selection (acc_*: default)
-    "default": 0.5, "throughput": 0.15}
+    "default": 0.5, "throughput": 0.15,
+    "aggregate": 0.5}  # a suite score (harness.aggregate_gate); "aggregate:<score>" for one of them
 IDENTITY = ("model", "dataset", "split", "task", "precision", "device", "limit", "rerank_k", "prefilter")
 REQUIRED = IDENTITY[:6]  # limit/rerank_k/prefilter may be absent (older baselines): None
 MACHINE_KEYS = ("device", "device_name", "precision", "batch_size")  # must match to compare items/s

@@ -154,10 +154,22 @@ def grouped_tau_ci(model_scores, human_scores, groups, variant: str, n_boot: int
     >>> grouped_tau_ci(s, s ** 2, g, "b", n_boot=200)  # same order: tau = 1 in every resample
     (100.0, 100.0)
     """
-    if n_boot < 1:
-        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    taus = grouped_tau_replicates(model_scores, human_scores, groups, variant, n_boot, seed, scale)
+    taus = taus[np.isfinite(taus)]
+    if taus.size == 0:
+        return float("nan"), float("nan")
+    low, high = np.quantile(taus, [alpha / 2, 1 - alpha / 2])
+    return float(low), float(high)
+
+
+def grouped_tau_replicates(model_scores, human_scores, groups, variant: str, n_boot: int = 1000, seed: int = 0,
+                           scale: float = 100.0) -> np.ndarray:
+    """The ``(n_boot,)`` bootstrap values of ``scale * tau`` behind :func:`grouped_tau_ci`
+    (NaN where a resample leaves tau undefined)."""
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
     _, g = np.unique(np.asarray(groups), return_inverse=True)
     g = g.reshape(-1)
     n_groups = int(g.max()) + 1 if g.size else 0
@@ -167,9 +179,4 @@ def grouped_tau_ci(model_scores, human_scores, groups, variant: str, n_boot: int
     draws = rng.integers(0, n_groups, size=(n_boot, n_groups))
     counts = np.zeros((n_boot, n_groups))
     np.add.at(counts, (np.arange(n_boot)[:, None], draws), 1.0)
-    taus = scale * kendall_tau_weighted(model_scores, human_scores, counts[:, g], variant)
-    taus = taus[np.isfinite(taus)]
-    if taus.size == 0:
-        return float("nan"), float("nan")
-    low, high = np.quantile(taus, [alpha / 2, 1 - alpha / 2])
-    return float(low), float(high)
+    return scale * kendall_tau_weighted(model_scores, human_scores, counts[:, g], variant)

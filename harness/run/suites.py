@@ -8,6 +8,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.run.aggregate import AggregateError, AggregateSpec, parse_aggregate
 from harness.core.project_files import project_path
 from harness.core.registry import Registry
 from harness.core.errors import UserError
@@ -33,6 +34,7 @@ class Suite:
     entries: tuple[SuiteEntry, ...]
     path: str = ""
     options: dict = field(default_factory=dict)  # run options shared by every entry (batch_size, ...)
+    aggregate: AggregateSpec | None = None  # the suite score, when declared (harness.run.aggregate)
 
 
 def suite_dirs() -> list[Path]:
@@ -43,7 +45,7 @@ def suite_dirs() -> list[Path]:
     return [d for d in dirs if d.is_dir()]
 
 
-_KNOWN_KEYS = {"name", "description", "runs", "options"}
+_KNOWN_KEYS = {"name", "description", "runs", "options", "aggregate"}
 _RUN_KEYS = {"models", "datasets", "tasks", "split", "limit"}
 
 
@@ -76,7 +78,12 @@ def parse_suite(raw: object, origin: str) -> Suite:
                 for t in lists["tasks"]:
                     entries.append(SuiteEntry(m, d, t, block.get("split"), block.get("limit")))
     name = raw.get("name") or Path(origin).stem
-    return Suite(str(name), str(raw.get("description", "")), tuple(entries), origin, dict(raw.get("options") or {}))
+    try:
+        aggregate = parse_aggregate(raw["aggregate"], str(name), origin) if "aggregate" in raw else None
+    except AggregateError as exc:
+        raise SuiteError(str(exc)) from None
+    return Suite(str(name), str(raw.get("description", "")), tuple(entries), origin, dict(raw.get("options") or {}),
+                 aggregate)
 
 
 def load_suite_file(path: Path) -> Suite:
