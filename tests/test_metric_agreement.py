@@ -176,3 +176,14 @@ def test_clip_s_and_refclip_s_with_a_registry_judge(tmp_path: Path):
     res = H.evaluate(resolve("metric:refclip_s:tiny-clip-synth").load(), data, opts)
     assert res.per_query["score"] == pytest.approx(want_ref[data.row_pair].double().tolist(), abs=1e-5)
     assert res.details["pair_score"].startswith("RefCLIP-S")
+
+
+def test_meteor_without_java_is_one_line_and_writes_nothing(text_only: Path, tmp_path: Path, monkeypatch):
+    from harness.errors import UserError
+    from harness.runner import RunOptions, RunSpec, run_one
+
+    monkeypatch.setattr(shutil, "which", lambda *a, **k: None)
+    spec = RunSpec("metric:meteor", "flickr8k-expert", "human_agreement", options=RunOptions(data_root=str(text_only)))
+    with pytest.raises(UserError, match=r"^metric:meteor: meteor needs Java: no `java` on PATH: .*default-jre-headless\)$"):
+        run_one(spec, tmp_path / "results")
+    assert not list((tmp_path / "results").rglob("*.json"))
