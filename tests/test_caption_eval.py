@@ -221,5 +221,7 @@ def test_spice_without_its_stanford_models_is_one_clear_line(monkeypatch, tmp_pa
 
 
 def test_doctests_pass():
-    for module in (cm, ct):
+    from harness.caption_eval import judged
+
+    for module in (cm, ct, judged):
         assert doctest.testmod(module).failed == 0

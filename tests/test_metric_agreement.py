@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FLICKR8K, needs_flickr8k
+from conftest import FLICKR8K
 from imagefiles import jpeg_bytes
 from judgment_fixture import write_fixture
 from test_human_agreement import fixture_captions
