@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import perf
+from . import agreement, perf
 from .columns import Col, page_columns
 from .frame import not_measured
 from .tables import group_title, main_metrics
@@ -52,7 +52,7 @@ def render_page(df: pd.DataFrame, history: pd.DataFrame | None = None,
     if not groups:
         body.append('<p class="empty">No results yet. Run <code>vlbench run ...</code> and rebuild.</p>')
     else:
-        body += [_filters(df), _legend(options.uncertainty), _overview(df, groups)]
+        body += [_filters(df), _legend(options.uncertainty), _overview(df, groups), agreement.section(rows)]
     for key, sub in groups:
         past = None if history is None else _select(history, key)
         body.append(_section(key, sub, past, cache, options))

@@ -187,3 +187,28 @@ def test_meteor_without_java_is_one_line_and_writes_nothing(text_only: Path, tmp
     with pytest.raises(UserError, match=r"^metric:meteor: meteor needs Java: no `java` on PATH: .*default-jre-headless\)$"):
         run_one(spec, tmp_path / "results")
     assert not list((tmp_path / "results").rglob("*.json"))
+
+
+def test_page_table_puts_metrics_and_models_side_by_side():
+    import pandas as pd
+
+    from leaderboard import agreement
+
+    df = pd.DataFrame({
+        "task": ["human_agreement"] * 4 + ["retrieval"], "label": ["metric:cider", "<b>clip</b>", "<b>clip</b>",
+                                                                   "metric:bleu4", "clip"],
+        "kind": ["metric", "dual", "dual", "metric", "dual"], "precision": ["fp32"] * 5, "device": ["cpu"] * 5,
+        "dataset": ["flickr8k-expert", "flickr8k-expert", "flickr8k-cf", "flickr8k-expert", "coco"],
+        "split": ["test"] * 5, "main_metric": ["kendall_tau_c", "kendall_tau_c", "kendall_tau_b", "kendall_tau_c", "rsum"],
+        "main_value": [43.89, 51.2, 34.4, 30.78, 300.0],
+        "kendall_tau_c_lo": [41.9, 49.0, None, None, None], "kendall_tau_c_hi": [46.1, 53.3, None, None, None]})
+    html = agreement.section(df)
+    assert html.index("&lt;b&gt;clip&lt;/b&gt;") < html.index("metric:cider") < html.index("metric:bleu4")
+    assert "<b>clip" not in html and "coco" not in html  # escaped; other tasks left out
+    assert "43.89 <small>[41.9, 46.1]</small>" in html and ">30.78</td>" in html
+    assert "flickr8k-cf / test" in html and html.count('data-sort="">-</td>') == 2  # no CF run of the metrics
+    assert "caption metric" in html and "model (CLIP-S)" in html
+    assert agreement.section(df[df["label"] == "metric:cider"]) == ""  # one scorer: nothing to compare
+    import doctest
+
+    assert doctest.testmod(agreement).failed == 0
