@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import perf, suite_section
+from . import agreement, perf, suite_section
 from .columns import Col, page_columns
 from .frame import not_measured
 from .tables import group_title, main_metrics
@@ -54,7 +54,7 @@ def render_page(df: pd.DataFrame, history: pd.DataFrame | None = None,
         body.append('<p class="empty">No results yet. Run <code>vlbench run ...</code> and rebuild.</p>')
     else:
         body += [_filters(df), _legend(options.uncertainty), _overview(df, groups),
-                 suite_section.sections(df, options.suites, options.uncertainty, cache)]
+                 suite_section.sections(df, options.suites, options.uncertainty, cache), agreement.section(rows)]
     for key, sub in groups:
         past = None if history is None else _select(history, key)
         body.append(_section(key, sub, past, cache, options))

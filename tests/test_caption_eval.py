@@ -1,4 +1,4 @@
-"""COCO caption metrics (harness.caption_eval) against pycocoevalcap run as its users run it.
+"""COCO caption metrics (harness.metrics.captioning) against pycocoevalcap run as its users run it.
 
 The Java metrics (PTB tokenizer, METEOR) run once, on a small seeded corpus, in the
 session-scoped fixture ``parity``; without Java those tests skip and say why.
@@ -16,8 +16,8 @@ import pytest
 pytest.importorskip("pycocoevalcap.bleu.bleu", reason="pycocoevalcap is not installed")
 
 from conftest import FLICKR8K  # noqa: E402
-from harness.metrics import captioning as cm  # noqa: E402
-from harness.metrics import ptb_tokenize as ct  # noqa: E402
+from harness.metrics.functional import captioning as cm  # noqa: E402
+from harness.metrics.functional import ptb_tokenize as ct  # noqa: E402
 
 JAVA_WHY = ct.java_missing()
 needs_java = pytest.mark.skipif(JAVA_WHY is not None, reason=f"Java metrics: {JAVA_WHY}")
@@ -85,25 +85,36 @@ def parity():
     if JAVA_WHY:
         pytest.skip(f"Java metrics: {JAVA_WHY}")
     cands, refs = seeded_corpus()
-    return {"reference": pycocoevalcap_reference(cands, refs, JAVA_METRICS),
-            "java": cm.evaluate_captions(cands, refs, JAVA_METRICS, tokenizer="java"),
-            "python": cm.evaluate_captions(cands, refs, PYTHON_METRICS, tokenizer="python")}
+    one = ([cands[0]], [refs[0]])  # a one-image corpus (CIDEr-D is 0 there, in pycocoevalcap too)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return {"seeded": {"reference": pycocoevalcap_reference(cands, refs, JAVA_METRICS),
+                           "java": cm.evaluate_captions(cands, refs, JAVA_METRICS, tokenizer="java"),
+                           "python": cm.evaluate_captions(cands, refs, PYTHON_METRICS, tokenizer="python")},
+                "one": {"reference": pycocoevalcap_reference(*one, JAVA_METRICS),
+                        "java": cm.evaluate_captions(*one, JAVA_METRICS, tokenizer="java"),
+                        "python": cm.evaluate_captions(*one, PYTHON_METRICS, tokenizer="python")}}
 
 
 @java_test
+@pytest.mark.parametrize("corpus", ["seeded", "one"])
 @pytest.mark.parametrize("path", ["java", "python"])
-def test_every_metric_equals_pycocoevalcap_corpus_and_per_image(parity, path):
-    ref_corpus, ref_each = parity["reference"]
-    ours = parity[path]
+def test_every_metric_equals_pycocoevalcap_corpus_and_per_image(parity, corpus, path):
+    ref_corpus, ref_each = parity[corpus]["reference"]
+    ours = parity[corpus][path]
     assert ours.tokenizer == f"ptb-{path}"
     assert set(ours.corpus) == set(JAVA_METRICS if path == "java" else PYTHON_METRICS)
     for key in ours.corpus:
         assert ours.corpus[key] == pytest.approx(ref_corpus[key], abs=1e-6), key
-        assert len(ours.per_item[key]) == 40
+        assert len(ours.per_item[key]) == (40 if corpus == "seeded" else 1)
         assert ours.per_item[key] == pytest.approx(ref_each[key], abs=1e-6), key
+    if corpus == "one":
+        assert ours.corpus["cider"] == 0.0 and ours.notes == (cm.ONE_ITEM_CIDER,)
+        return
     assert 0 < ours.corpus["cider"] and 0 < ours.corpus["bleu1"] < 100  # a real corpus, not all zeros
     assert ours.per_item["cider"][9] > ours.corpus["cider"]  # the exact match scores above the mean
     assert all(v[3] == 0.0 for v in ours.per_item.values())  # the empty candidate scores 0 everywhere
+    assert ours.notes == ()
 
 
 @java_test
@@ -221,5 +232,7 @@ def test_spice_without_its_stanford_models_is_one_clear_line(monkeypatch, tmp_pa
 
 
 def test_doctests_pass():
-    for module in (cm, ct):
+    from harness.tasks import metric_scorers as judged
+
+    for module in (cm, ct, judged):
         assert doctest.testmod(module).failed == 0

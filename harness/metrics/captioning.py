@@ -41,7 +41,6 @@ import ast
 import atexit
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Sequence
 
 from harness.metrics.ptb_tokenize import (JavaUnavailableError, java_missing, ptb_tokenize_java,
@@ -269,6 +268,3 @@ def spice_scores(gts: dict, res: dict) -> tuple[float, list[float]]:
     total, each = Spice().compute_score(gts, res)
     return float(total), [float(item["All"]["f"]) for item in each]
 
-
-def spice_dir() -> Path:
-    return pycocoevalcap_dir() / "spice"
