@@ -105,3 +105,43 @@ def test_check_holdout_names_the_small_class() -> None:
     check_holdout(multi)
     with pytest.raises(DatasetError, match="class 'a' has 2"):
         check_holdout(multi, min_per_class=3)
+
+
+def test_distinct_images_and_texts() -> None:
+    d = data([0, 1, 0, 1], images_right=ImageSet([Path("r.png")] * 4))
+    d.images = ImageSet([Path("a.png"), Path("b.png"), Path("a.png"), Path("c.png")])
+    d.texts = ["s", "t", "s", "s"]
+    images, of_item = d.distinct_images()
+    assert images.paths == [Path("a.png"), Path("b.png"), Path("c.png")] and of_item == [0, 1, 0, 2]
+    right, of_right = d.distinct_images(right=True)
+    assert right.paths == [Path("r.png")] and of_right == [0, 0, 0, 0]
+    assert d.distinct_texts() == (["s", "t"], [0, 1, 0, 0])
+    with pytest.raises(DatasetError, match="no right image"):
+        data([0]).distinct_images(right=True)
+
+
+def test_train_eval_pairs_reads_as_the_eval_split() -> None:
+    from harness.datasets.pair_labels import TrainEvalPairs
+
+    names = ("cat", "dog", "eel")
+    with pytest.warns(UserWarning, match="never has"):
+        both = TrainEvalPairs(data([0, 1, 0, 1], names), data([2, 1], names, split="test"))
+    assert both.name == "toy" and both.split == "test" and len(both.images) == 2
+    assert both.label_check == {"unseen_classes": ["eel"], "unseen_items": 1}
+    assert both.info["train"]["items"] == 4 and both.info["unseen_items"] == 1
+    assert both.counts()["train_items"] == 4 and both.fingerprint != both.eval.fingerprint
+    with pytest.raises(DatasetError, match="never fitted on the split it is evaluated on"):
+        TrainEvalPairs(data([0], names), data([0], names))
+
+
+def test_load_train_eval_from_the_registry(tmp_path: Path) -> None:
+    from harness.datasets import DatasetRequest, TaskKind, resolve_dataset
+    from harness.datasets.pair_labels import load_train_eval
+    from tests.test_jsonl_pairs import make_folder
+
+    meta = resolve_dataset(f"jsonl:{make_folder(tmp_path / 'mine')}")
+    with pytest.warns(UserWarning, match="'green'"):
+        both = load_train_eval(meta, DatasetRequest("test", TaskKind.IMAGE_TEXT_CLASSIFICATION))
+    assert len(both.train) == 4 and len(both.eval) == 2 and both.label_check["unseen_items"] == 1
+    with pytest.raises(DatasetError, match="fitted on 'train', never on the split it is evaluated on"):
+        load_train_eval(meta, DatasetRequest("train", TaskKind.IMAGE_TEXT_CLASSIFICATION))

@@ -18,6 +18,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path  # noqa: F401 - the doctests build paths
 from typing import Any
 
 from .base import DatasetError, fingerprint, subset_indices
@@ -41,7 +42,7 @@ class ImageTextLabelData:
     split: str
     images: ImageSet                       # one image per item (the left one for a pair)
     texts: list[str]
-    labels: list  # list[int], or list[list[int]] when multilabel
+    labels: list[int] | list[list[int]]    # class index per item; multi-label: sorted class indices
     classnames: list[str]
     multilabel: bool
     fingerprint: str
@@ -98,6 +99,30 @@ class ImageTextLabelData:
             for y in ys:
                 out[y] += 1
         return out
+
+    def distinct_images(self, right: bool = False) -> tuple[ImageSet, list[int]]:
+        """(each image file once, in first-use order; item -> its index there): items share
+        images (NLVR2 pairs, the synthetic views), and an image is encoded once.
+
+        >>> d = ImageTextLabelData("d", "test", ImageSet([Path("a"), Path("b"), Path("a")]), ["x", "y", "z"],
+        ...                        [0, 1, 0], ["no", "yes"], False, "fp")
+        >>> d.distinct_images()
+        (ImageSet(paths=[PosixPath('a'), PosixPath('b')]), [0, 1, 0])
+        """
+        images = self.images_right if right else self.images
+        if images is None:
+            raise DatasetError(f"{_where(self.name, self.split)}: items have no right image")
+        first: dict[str, tuple[int, int]] = {}  # path -> (its distinct index, its first item)
+        of_item = []
+        for i, path in enumerate(images.paths):  # .paths once: HF images build it per call
+            of_item.append(first.setdefault(str(path), (len(first), i))[0])
+        return images.subset([i for _, i in first.values()]), of_item
+
+    def distinct_texts(self) -> tuple[list[str], list[int]]:
+        """(each text once, in first-use order; item -> its index there)."""
+        index: dict[str, int] = {}
+        of_item = [index.setdefault(t, len(index)) for t in self.texts]
+        return list(index), of_item
 
     def counts(self) -> dict[str, int]:
         out = {"items": len(self.texts), "images": len(self.images), "classes": len(self.classnames),
@@ -230,3 +255,70 @@ def check_holdout(train: ImageTextLabelData, min_per_class: int = 2, ignore_empt
                            + (f" ({_examples(train, items)})" if items else "")
                            + f"; holding part of train out to choose the probe's settings needs at least "
                            f"{min_per_class} per class", "add items of that class, or remove them")
+
+
+TRAIN_SPLIT = "train"  # every image + text -> label dataset fits its probes here
+
+
+@dataclass
+class TrainEvalPairs:
+    """The train split (a probe is fitted there, its settings chosen on a held-out part of
+    it) and the evaluation split, as one dataset: what the runner reads of any dataset
+    (name, split, images, fingerprint, info, counts) is the evaluation split's, with train's
+    identity added. Building it runs :func:`check_labels` (``label_check``)."""
+
+    train: ImageTextLabelData
+    eval: ImageTextLabelData
+    label_check: dict[str, Any] = field(init=False)
+
+    def __post_init__(self) -> None:
+        if self.train.split == self.eval.split:
+            raise DatasetError(f"{self.eval.name}: a probe is never fitted on the split it is evaluated on "
+                               f"({self.eval.split!r}); evaluate on another split")
+        if self.train.multilabel != self.eval.multilabel:
+            raise DatasetError(f"{self.eval.name}: the {self.train.split} split is "
+                               f"{'' if self.train.multilabel else 'not '}multi-label, the {self.eval.split} split "
+                               f"is {'' if self.eval.multilabel else 'not '}")
+        self.label_check = check_labels(self.train, self.eval)
+
+    @property
+    def name(self) -> str:
+        return self.eval.name
+
+    @property
+    def split(self) -> str:
+        return self.eval.split
+
+    @property
+    def images(self) -> ImageSet:
+        return self.eval.images
+
+    @property
+    def images_right(self) -> ImageSet | None:
+        return self.eval.images_right
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.train.fingerprint, self.eval.fingerprint)
+
+    @property
+    def info(self) -> dict[str, Any]:
+        return {**self.eval.info, "train": {"split": self.train.split, "items": len(self.train),
+                                            "fingerprint": self.train.fingerprint}, **self.label_check}
+
+    def counts(self) -> dict[str, int]:
+        return {**self.eval.counts(), "train_items": len(self.train)}
+
+
+def load_train_eval(meta, request, train_split: str = TRAIN_SPLIT) -> TrainEvalPairs:
+    """Both splits of a registered dataset (``meta``: a DatasetMeta, e.g. from
+    ``resolve_dataset``); ``--limit`` subsets the evaluation split only."""
+    from dataclasses import replace
+
+    if request.split == train_split or train_split not in meta.splits:
+        why = (f"it is fitted on {train_split!r}, never on the split it is evaluated on"
+               if request.split == train_split else f"{meta.name!r} has no {train_split!r} split")
+        raise DatasetError(f"image_text_classification on {meta.name}/{request.split}: {why}; "
+                           f"splits: {', '.join(meta.splits)}")
+    train = meta.load(replace(request, split=train_split, limit=None))
+    return TrainEvalPairs(train=train, eval=meta.load(request))
