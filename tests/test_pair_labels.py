@@ -145,3 +145,10 @@ def test_load_train_eval_from_the_registry(tmp_path: Path) -> None:
     assert len(both.train) == 4 and len(both.eval) == 2 and both.label_check["unseen_items"] == 1
     with pytest.raises(DatasetError, match="fitted on 'train', never on the split it is evaluated on"):
         load_train_eval(meta, DatasetRequest("train", TaskKind.IMAGE_TEXT_CLASSIFICATION))
+
+
+def test_a_text_that_is_not_a_string_is_named() -> None:
+    with pytest.raises(DatasetError, match=r"toy/train: item 1 \(train.jsonl:2\) has a text that is not a string"):
+        ImageTextLabelData(name="toy", split="train", images=ImageSet([Path("a"), Path("b")]), texts=["ok", 3],
+                           labels=[0, 1], classnames=["no", "yes"], multilabel=False, fingerprint="fp",
+                           origins=["train.jsonl:1", "train.jsonl:2"])

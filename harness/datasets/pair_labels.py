@@ -61,9 +61,9 @@ class ImageTextLabelData:
                 raise DatasetError(f"{where}: {n} texts but {len(column)} {what}")
         if not self.classnames or len(set(self.classnames)) != len(self.classnames):
             raise DatasetError(f"{where}: class names must be a non-empty list without repeats")
-        if any(not isinstance(t, str) for t in self.texts):
-            raise DatasetError(f"{where}: item {self._item(next(i for i, t in enumerate(self.texts) if not isinstance(t, str)))}"
-                               " has a text that is not a string")
+        bad_text = next((i for i, t in enumerate(self.texts) if not isinstance(t, str)), None)
+        if bad_text is not None:
+            raise DatasetError(f"{where}: item {self._item(bad_text)} has a text that is not a string")
         k = len(self.classnames)
         for i, y in enumerate(self.labels):
             problem = _label_problem(y, k, self.multilabel)
