@@ -84,6 +84,15 @@ def test_hateful_memes_reads_every_split(tmp_path: Path) -> None:
     assert len(d.info["sha256"]["test_seen.jsonl"]) == 64
     sizes = {s: len(load("hateful-memes", s, tmp_path)[0]) for s in DATASETS.get("hateful-memes").splits}
     assert sizes == {"train": 3, "dev_seen": 2, "dev_unseen": 1, "test_seen": 3, "test_unseen": 1}
+    assert d.info["empty_texts"] == 0
+
+
+def test_an_empty_text_is_kept_and_said(tmp_path: Path) -> None:
+    base = make_memes(tmp_path)
+    write_lines(base / "test_seen.jsonl", [{"id": 16395, "img": "img/16395.png", "label": 1, "text": " "}])
+    d, text = load("hateful-memes", "test_seen", tmp_path)
+    assert d.texts == [" "] and d.info["empty_texts"] == 1
+    assert "1 item(s) have an empty text (e.g. test_seen.jsonl:1); they are kept" in text
     assert DATASETS.get("hateful_memes").name == "hateful-memes"
 
 
