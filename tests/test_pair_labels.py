@@ -5,6 +5,7 @@ helpers the task calls (labels the train split never saw, classes too small to h
 from __future__ import annotations
 
 import warnings
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -152,3 +153,23 @@ def test_a_text_that_is_not_a_string_is_named() -> None:
         ImageTextLabelData(name="toy", split="train", images=ImageSet([Path("a"), Path("b")]), texts=["ok", 3],
                            labels=[0, 1], classnames=["no", "yes"], multilabel=False, fingerprint="fp",
                            origins=["train.jsonl:1", "train.jsonl:2"])
+
+
+def test_grouped_holdout_keeps_groups_whole_and_stratifies() -> None:
+    from harness.datasets.pair_labels import grouped_holdout
+
+    groups = [f"g{i // 4}" for i in range(40)]  # 10 groups of 4, each one class
+    d = data([(i // 4) % 2 for i in range(40)], holdout_groups=groups)
+    fit, held = grouped_holdout(d, 0.2, seed=0)
+    assert sorted(fit + held) == list(range(40)) and not set(fit) & set(held)
+    assert {groups[i] for i in held}.isdisjoint({groups[i] for i in fit})  # no group straddles the cut
+    assert Counter(d.labels[i] for i in held) == {0: 4, 1: 4}  # round(0.2 * 20) = 4 per class
+    assert grouped_holdout(d, 0.2, seed=0) == (fit, held) and grouped_holdout(d, 0.2, seed=1) != (fit, held)
+    one_group = data([0, 0, 1, 1], holdout_groups=["a", "a", "b", "b"])
+    assert grouped_holdout(one_group, 0.5, seed=0) is None  # a class in a single group: nothing to hold out
+    plain = data([0, 0, 0, 1, 1, 1])  # no groups: items alone
+    fit, held = grouped_holdout(plain, 0.34, seed=0)
+    assert len(held) == 2 and {plain.labels[i] for i in held} == {0, 1}
+    multi = data([[0], [0, 1], [1], [0], [1], [0, 1]], multilabel=True)
+    fit, held = grouped_holdout(multi, 0.3, seed=0)
+    assert all(any(c in multi.labels[i] for i in held) and any(c in multi.labels[i] for i in fit) for c in (0, 1))

@@ -343,6 +343,7 @@ def test_nlvr_six_images_per_sentence(tmp_path: Path) -> None:
     assert names(d.images.paths[:6]) == [f"dev-12-0-{k}.png" for k in range(6)]
     assert d.images.paths[6].parent.name == "1" and d.images.paths[12].parent.name == "3"
     assert d.origins[6] == "dev.json:2"
+    assert d.holdout_groups == ["12"] * 6 + ["7"] * 12  # presentation 7: examples 7-1 and 7-2 together
 
 
 def test_nlvr_structured_rep_never_reaches_a_model(tmp_path: Path) -> None:
@@ -398,6 +399,7 @@ def test_nlvr2_pairs(tmp_path: Path) -> None:
     assert names(d.images_right.paths) == ["dev-850-0-img1.png", "dev-850-1-img1.png", "dev-850-0-img1.png"]
     assert d.groups == ["dev-850--0", "dev-850--0", "dev-850--1"]  # one sentence across its image pairs
     assert "concatenated" in d.info["pair_mode"]
+    assert d.holdout_groups == ["850"] * 3  # the image set
     assert d.counts() == {"items": 3, "images": 3, "classes": 2, "labels_used": 2, "images_right": 3, "groups": 2}
     t, _ = load("nlvr2", "train", tmp_path)  # train images sit in numbered folders
     assert t.images_right.paths[0].parent.name == "14"

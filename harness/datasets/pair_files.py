@@ -36,6 +36,7 @@ class PairRow:
     right_ref: str | None = None
     right: Path | None = None
     group: str | None = None
+    holdout: str | None = None  # the unit never split between a fitted and a held-out part
 
 
 def read_jsonl(path: Path) -> tuple[list[tuple[int, dict]], str]:
@@ -151,6 +152,7 @@ def assemble_pairs(name: str, split: str, rows: list[PairRow], classnames: list[
                       "they are kept", stacklevel=3)
     pairs = any(row.right_ref is not None for row in kept)
     grouped = any(row.group is not None for row in kept)
+    held_apart = any(row.holdout is not None for row in kept)
     digest = content_hash((row.key for row in kept),
                           ((row.label, f"{row.image_ref}\t{row.right_ref}\t{row.group}\t{row.text}") for row in kept))
     data = ImageTextLabelData(
@@ -159,6 +161,7 @@ def assemble_pairs(name: str, split: str, rows: list[PairRow], classnames: list[
         fingerprint=fingerprint(name, split, *fingerprint_parts, digest, classnames),
         images_right=ImageSet([row.right for row in kept]) if pairs else None,
         groups=[row.group for row in kept] if grouped else None, origins=[row.origin for row in kept],
+        holdout_groups=[row.holdout or row.key for row in kept] if held_apart else None,
         info={**info, **counts, "empty_texts": len(empty)})
     return limit_pairs(data, request.limit, request.seed)
 

@@ -6,6 +6,11 @@ indices of item i (never empty). ``groups[i]``, when given, names the unit the d
 ``consistency`` is counted over (NLVR: a sentence and its six images; NLVR2: a sentence
 across its image pairs). ``origins[i]``, when given, is where item i was read
 (``test.jsonl:12``), so a message about an item can name its file and line.
+``holdout_groups[i]``, when given, names the unit that must stay on one side of any cut of
+the split into a fitted and a held-out part (:func:`grouped_holdout`): items that share
+images or were written together (NLVR: an example's six box orders and its co-presented
+examples; NLVR2: an eight-image set; synthetic: the items of one image pair or scene), as
+the datasets' authors advise for choosing a validation set.
 
 The helpers at the bottom serve the task that fits a probe on a train split and scores
 another one: :func:`check_labels` (classes of the evaluation split that train never saw:
@@ -49,6 +54,7 @@ class ImageTextLabelData:
     images_right: ImageSet | None = None   # NLVR2: item i is (images[i], images_right[i], texts[i])
     groups: list[str] | None = None        # consistency units (NLVR: the sentence identifier)
     origins: list[str] | None = None       # "file:line" per item, for messages
+    holdout_groups: list[str] | None = None  # items sharing a value never straddle a fit/held-out cut
     info: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -56,7 +62,8 @@ class ImageTextLabelData:
         if n == 0:
             raise DatasetError(f"{where}: the split holds no items")
         for what, column in (("images", self.images), ("labels", self.labels), ("images_right", self.images_right),
-                             ("groups", self.groups), ("origins", self.origins)):
+                             ("groups", self.groups), ("origins", self.origins),
+                             ("holdout_groups", self.holdout_groups)):
             if column is not None and len(column) != n:
                 raise DatasetError(f"{where}: {n} texts but {len(column)} {what}")
         if not self.classnames or len(set(self.classnames)) != len(self.classnames):
@@ -142,7 +149,8 @@ class ImageTextLabelData:
             labels=pick(self.labels), classnames=list(self.classnames), multilabel=self.multilabel,
             fingerprint=fingerprint(self.fingerprint, keep),
             images_right=None if self.images_right is None else self.images_right.subset(keep),
-            groups=pick(self.groups), origins=pick(self.origins), info=dict(self.info))
+            groups=pick(self.groups), origins=pick(self.origins), holdout_groups=pick(self.holdout_groups),
+            info=dict(self.info))
 
 
 def _label_problem(y: Any, k: int, multilabel: bool) -> str | None:
@@ -239,6 +247,43 @@ def check_labels(train: ImageTextLabelData, eval: ImageTextLabelData) -> dict[st
                       f"split never has ({names}), e.g. {_examples(eval, items)}; no probe can predict them, "
                       "they count as errors", stacklevel=2)
     return {"unseen_classes": [eval.classnames[c] for c in unseen], "unseen_items": len(items)}
+
+
+def grouped_holdout(data: ImageTextLabelData, frac: float, seed: int) -> tuple[list[int], list[int]] | None:
+    """(fit, held-out) item indices, whole ``holdout_groups`` (each item alone when None) on
+    one side, stratified: groups are taken in a seeded order while no class would exceed
+    ``round(frac * n_c)`` held items (at least 1, at most ``n_c - 1``). None when some class
+    of train would end up with no held-out or no fitted item (too few items or groups).
+
+    >>> d = ImageTextLabelData("d", "train", ImageSet([Path("i")] * 6), list("abcdef"), [0, 0, 0, 1, 1, 1],
+    ...                        ["no", "yes"], False, "fp", holdout_groups=["g1", "g1", "g2", "g3", "g3", "g4"])
+    >>> grouped_holdout(d, 0.34, seed=0)
+    ([0, 1, 3, 4], [2, 5])
+    """
+    import random
+
+    keys = data.holdout_groups or [str(i) for i in range(len(data))]
+    members: dict[str, list[int]] = {}
+    for i, k in enumerate(keys):
+        members.setdefault(k, []).append(i)
+    sets = data.label_sets()
+    total = data.class_counts()
+    want = [min(n - 1, max(1, round(frac * n))) if n else 0 for n in total]
+    order = list(members)
+    random.Random(seed).shuffle(order)
+    held_count, held = [0] * len(total), []
+    for key in order:
+        add = [0] * len(total)
+        for i in members[key]:
+            for y in sets[i]:
+                add[y] += 1
+        if all(held_count[c] + add[c] <= want[c] for c in range(len(total)) if add[c]):
+            held += members[key]
+            held_count = [h + a for h, a in zip(held_count, add)]
+    if any(n and not 0 < h < n for h, n in zip(held_count, total)):
+        return None
+    held_set = set(held)
+    return [i for i in range(len(data)) if i not in held_set], sorted(held)
 
 
 def check_holdout(train: ImageTextLabelData, min_per_class: int = 2, ignore_empty: bool = True) -> None:
