@@ -102,6 +102,10 @@ def test_check_holdout_names_the_small_class() -> None:
     check_holdout(data([0, 0, 1, 1], ("cat", "dog", "eel")))  # 'eel' has none: check_labels' business
     with pytest.raises(DatasetError, match="class 'eel' has 0"):
         check_holdout(data([0, 0, 1, 1], ("cat", "dog", "eel")), ignore_empty=False)
+    grouped = data([0, 0, 1, 1, 1], ("cat", "dog"), holdout_groups=["a", "a", "b", "c", "c"])
+    with pytest.raises(DatasetError, match=r"class 'cat' has 2 item\(s\) in 1 group\(s\) that stay whole "
+                                           r"\(train.jsonl:1, train.jsonl:2\)"):
+        check_holdout(grouped)
     multi = data([[0, 1], [0], [1]], ("a", "b"), multilabel=True)
     check_holdout(multi)
     with pytest.raises(DatasetError, match="class 'a' has 2"):

@@ -400,7 +400,8 @@ def test_nlvr2_pairs(tmp_path: Path) -> None:
     assert d.groups == ["dev-850--0", "dev-850--0", "dev-850--1"]  # one sentence across its image pairs
     assert "concatenated" in d.info["pair_mode"]
     assert d.holdout_groups == ["850"] * 3  # the image set
-    assert d.counts() == {"items": 3, "images": 3, "classes": 2, "labels_used": 2, "images_right": 3, "groups": 2}
+    assert d.counts() == {"items": 3, "images": 3, "classes": 2, "labels_used": 2, "images_right": 3, "groups": 2,
+                          "holdout_groups": 1}
     t, _ = load("nlvr2", "train", tmp_path)  # train images sit in numbered folders
     assert t.images_right.paths[0].parent.name == "14"
 

@@ -138,6 +138,8 @@ class ImageTextLabelData:
             out["images_right"] = len(self.images_right)
         if self.groups is not None:
             out["groups"] = len(set(self.groups))
+        if self.holdout_groups is not None:
+            out["holdout_groups"] = len(set(self.holdout_groups))
         return out
 
     def restrict(self, keep: Sequence[int]) -> ImageTextLabelData:
@@ -288,17 +290,22 @@ def grouped_holdout(data: ImageTextLabelData, frac: float, seed: int) -> tuple[l
 
 def check_holdout(train: ImageTextLabelData, min_per_class: int = 2, ignore_empty: bool = True) -> None:
     """Fail, naming the class and its items, when a class has fewer than ``min_per_class``
-    train items: the held-out part of train (where hyper-parameters are chosen) could not
-    hold one of it while the fitted part keeps one. Classes with no train item at all are
-    the business of :func:`check_labels` (skipped when ``ignore_empty``)."""
-    counts = train.class_counts()
-    for c, count in enumerate(counts):
-        if count >= min_per_class or (count == 0 and ignore_empty):
+    train items -- or, when the data has ``holdout_groups``, items in fewer than that many
+    groups: the held-out part of train (where hyper-parameters are chosen) could not hold one
+    of it while the fitted part keeps one. Classes with no train item at all are the business
+    of :func:`check_labels` (skipped when ``ignore_empty``)."""
+    sets = train.label_sets()
+    for c, count in enumerate(train.class_counts()):
+        if count == 0 and ignore_empty:
             continue
-        items = [i for i, ys in enumerate(train.label_sets()) if c in ys]
+        items = [i for i, ys in enumerate(sets) if c in ys]
+        units = {train.holdout_groups[i] for i in items} if train.holdout_groups else set(items)
+        if len(units) >= min_per_class:
+            continue
+        grouped = f" in {len(units)} group(s) that stay whole" if train.holdout_groups else ""
         raise DatasetError(f"{_where(train.name, train.split)}: class {train.classnames[c]!r} has {count} item(s)"
-                           + (f" ({_examples(train, items)})" if items else "")
-                           + f"; holding part of train out to choose the probe's settings needs at least "
+                           + grouped + (f" ({_examples(train, items)})" if items else "")
+                           + "; holding part of train out to choose the probe's settings needs at least "
                            f"{min_per_class} per class", "add items of that class, or remove them")
 
 
