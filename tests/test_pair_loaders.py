@@ -244,6 +244,9 @@ def test_mvsa_bad_input_names_file_and_line(tmp_path: Path) -> None:
     label_file.write_text(good + "21\tpositive,happy\tpositive,positive\tpositive,positive\n")
     with pytest.raises(DatasetError, match=r"labelResultAll.txt:22: expected 'text,image' labels .* got 'positive,happy'"):
         load("mvsa-multiple", "train", tmp_path)
+    label_file.write_text(good + "3\tneutral,neutral\tneutral,neutral\tneutral,neutral\n")
+    with pytest.raises(DatasetError, match=r"labelResultAll.txt:22: ID 3 again \(first on line 4\)"):
+        load("mvsa-multiple", "train", tmp_path)
     label_file.write_text(good)
     (base / "data" / "7.txt").unlink()
     with pytest.raises(DatasetError, match=r"data/7.txt: text file missing \(item of labelResultAll.txt:8\)"):
