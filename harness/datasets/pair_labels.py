@@ -1,9 +1,9 @@
 """The image + text -> label view (``image_text_classification``): one image (two for
 NLVR2's left/right pairs), one text and a label per item; binary, multi-class or multi-label.
 
-``labels[i]`` is a class index, or for a multi-label dataset the sorted list of class
-indices of item i (never empty; the loaders sort them). ``groups[i]``, when given, names the unit the dataset's
-``consistency`` is counted over (NLVR: a sentence and its six images; NLVR2: a sentence
+``labels[i]`` is a class index, or for a multi-label dataset the list of class indices of
+item i (never empty; the loaders sort them). ``groups[i]``, when given, names the unit the
+dataset's ``consistency`` is counted over (NLVR: a sentence and its six images; NLVR2: a sentence
 across its image pairs). ``origins[i]``, when given, is where item i was read
 (``test.jsonl:12``), so a message about an item can name its file and line.
 ``holdout_groups[i]``, when given, names the unit that must stay on one side of any cut of
