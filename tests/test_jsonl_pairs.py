@@ -154,6 +154,7 @@ def test_synthetic_verify_is_balanced_per_statement_and_per_image(verify) -> Non
     by_image = Counter(zip(verify.images.paths, verify.labels))
     assert all(by_image[(p, 0)] == by_image[(p, 1)] for p in set(verify.images.paths))  # image alone: chance
     assert verify.info["images_used"] == 500 and sum(verify.info["item_kinds"].values()) == 1000
+    assert set(Counter(verify.holdout_groups).values()) == {4}  # an image pair's four items stay together
     again = DATASETS.get("synthetic-verify").load(DatasetRequest("test", ITC))
     assert again.fingerprint == verify.fingerprint and again.texts == verify.texts
 

@@ -5,6 +5,7 @@ helpers the task calls (labels the train split never saw, classes too small to h
 from __future__ import annotations
 
 import warnings
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -101,7 +102,78 @@ def test_check_holdout_names_the_small_class() -> None:
     check_holdout(data([0, 0, 1, 1], ("cat", "dog", "eel")))  # 'eel' has none: check_labels' business
     with pytest.raises(DatasetError, match="class 'eel' has 0"):
         check_holdout(data([0, 0, 1, 1], ("cat", "dog", "eel")), ignore_empty=False)
+    grouped = data([0, 0, 1, 1, 1], ("cat", "dog"), holdout_groups=["a", "a", "b", "c", "c"])
+    with pytest.raises(DatasetError, match=r"class 'cat' has 2 item\(s\) in 1 group\(s\) that stay whole "
+                                           r"\(train.jsonl:1, train.jsonl:2\)"):
+        check_holdout(grouped)
     multi = data([[0, 1], [0], [1]], ("a", "b"), multilabel=True)
     check_holdout(multi)
     with pytest.raises(DatasetError, match="class 'a' has 2"):
         check_holdout(multi, min_per_class=3)
+
+
+def test_distinct_images_and_texts() -> None:
+    d = data([0, 1, 0, 1], images_right=ImageSet([Path("r.png")] * 4))
+    d.images = ImageSet([Path("a.png"), Path("b.png"), Path("a.png"), Path("c.png")])
+    d.texts = ["s", "t", "s", "s"]
+    images, of_item = d.distinct_images()
+    assert images.paths == [Path("a.png"), Path("b.png"), Path("c.png")] and of_item == [0, 1, 0, 2]
+    right, of_right = d.distinct_images(right=True)
+    assert right.paths == [Path("r.png")] and of_right == [0, 0, 0, 0]
+    assert d.distinct_texts() == (["s", "t"], [0, 1, 0, 0])
+    with pytest.raises(DatasetError, match="no right image"):
+        data([0]).distinct_images(right=True)
+
+
+def test_train_eval_pairs_reads_as_the_eval_split() -> None:
+    from harness.datasets.pair_labels import TrainEvalPairs
+
+    names = ("cat", "dog", "eel")
+    with pytest.warns(UserWarning, match="never has"):
+        both = TrainEvalPairs(data([0, 1, 0, 1], names), data([2, 1], names, split="test"))
+    assert both.name == "toy" and both.split == "test" and len(both.images) == 2
+    assert both.label_check == {"unseen_classes": ["eel"], "unseen_items": 1}
+    assert both.info["train"]["items"] == 4 and both.info["unseen_items"] == 1
+    assert both.counts()["train_items"] == 4 and both.fingerprint != both.eval.fingerprint
+    with pytest.raises(DatasetError, match="never fitted on the split it is evaluated on"):
+        TrainEvalPairs(data([0], names), data([0], names))
+
+
+def test_load_train_eval_from_the_registry(tmp_path: Path) -> None:
+    from harness.datasets import DatasetRequest, TaskKind, resolve_dataset
+    from harness.datasets.pair_labels import load_train_eval
+    from tests.test_jsonl_pairs import make_folder
+
+    meta = resolve_dataset(f"jsonl:{make_folder(tmp_path / 'mine')}")
+    with pytest.warns(UserWarning, match="'green'"):
+        both = load_train_eval(meta, DatasetRequest("test", TaskKind.IMAGE_TEXT_CLASSIFICATION))
+    assert len(both.train) == 4 and len(both.eval) == 2 and both.label_check["unseen_items"] == 1
+    with pytest.raises(DatasetError, match="fitted on 'train', never on the split it is evaluated on"):
+        load_train_eval(meta, DatasetRequest("train", TaskKind.IMAGE_TEXT_CLASSIFICATION))
+
+
+def test_a_text_that_is_not_a_string_is_named() -> None:
+    with pytest.raises(DatasetError, match=r"toy/train: item 1 \(train.jsonl:2\) has a text that is not a string"):
+        ImageTextLabelData(name="toy", split="train", images=ImageSet([Path("a"), Path("b")]), texts=["ok", 3],
+                           labels=[0, 1], classnames=["no", "yes"], multilabel=False, fingerprint="fp",
+                           origins=["train.jsonl:1", "train.jsonl:2"])
+
+
+def test_grouped_holdout_keeps_groups_whole_and_stratifies() -> None:
+    from harness.datasets.pair_labels import grouped_holdout
+
+    groups = [f"g{i // 4}" for i in range(40)]  # 10 groups of 4, each one class
+    d = data([(i // 4) % 2 for i in range(40)], holdout_groups=groups)
+    fit, held = grouped_holdout(d, 0.2, seed=0)
+    assert sorted(fit + held) == list(range(40)) and not set(fit) & set(held)
+    assert {groups[i] for i in held}.isdisjoint({groups[i] for i in fit})  # no group straddles the cut
+    assert Counter(d.labels[i] for i in held) == {0: 4, 1: 4}  # round(0.2 * 20) = 4 per class
+    assert grouped_holdout(d, 0.2, seed=0) == (fit, held) and grouped_holdout(d, 0.2, seed=1) != (fit, held)
+    one_group = data([0, 0, 1, 1], holdout_groups=["a", "a", "b", "b"])
+    assert grouped_holdout(one_group, 0.5, seed=0) is None  # a class in a single group: nothing to hold out
+    plain = data([0, 0, 0, 1, 1, 1])  # no groups: items alone
+    fit, held = grouped_holdout(plain, 0.34, seed=0)
+    assert len(held) == 2 and {plain.labels[i] for i in held} == {0, 1}
+    multi = data([[0], [0, 1], [1], [0], [1], [0, 1]], multilabel=True)
+    fit, held = grouped_holdout(multi, 0.3, seed=0)
+    assert all(any(c in multi.labels[i] for i in held) and any(c in multi.labels[i] for i in fit) for c in (0, 1))

@@ -84,6 +84,15 @@ def test_hateful_memes_reads_every_split(tmp_path: Path) -> None:
     assert len(d.info["sha256"]["test_seen.jsonl"]) == 64
     sizes = {s: len(load("hateful-memes", s, tmp_path)[0]) for s in DATASETS.get("hateful-memes").splits}
     assert sizes == {"train": 3, "dev_seen": 2, "dev_unseen": 1, "test_seen": 3, "test_unseen": 1}
+    assert d.info["empty_texts"] == 0
+
+
+def test_an_empty_text_is_kept_and_said(tmp_path: Path) -> None:
+    base = make_memes(tmp_path)
+    write_lines(base / "test_seen.jsonl", [{"id": 16395, "img": "img/16395.png", "label": 1, "text": " "}])
+    d, text = load("hateful-memes", "test_seen", tmp_path)
+    assert d.texts == [" "] and d.info["empty_texts"] == 1
+    assert "1 item(s) have an empty text (e.g. test_seen.jsonl:1); they are kept" in text
     assert DATASETS.get("hateful_memes").name == "hateful-memes"
 
 
@@ -235,6 +244,9 @@ def test_mvsa_bad_input_names_file_and_line(tmp_path: Path) -> None:
     label_file.write_text(good + "21\tpositive,happy\tpositive,positive\tpositive,positive\n")
     with pytest.raises(DatasetError, match=r"labelResultAll.txt:22: expected 'text,image' labels .* got 'positive,happy'"):
         load("mvsa-multiple", "train", tmp_path)
+    label_file.write_text(good + "3\tneutral,neutral\tneutral,neutral\tneutral,neutral\n")
+    with pytest.raises(DatasetError, match=r"labelResultAll.txt:22: ID 3 again \(first on line 4\)"):
+        load("mvsa-multiple", "train", tmp_path)
     label_file.write_text(good)
     (base / "data" / "7.txt").unlink()
     with pytest.raises(DatasetError, match=r"data/7.txt: text file missing \(item of labelResultAll.txt:8\)"):
@@ -334,6 +346,7 @@ def test_nlvr_six_images_per_sentence(tmp_path: Path) -> None:
     assert names(d.images.paths[:6]) == [f"dev-12-0-{k}.png" for k in range(6)]
     assert d.images.paths[6].parent.name == "1" and d.images.paths[12].parent.name == "3"
     assert d.origins[6] == "dev.json:2"
+    assert d.holdout_groups == ["12"] * 6 + ["7"] * 12  # presentation 7: examples 7-1 and 7-2 together
 
 
 def test_nlvr_structured_rep_never_reaches_a_model(tmp_path: Path) -> None:
@@ -389,7 +402,9 @@ def test_nlvr2_pairs(tmp_path: Path) -> None:
     assert names(d.images_right.paths) == ["dev-850-0-img1.png", "dev-850-1-img1.png", "dev-850-0-img1.png"]
     assert d.groups == ["dev-850--0", "dev-850--0", "dev-850--1"]  # one sentence across its image pairs
     assert "concatenated" in d.info["pair_mode"]
-    assert d.counts() == {"items": 3, "images": 3, "classes": 2, "labels_used": 2, "images_right": 3, "groups": 2}
+    assert d.holdout_groups == ["850"] * 3  # the image set
+    assert d.counts() == {"items": 3, "images": 3, "classes": 2, "labels_used": 2, "images_right": 3, "groups": 2,
+                          "holdout_groups": 1}
     t, _ = load("nlvr2", "train", tmp_path)  # train images sit in numbered folders
     assert t.images_right.paths[0].parent.name == "14"
 

@@ -140,6 +140,7 @@ def resolve_dataset(name: str) -> DatasetMeta:
         return metas(jsonl_pairs.folder_spec(name[len(jsonl_pairs.PREFIX):]))[0][0]
     return DATASETS.get(name)
 
+
 __all__ = ["DATASETS", "FORMATS", "ClassificationData", "DatasetError", "DatasetMeta", "DatasetNotFound",
            "DatasetRequest",
            "ImageTextLabelData", "RetrievalData", "TaskKind", "build_registry", "load_registry", "resolve_dataset"]

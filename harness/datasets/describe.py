@@ -19,7 +19,7 @@ from harness.datasets.views import JudgmentData
 
 _REPORTED = ("dropped", "bad_", "count_mismatch", "sha256_mismatch", "images_in_no_split", "ignored_files",
              "n_classes_without_images", "conflicting",
-             "fallback_decoded", "split_rule", "ignored_genres", "unseen", "pair_mode", "item_kinds",
+             "fallback_decoded", "split_rule", "ignored_genres", "unseen", "pair_mode", "item_kinds", "empty_texts",
              "annotators")
 
 

@@ -99,8 +99,9 @@ def load(spec, request: DatasetRequest) -> ImageTextLabelData:
         ref = typed_field(obj, "image", str, where)
         names, _ = _label_names(obj["label"], where)
         label = sorted({index[n] for n in names}) if multilabel else index[names[0]]
-        rows.append(PairRow(origin=f"{path.name}:{no}", key=f"{no}", image_ref=ref, image=found(inside(root, ref, where)),
-                            text=typed_field(obj, "text", str, where), label=label))
+        rows.append(PairRow(origin=f"{path.name}:{no}", key=f"{no}", image_ref=ref,
+                            image=found(inside(root, ref, where)), text=typed_field(obj, "text", str, where),
+                            label=label))
     info = {"root": str(root), "sha256": dict(shas)}
     return assemble_pairs(spec.name, request.split, rows, classnames, multilabel, f"in {root}", HINT,
                           tuple(sorted(shas.items())), info, request, partial_ok=spec.splits[request.split].partial_ok)

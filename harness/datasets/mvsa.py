@@ -154,9 +154,11 @@ def load(spec, request: DatasetRequest) -> ImageTextLabelData:
                  "dropped (Xu & Mao 2017)", False)
     report_skips(spec.name, dropped[INCONSISTENT], "item(s) whose text and image sentiments are positive vs "
                  "negative dropped as inconsistent (Xu & Mao 2017)", False)
+    first_line: dict[str, int] = {}
+    for no, item, _, _ in rows:
+        if first_line.setdefault(item, no) != no:
+            raise DatasetError(f"{path}:{no}: ID {item} again (first on line {first_line[item]})")
     kept = {item: (no, label) for no, item, label, _ in rows if label is not None}
-    if len(kept) < sum(1 for no, item, label, _ in rows if label is not None):
-        raise DatasetError(f"{path}: an ID appears on more than one line")
     seed = spec.options.get("split_seed", 0)
     ids = split_of(list(kept), seed)[request.split]
     origin = {item: f"{path.name}:{kept[item][0]}" for item in ids}

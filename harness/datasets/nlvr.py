@@ -9,7 +9,9 @@ about an image of three boxes of shapes, true or false. Local copy in the releas
 Each sentence comes with six images (the same boxes in six orders), all with the sentence's
 label; each (sentence, image) is an item, and ``groups`` holds the identifier so the task can
 report ``consistency`` (all six right), as the release's ``metrics_images.py`` does. Splits:
-train, dev, test (the public test set).
+train, dev, test (the public test set). ``holdout_groups`` is the presentation n of an
+identifier n-m: the release advises against validation sets that split an example's box
+orders or the examples shown together.
 
 ``structured_rep`` (the symbolic scene) and ``evals`` (raters' votes) are never read into an
 item: a model sees the sentence and the PNG only. Copies whose lines lack ``directory``
@@ -63,7 +65,8 @@ def load(spec, request: DatasetRequest) -> ImageTextLabelData:
                 by_name = file_index(images) if by_name is None else by_name
                 image, ref = by_name.get(file), f"images/*/{file}"
             rows.append(PairRow(origin=f"{path.name}:{no}", key=f"{identifier}-{k}", image_ref=ref, image=image,
-                                text=sentence, label=label, group=identifier))
+                                text=sentence, label=label, group=identifier,
+                                holdout=identifier.split("-")[0]))  # n of n-m: one presentation
     info = {"root": str(root), "sha256": {path.name: sha}, "images_per_sentence": PERMUTATIONS,
             "sentences": len(lines)}
     return assemble_pairs(spec.name, request.split, rows, CLASSNAMES, False, f"in {images}",

@@ -10,7 +10,9 @@ release's layout (github.com/lil-lab/nlvr, ``nlvr2/``)::
 Splits: train, dev, test1 (the public test set). Each item has two images: ``images`` holds
 the left and ``images_right`` the right one; ``info["pair_mode"]`` says how each model kind
 reads a pair. ``groups`` joins the items of one sentence across image pairs (the identifier
-without its pair number), the unit of the release's ``consistency`` (``eval/metrics.py``).
+without its pair number), the unit of the release's ``consistency`` (``eval/metrics.py``);
+``holdout_groups`` is the image set, which the release says should not straddle a
+validation cut.
 """
 
 from __future__ import annotations
@@ -49,7 +51,8 @@ def load(spec, request: DatasetRequest) -> ImageTextLabelData:
         left, right, group = image_names(identifier, where)
         rows.append(PairRow(origin=f"{path.name}:{no}", key=identifier, image_ref=left, image=by_name.get(left),
                             text=typed_field(obj, "sentence", str, where), label=parse_label(obj.get("label"), where),
-                            right_ref=right, right=by_name.get(right), group=group))
+                            right_ref=right, right=by_name.get(right), group=group,
+                            holdout=identifier.split("-")[1]))  # the eight-image set
     info = {"root": str(root), "sha256": {path.name: sha}}
     return assemble_pairs(spec.name, request.split, rows, CLASSNAMES, False, f"in {folder}",
                           LOCAL_COPY_HINT.format(folder=spec.folder), (sha,), info, request,

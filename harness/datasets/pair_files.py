@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ class PairRow:
     right_ref: str | None = None
     right: Path | None = None
     group: str | None = None
+    holdout: str | None = None  # the unit never split between a fitted and a held-out part
 
 
 def read_jsonl(path: Path) -> tuple[list[tuple[int, dict]], str]:
@@ -144,8 +146,13 @@ def assemble_pairs(name: str, split: str, rows: list[PairRow], classnames: list[
         raise DatasetError(f"{name}/{split}: empty split (no items listed {where})")
     keep, counts = _check_images(name, split, rows, where, hint, _partial_ok(split, partial_ok), request.strict)
     kept = [row for row, k in zip(rows, keep) if k]
+    empty = [row.origin for row in kept if not row.text.strip()]
+    if empty:  # kept (a model sees the image alone), but said: it is rarely what the data meant
+        warnings.warn(f"{name}/{split}: {len(empty)} item(s) have an empty text (e.g. {', '.join(empty[:3])}); "
+                      "they are kept", stacklevel=3)
     pairs = any(row.right_ref is not None for row in kept)
     grouped = any(row.group is not None for row in kept)
+    held_apart = any(row.holdout is not None for row in kept)
     digest = content_hash((row.key for row in kept),
                           ((row.label, f"{row.image_ref}\t{row.right_ref}\t{row.group}\t{row.text}") for row in kept))
     data = ImageTextLabelData(
@@ -154,7 +161,8 @@ def assemble_pairs(name: str, split: str, rows: list[PairRow], classnames: list[
         fingerprint=fingerprint(name, split, *fingerprint_parts, digest, classnames),
         images_right=ImageSet([row.right for row in kept]) if pairs else None,
         groups=[row.group for row in kept] if grouped else None, origins=[row.origin for row in kept],
-        info={**info, **counts})
+        holdout_groups=[row.holdout or row.key for row in kept] if held_apart else None,
+        info={**info, **counts, "empty_texts": len(empty)})
     return limit_pairs(data, request.limit, request.seed)
 
 

@@ -1,11 +1,16 @@
 """The image + text -> label view (``image_text_classification``): one image (two for
 NLVR2's left/right pairs), one text and a label per item; binary, multi-class or multi-label.
 
-``labels[i]`` is a class index, or for a multi-label dataset the sorted list of class
-indices of item i (never empty). ``groups[i]``, when given, names the unit the dataset's
-``consistency`` is counted over (NLVR: a sentence and its six images; NLVR2: a sentence
+``labels[i]`` is a class index, or for a multi-label dataset the list of class indices of
+item i (never empty; the loaders sort them). ``groups[i]``, when given, names the unit the
+dataset's ``consistency`` is counted over (NLVR: a sentence and its six images; NLVR2: a sentence
 across its image pairs). ``origins[i]``, when given, is where item i was read
 (``test.jsonl:12``), so a message about an item can name its file and line.
+``holdout_groups[i]``, when given, names the unit that must stay on one side of any cut of
+the split into a fitted and a held-out part (:func:`grouped_holdout`): items that share
+images or were written together (NLVR: an example's six box orders and its co-presented
+examples; NLVR2: an eight-image set; synthetic: the items of one image pair or scene), as
+the datasets' authors advise for choosing a validation set.
 
 The helpers at the bottom serve the task that fits a probe on a train split and scores
 another one: :func:`check_labels` (classes of the evaluation split that train never saw:
@@ -18,6 +23,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path  # noqa: F401 - the doctests build paths
 from typing import Any
 
 from .base import DatasetError, fingerprint, subset_indices
@@ -41,13 +47,14 @@ class ImageTextLabelData:
     split: str
     images: ImageSet                       # one image per item (the left one for a pair)
     texts: list[str]
-    labels: list  # list[int], or list[list[int]] when multilabel
+    labels: list[int] | list[list[int]]    # class index per item; multi-label: sorted class indices
     classnames: list[str]
     multilabel: bool
     fingerprint: str
     images_right: ImageSet | None = None   # NLVR2: item i is (images[i], images_right[i], texts[i])
     groups: list[str] | None = None        # consistency units (NLVR: the sentence identifier)
     origins: list[str] | None = None       # "file:line" per item, for messages
+    holdout_groups: list[str] | None = None  # items sharing a value never straddle a fit/held-out cut
     info: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -55,14 +62,15 @@ class ImageTextLabelData:
         if n == 0:
             raise DatasetError(f"{where}: the split holds no items")
         for what, column in (("images", self.images), ("labels", self.labels), ("images_right", self.images_right),
-                             ("groups", self.groups), ("origins", self.origins)):
+                             ("groups", self.groups), ("origins", self.origins),
+                             ("holdout_groups", self.holdout_groups)):
             if column is not None and len(column) != n:
                 raise DatasetError(f"{where}: {n} texts but {len(column)} {what}")
         if not self.classnames or len(set(self.classnames)) != len(self.classnames):
             raise DatasetError(f"{where}: class names must be a non-empty list without repeats")
-        if any(not isinstance(t, str) for t in self.texts):
-            raise DatasetError(f"{where}: item {self._item(next(i for i, t in enumerate(self.texts) if not isinstance(t, str)))}"
-                               " has a text that is not a string")
+        bad_text = next((i for i, t in enumerate(self.texts) if not isinstance(t, str)), None)
+        if bad_text is not None:
+            raise DatasetError(f"{where}: item {self._item(bad_text)} has a text that is not a string")
         k = len(self.classnames)
         for i, y in enumerate(self.labels):
             problem = _label_problem(y, k, self.multilabel)
@@ -99,6 +107,30 @@ class ImageTextLabelData:
                 out[y] += 1
         return out
 
+    def distinct_images(self, right: bool = False) -> tuple[ImageSet, list[int]]:
+        """(each image file once, in first-use order; item -> its index there): items share
+        images (NLVR2 pairs, the synthetic views), and an image is encoded once.
+
+        >>> d = ImageTextLabelData("d", "test", ImageSet([Path("a"), Path("b"), Path("a")]), ["x", "y", "z"],
+        ...                        [0, 1, 0], ["no", "yes"], False, "fp")
+        >>> d.distinct_images()
+        (ImageSet(paths=[PosixPath('a'), PosixPath('b')]), [0, 1, 0])
+        """
+        images = self.images_right if right else self.images
+        if images is None:
+            raise DatasetError(f"{_where(self.name, self.split)}: items have no right image")
+        first: dict[str, tuple[int, int]] = {}  # path -> (its distinct index, its first item)
+        of_item = []
+        for i, path in enumerate(images.paths):  # .paths once: HF images build it per call
+            of_item.append(first.setdefault(str(path), (len(first), i))[0])
+        return images.subset([i for _, i in first.values()]), of_item
+
+    def distinct_texts(self) -> tuple[list[str], list[int]]:
+        """(each text once, in first-use order; item -> its index there)."""
+        index: dict[str, int] = {}
+        of_item = [index.setdefault(t, len(index)) for t in self.texts]
+        return list(index), of_item
+
     def counts(self) -> dict[str, int]:
         out = {"items": len(self.texts), "images": len(self.images), "classes": len(self.classnames),
                "labels_used": sum(c > 0 for c in self.class_counts())}
@@ -106,6 +138,8 @@ class ImageTextLabelData:
             out["images_right"] = len(self.images_right)
         if self.groups is not None:
             out["groups"] = len(set(self.groups))
+        if self.holdout_groups is not None:
+            out["holdout_groups"] = len(set(self.holdout_groups))
         return out
 
     def restrict(self, keep: Sequence[int]) -> ImageTextLabelData:
@@ -117,7 +151,8 @@ class ImageTextLabelData:
             labels=pick(self.labels), classnames=list(self.classnames), multilabel=self.multilabel,
             fingerprint=fingerprint(self.fingerprint, keep),
             images_right=None if self.images_right is None else self.images_right.subset(keep),
-            groups=pick(self.groups), origins=pick(self.origins), info=dict(self.info))
+            groups=pick(self.groups), origins=pick(self.origins), holdout_groups=pick(self.holdout_groups),
+            info=dict(self.info))
 
 
 def _label_problem(y: Any, k: int, multilabel: bool) -> str | None:
@@ -216,17 +251,126 @@ def check_labels(train: ImageTextLabelData, eval: ImageTextLabelData) -> dict[st
     return {"unseen_classes": [eval.classnames[c] for c in unseen], "unseen_items": len(items)}
 
 
+def grouped_holdout(data: ImageTextLabelData, frac: float, seed: int) -> tuple[list[int], list[int]] | None:
+    """(fit, held-out) item indices, whole ``holdout_groups`` (each item alone when None) on
+    one side, stratified: groups are taken in a seeded order while no class would exceed
+    ``round(frac * n_c)`` held items (at least 1, at most ``n_c - 1``). None when some class
+    of train would end up with no held-out or no fitted item (too few items or groups).
+
+    >>> d = ImageTextLabelData("d", "train", ImageSet([Path("i")] * 6), list("abcdef"), [0, 0, 0, 1, 1, 1],
+    ...                        ["no", "yes"], False, "fp", holdout_groups=["g1", "g1", "g2", "g3", "g3", "g4"])
+    >>> grouped_holdout(d, 0.34, seed=0)
+    ([0, 1, 3, 4], [2, 5])
+    """
+    import random
+
+    keys = data.holdout_groups or [str(i) for i in range(len(data))]
+    members: dict[str, list[int]] = {}
+    for i, k in enumerate(keys):
+        members.setdefault(k, []).append(i)
+    sets = data.label_sets()
+    total = data.class_counts()
+    want = [min(n - 1, max(1, round(frac * n))) if n else 0 for n in total]
+    order = list(members)
+    random.Random(seed).shuffle(order)
+    held_count, held = [0] * len(total), []
+    for key in order:
+        add = [0] * len(total)
+        for i in members[key]:
+            for y in sets[i]:
+                add[y] += 1
+        if all(held_count[c] + add[c] <= want[c] for c in range(len(total)) if add[c]):
+            held += members[key]
+            held_count = [h + a for h, a in zip(held_count, add)]
+    if any(n and not 0 < h < n for h, n in zip(held_count, total)):
+        return None
+    held_set = set(held)
+    return [i for i in range(len(data)) if i not in held_set], sorted(held)
+
+
 def check_holdout(train: ImageTextLabelData, min_per_class: int = 2, ignore_empty: bool = True) -> None:
     """Fail, naming the class and its items, when a class has fewer than ``min_per_class``
-    train items: the held-out part of train (where hyper-parameters are chosen) could not
-    hold one of it while the fitted part keeps one. Classes with no train item at all are
-    the business of :func:`check_labels` (skipped when ``ignore_empty``)."""
-    counts = train.class_counts()
-    for c, count in enumerate(counts):
-        if count >= min_per_class or (count == 0 and ignore_empty):
+    train items -- or, when the data has ``holdout_groups``, items in fewer than that many
+    groups: the held-out part of train (where hyper-parameters are chosen) could not hold one
+    of it while the fitted part keeps one. Classes with no train item at all are the business
+    of :func:`check_labels` (skipped when ``ignore_empty``)."""
+    sets = train.label_sets()
+    for c, count in enumerate(train.class_counts()):
+        if count == 0 and ignore_empty:
             continue
-        items = [i for i, ys in enumerate(train.label_sets()) if c in ys]
+        items = [i for i, ys in enumerate(sets) if c in ys]
+        units = {train.holdout_groups[i] for i in items} if train.holdout_groups else set(items)
+        if len(units) >= min_per_class:
+            continue
+        grouped = f" in {len(units)} group(s) that stay whole" if train.holdout_groups else ""
         raise DatasetError(f"{_where(train.name, train.split)}: class {train.classnames[c]!r} has {count} item(s)"
-                           + (f" ({_examples(train, items)})" if items else "")
-                           + f"; holding part of train out to choose the probe's settings needs at least "
+                           + grouped + (f" ({_examples(train, items)})" if items else "")
+                           + "; holding part of train out to choose the probe's settings needs at least "
                            f"{min_per_class} per class", "add items of that class, or remove them")
+
+
+TRAIN_SPLIT = "train"  # every image + text -> label dataset fits its probes here
+
+
+@dataclass
+class TrainEvalPairs:
+    """The train split (a probe is fitted there, its settings chosen on a held-out part of
+    it) and the evaluation split, as one dataset: what the runner reads of any dataset
+    (name, split, images, fingerprint, info, counts) is the evaluation split's, with train's
+    identity added. Building it runs :func:`check_labels` (``label_check``)."""
+
+    train: ImageTextLabelData
+    eval: ImageTextLabelData
+    label_check: dict[str, Any] = field(init=False)
+
+    def __post_init__(self) -> None:
+        if self.train.split == self.eval.split:
+            raise DatasetError(f"{self.eval.name}: a probe is never fitted on the split it is evaluated on "
+                               f"({self.eval.split!r}); evaluate on another split")
+        if self.train.multilabel != self.eval.multilabel:
+            raise DatasetError(f"{self.eval.name}: the {self.train.split} split is "
+                               f"{'' if self.train.multilabel else 'not '}multi-label, the {self.eval.split} split "
+                               f"is {'' if self.eval.multilabel else 'not '}")
+        self.label_check = check_labels(self.train, self.eval)
+
+    @property
+    def name(self) -> str:
+        return self.eval.name
+
+    @property
+    def split(self) -> str:
+        return self.eval.split
+
+    @property
+    def images(self) -> ImageSet:
+        return self.eval.images
+
+    @property
+    def images_right(self) -> ImageSet | None:
+        return self.eval.images_right
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.train.fingerprint, self.eval.fingerprint)
+
+    @property
+    def info(self) -> dict[str, Any]:
+        return {**self.eval.info, "train": {"split": self.train.split, "items": len(self.train),
+                                            "fingerprint": self.train.fingerprint}, **self.label_check}
+
+    def counts(self) -> dict[str, int]:
+        return {**self.eval.counts(), "train_items": len(self.train)}
+
+
+def load_train_eval(meta, request, train_split: str = TRAIN_SPLIT) -> TrainEvalPairs:
+    """Both splits of a registered dataset (``meta``: a DatasetMeta, e.g. from
+    ``resolve_dataset``); ``--limit`` subsets the evaluation split only."""
+    from dataclasses import replace
+
+    if request.split == train_split or train_split not in meta.splits:
+        why = (f"it is fitted on {train_split!r}, never on the split it is evaluated on"
+               if request.split == train_split else f"{meta.name!r} has no {train_split!r} split")
+        raise DatasetError(f"image_text_classification on {meta.name}/{request.split}: {why}; "
+                           f"splits: {', '.join(meta.splits)}")
+    train = meta.load(replace(request, split=train_split, limit=None))
+    return TrainEvalPairs(train=train, eval=meta.load(request))

@@ -12,7 +12,9 @@ retrieval split's own images so the embedding cache is shared with retrieval. Tw
   shapes, two different colours): one question per object. The question alone names a
   shape, not its colour; the image alone has two colours and does not say which is asked.
 
-Deterministic: the retrieval split's scenes plus a fixed seed per split and view. Sizes are
+``holdout_groups``: the four items of an image pair (verify) or the two questions of a scene
+(qa) stay on one side of a fit / held-out cut. Deterministic: the retrieval split's scenes
+plus a fixed seed per split and view. Sizes are
 items (few thousand for train, 1,000 for val and test) so the tiny models encode them fast.
 """
 
@@ -67,25 +69,28 @@ def scene_pairs(scenes: list[dict], hard: list[list], rng: random.Random) -> lis
     return out
 
 
-def verify_items(scenes: list[dict], hard: list[list], n: int, rng: random.Random) -> list[tuple[int, str, int, str]]:
-    """(image, statement, label, pair kind) items, four per image pair."""
+def verify_items(scenes: list[dict], hard: list[list], n: int,
+                 rng: random.Random) -> list[tuple[int, str, int, str, str]]:
+    """(image, statement, label, pair kind, pair id) items, four per image pair."""
     pairs = scene_pairs(scenes, hard, rng)[: n // 4]
     items = []
     for i, j, kind in pairs:
         p = rng.randrange(synthetic.CAPTIONS_PER_IMAGE)
         a, b = synthetic.captions(scenes[i])[p], synthetic.captions(scenes[j])[p]
-        items += [(i, a, 1, kind), (i, b, 0, kind), (j, b, 1, kind), (j, a, 0, kind)]
+        unit = f"{i}-{j}"
+        items += [(i, a, 1, kind, unit), (i, b, 0, kind, unit), (j, b, 1, kind, unit), (j, a, 0, kind, unit)]
     return items
 
 
-def qa_items(scenes: list[dict], n: int, rng: random.Random) -> list[tuple[int, str, int, str]]:
-    """(image, question, colour index, shape asked) items, two per two-object scene."""
+def qa_items(scenes: list[dict], n: int, rng: random.Random) -> list[tuple[int, str, int, str, str]]:
+    """(image, question, colour index, shape asked, scene) items, two per two-object scene."""
     two = [i for i, s in enumerate(scenes) if s["kind"] == "pair"]
     rng.shuffle(two)
     items = []
     for i in sorted(two[: n // 2]):
         for obj in scenes[i]["objects"]:
-            items.append((i, f"what colour is the {obj['shape']}?", QA_CLASSES.index(obj["colour"]), obj["shape"]))
+            items.append((i, f"what colour is the {obj['shape']}?", QA_CLASSES.index(obj["colour"]), obj["shape"],
+                          str(i)))
     return items
 
 
@@ -105,11 +110,12 @@ def load_view(view: str, request: DatasetRequest) -> ImageTextLabelData:
     paths = ret.images.paths
     data = ImageTextLabelData(
         name=f"synthetic-{view}", split=request.split, images=ImageSet([paths[i] for i, *_ in items]),
-        texts=[t for _, t, _, _ in items], labels=[y for _, _, y, _ in items], classnames=list(classes),
+        texts=[t for _, t, *_ in items], labels=[y for _, _, y, *_ in items], classnames=list(classes),
         multilabel=False, fingerprint=fingerprint(ret.fingerprint, view, VIEW_VERSION, n),
+        holdout_groups=[unit for *_, unit in items],
         info={"generator_version": synthetic.GENERATOR_VERSION, "view_version": VIEW_VERSION, "view": view,
               "retrieval_fingerprint": ret.fingerprint, "images_used": len({i for i, *_ in items}),
-              "item_kinds": dict(sorted(Counter(k for *_, k in items).items()))})
+              "item_kinds": dict(sorted(Counter(k for *_, k, _ in items).items()))})
     return limit_pairs(data, request.limit, request.seed)
 
 
