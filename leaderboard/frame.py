@@ -20,13 +20,13 @@ class LeaderboardError(UserError, ValueError):
     """A results directory or record the leaderboard cannot read; the message names it."""
 
 
-# Metric keys from DESIGN.md, in display order; recalls are percent.
+# Metric keys (docs/architecture.md, docs/running.md), in display order; recalls are percent.
 RETRIEVAL_METRICS = ["t2i_R@1", "t2i_R@5", "t2i_R@10", "i2t_R@1", "i2t_R@5", "i2t_R@10", "rsum"]
 RANK_METRICS = ["t2i_medr", "i2t_medr", "t2i_meanr", "i2t_meanr"]
 ZEROSHOT_METRICS = ["acc1", "acc5", "macro_f1", "balanced_acc"]
 METRIC_KEYS = RETRIEVAL_METRICS + RANK_METRICS + ZEROSHOT_METRICS
 
-# Timing stages from DESIGN.md; a record's other stages get their own ips_* column too.
+# Timing stages (docs/architecture.md); a record's other stages get their own ips_* column too.
 STAGES = ["image_encode", "text_encode", "scoring", "rerank"]
 
 # One-off costs, not part of evaluating a model on the data (excluded from eval throughput).

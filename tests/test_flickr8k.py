@@ -265,7 +265,7 @@ def load_quiet_meta(meta, request):
 REAL = FLICKR8K
 needs_real = pytest.mark.skipif(
     not (REAL / "text" / "Flickr8k.token.txt").is_file(),
-    reason=f"real Flickr8k development copy not found at {REAL} (see DESIGN.md, 'Data for development')",
+    reason=f"real Flickr8k development copy not found at {REAL} (see the README of the shared data folder)",
 )
 
 

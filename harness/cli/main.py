@@ -1,4 +1,4 @@
-"""The ``vlbench`` command line (a contract: see DESIGN.md). Heavy imports happen inside
+"""The ``vlbench`` command line (a contract: see docs/architecture.md and docs/running.md). Heavy imports happen inside
 the commands, so ``vlbench --help`` and ``vlbench list`` stay instant."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The contracts every model adapter keeps (see DESIGN.md, "Interfaces").
+"""The contracts every model adapter keeps (see docs/architecture.md, "Interfaces").
 
 Only typing here: importing this module must not import torch.
 """

@@ -1,4 +1,4 @@
-"""Timing and memory per stage, following DESIGN.md's timing rules.
+"""Timing and memory per stage, following the timing rules of docs/architecture.md.
 
 A :class:`Stage` measures wall time over the whole stage and, per batch, the latency of the
 model call with the device synchronised before every clock read. The first ``warmup``

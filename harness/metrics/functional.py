@@ -1,6 +1,6 @@
 """Metrics: pure functions on torch tensors (no model code, no I/O).
 
-Conventions (DESIGN.md, "Conventions"): retrieval recall@k is the CLIP / CLIP_benchmark
+Conventions (docs/architecture.md, "Conventions"): retrieval recall@k is the CLIP / CLIP_benchmark
 hit rate, ranks are 1-based ranks of the first correct item, and ties never count in the
 model's favour (a wrong item scoring equal to the correct one is ranked above it).
 Scoring streams over query chunks (and optionally gallery chunks), so no full

@@ -17,7 +17,7 @@ class RecordError(UserError, ValueError):
 
 @dataclass
 class ResultRecord:
-    """One run of one model on one dataset split and task. See DESIGN.md for the fields."""
+    """One run of one model on one dataset split and task. See docs/architecture.md for the fields."""
 
     model: dict[str, Any]          # name, family, kind, source, checkpoint, checkpoint_sha256, params
     dataset: dict[str, Any]        # name, split, fingerprint, images, captions/classes, subset, dropped

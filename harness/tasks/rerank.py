@@ -1,6 +1,6 @@
 """Retrieval with a cross-encoder: rerank a dual encoder's top-k, or score every pair.
 
-Cross-encoders are quadratic over a dataset (DESIGN.md), so each query's ``k`` best
+Cross-encoders are quadratic over a dataset (docs/architecture.md), so each query's ``k`` best
 candidates under a prefilter dual encoder (BLIP's own ITC head, or a named model) are
 rescored by the cross-encoder and reordered; queries whose correct item is not among the
 candidates keep their prefilter rank. When images x captions fits the pair budget and no
