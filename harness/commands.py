@@ -282,3 +282,23 @@ def cmd_baseline(args) -> int:
     check.write_baseline(records, suite.name, out)
     print(f"baseline for suite {suite.name}: {len(records)} runs from {results} -> {out}")
     return 0
+
+
+def cmd_verify(args) -> int:
+    if not args.invariance:
+        if args.models or args.dataset:
+            raise UserError("--model/--dataset go with --invariance; `vlbench verify` alone compares the "
+                            "records in --results with the published references")
+        from harness.verify import verify_results
+
+        return verify_results(results_arg(args))
+    if not args.models or not args.dataset:
+        raise UserError("verify --invariance needs --model M (repeatable) and --dataset D")
+    if args.limit <= 0:
+        raise UserError(f"--limit must be positive, got {args.limit}")
+    from harness.verify import invariance
+
+    opts = invariance.InvarianceOptions(limit=args.limit, device=args.device)
+    out = invariance.check(args.models, args.dataset, args.task, args.split, opts, data_root=args.data_root)
+    print(invariance.summary(out))
+    return 1 if out.failed else 0

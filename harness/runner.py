@@ -138,7 +138,7 @@ def run_one(spec: RunSpec, results_root: Path, force: bool = False) -> RunOutcom
     record = ResultRecord(
         model={"name": meta.name, "family": meta.family, "kind": meta.kind.value, "source": meta.source,
                "checkpoint": model.checkpoint.get("id"), "checkpoint_sha256": model.checkpoint.get("sha256"),
-               "params": _params(model, meta)},
+               "params": _params(model, meta), **_model_facts(model)},
         dataset={"name": dmeta.name, "split": split, "fingerprint": data.fingerprint, **images,
                  "images": len(data.images), **_dataset_counts(data), "info": _jsonable(data.info)},
         task=tmeta.name,
@@ -379,6 +379,13 @@ def _params(model, meta) -> int | None:
     if inner is not None and hasattr(inner, "parameters"):
         return sum(p.numel() for p in inner.parameters())
     return meta.params
+
+
+def _model_facts(model) -> dict:
+    """What an adapter states about how its network computes (open_clip: ``activation``),
+    for ``vlbench verify`` to hold against a reference's protocol."""
+    act = getattr(model, "activation", None)
+    return {"activation": act} if isinstance(act, str) else {}
 
 
 def _dataset_counts(data) -> dict:
