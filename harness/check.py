@@ -124,7 +124,17 @@ def make_baseline(records: list[ResultRecord], suite_name: str) -> dict:
 
 
 def write_baseline(records: list[ResultRecord], suite_name: str, path: Path) -> Path:
-    return store.write_json_atomic(Path(path), make_baseline(records, suite_name))
+    """Write the baseline; an entry of the file it replaces keeps its own ``tolerances`` (they
+    were measured for that run, not for these numbers alone)."""
+    baseline = make_baseline(records, suite_name)
+    try:
+        old = {_key(e): e["tolerances"] for e in load_baseline(Path(path))["entries"] if e.get("tolerances")}
+    except CheckError:
+        old = {}
+    for e in baseline["entries"]:
+        if _key(e) in old:
+            e["tolerances"] = old[_key(e)]
+    return store.write_json_atomic(Path(path), baseline)
 
 
 def suite_records(suite, records: list[ResultRecord], results: Path) -> list[ResultRecord]:
@@ -189,6 +199,8 @@ def load_baseline(path: Path) -> dict:
             raise bad(f"{where} has no 'metrics' to compare (got {e.get('metrics')!r})")
         numbers(e["metrics"], f"{where}.metrics")
         numbers(e.setdefault("throughput", {}), f"{where}.throughput")
+        if "tolerances" in e:  # per entry, measured (benchmarks/RESULTS.md says why)
+            numbers(e["tolerances"], f"{where}.tolerances", nonneg=True)
         if not isinstance(e.setdefault("machine", {}), dict):
             raise bad(f"{where}.machine must be an object")
     return raw
@@ -259,8 +271,9 @@ def compare(records: list[ResultRecord], baseline: dict, throughput: bool = True
         if rec is None:
             add("-", None, None, None, "missing", "regression", "no current record for this run")
             continue
+        own = {**tolerances, **e.get("tolerances", {})}  # an entry's measured tolerances win
         for metric, base in e["metrics"].items():
-            tol, cur = tolerance_for(metric, tolerances), rec.metrics.get(metric)
+            tol, cur = tolerance_for(metric, own), rec.metrics.get(metric)
             if metric not in rec.metrics:
                 add(metric, base, None, tol, "missing", "regression", "metric not in the current record")
             elif not _finite(base):
