@@ -183,3 +183,12 @@ def verdicts(records: list[ResultRecord], references: list[Reference]) -> tuple[
         else:
             found.append(verdict(rec, ref))
     return found, alone
+
+
+def record_verdict(rec: ResultRecord) -> Verdict | None:
+    """The verdict for one record against the shipped table (None: no counterpart); the
+    leaderboard marks rows with it."""
+    from harness.verify.references import cached_table
+
+    ref = counterpart(rec, cached_table())
+    return None if ref is None else verdict(rec, ref)

@@ -118,3 +118,14 @@ def _source(s: Any, where: str) -> dict[str, str]:
     if s["kind"] == "repository" and not (len(s["commit"]) == 40 and all(c in "0123456789abcdef" for c in s["commit"])):
         raise ReferenceError(f"{where}: source.commit must be a full 40-hex commit, got {s['commit']!r}")
     return {k: str(v).strip() for k, v in s.items()}
+
+
+_TABLE: list[Reference] | None = None
+
+
+def cached_table() -> list[Reference]:
+    """The shipped table, read once per process (the leaderboard asks for every row)."""
+    global _TABLE
+    if _TABLE is None:
+        _TABLE = load()
+    return _TABLE
