@@ -13,7 +13,7 @@ import pytest
 from harness import store
 from harness.cli import main
 from harness.records import ResultRecord
-from harness.verify import compare, references
+from harness.verify import compare, perturb, references
 from tests.test_leaderboard import make_record
 
 FLICKR = {"t2i_R@1": 58.78, "t2i_R@5": 83.56, "t2i_R@10": 90.02, "i2t_R@1": 78.90, "i2t_R@5": 94.90,
@@ -37,7 +37,33 @@ def verify(capsys, root: Path) -> tuple[int, str]:
 
 
 def test_doctests() -> None:
-    assert doctest.testmod(compare).failed == 0 and doctest.testmod(references).failed == 0
+    for module in (compare, references, perturb):
+        assert doctest.testmod(module).failed == 0, module.__name__
+
+
+def test_the_perturbation_check_refuses_a_probe_that_did_not_see_the_perturbation() -> None:
+    import importlib.util
+
+    from harness import check
+    from harness.records import StageTiming
+
+    spec = importlib.util.spec_from_file_location("perturbation_check", Path(__file__).parent.parent
+                                                  / "benchmarks" / "perturbation_check.py")
+    pc = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pc)
+
+    def probe(loglik: float, cached: bool = True) -> ResultRecord:
+        raw = make_record("tiny-clip-random", task="linear_probe", metrics={"acc1": 41.0})
+        raw["options"]["probe_search"] = [{"c": 1.0, "heldout_acc1": 30.0, "heldout_loglik": loglik}]
+        rec = ResultRecord.from_dict(raw)
+        rec.timings = {s: StageTiming(1.0, 10, None, cached=cached) for s in ("train_encode", "image_encode")}
+        return rec
+
+    base = probe(-1.5)
+    ref = {check._key(check.identity(base)): base}
+    assert pc.proof([probe(-1.5000001)], ref) == []
+    assert "did not see the perturbation" in pc.proof([probe(-1.5)], ref)[0]
+    assert "run again, not read from the perturbed cache" in pc.proof([probe(-1.4, cached=False)], ref)[0]
 
 
 def test_every_reference_cites_a_source_and_a_reason() -> None:
