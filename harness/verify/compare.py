@@ -98,7 +98,7 @@ def imported(rec: ResultRecord) -> str | None:
 
 def _stated(rec: ResultRecord, key: str):
     """What the record says about one protocol point; None when it does not say."""
-    opts, data = rec.options or {}, rec.dataset or {}
+    opts = rec.options or {}
     if key == "precision":
         return opts.get("precision")
     if key == "activation":
