@@ -39,7 +39,7 @@ def test_a_score_that_moves_with_the_batch_size_is_reported(monkeypatch, capsys)
     assert code == 1
     assert "CHANGED  tiny-clip-synth" in out and "batch_size 7" in out and "acc1 69.56 -> 58.7" in out
     assert "tiny-clip-synth zeroshot batch_size 7: acc1 69.56 -> 58.7 (allowed +-1e-09)" in out
-    assert "invariance: 2 variant run(s) within tolerance, 1 changed" in out
+    assert "invariance: 2 variant run(s) within tolerance, 1 changed by batch or chunk size (a defect)" in out
     # every run on the same seeded subset, without the embedding cache, each in its own folder
     assert {s.options.limit for s, _ in calls} == {20} and not any(s.options.use_cache for s, _ in calls)
     assert len({str(r) for _, r in calls}) == 4
@@ -52,7 +52,9 @@ def test_a_precision_variant_is_held_to_the_precisions_tolerance(monkeypatch) ->
     assert not out.failed and [c.variant for c in out.changes] == ["batch_size 7", "chunk_items 30", "precision amp"]
     fake_runs(monkeypatch, lambda o: {"acc1": 50.0 + (tol * 1.1 if o.precision is Precision.AMP else 0.0)})
     out = invariance.check(["tiny-clip-synth"], "synthetic", ["zeroshot"], report=lambda line: None)
-    assert [(c.variant, c.metric) for c in out.failed] == [("precision amp", "acc1")]
+    assert not out.failed  # reported, not a defect: lower precision flips near-tied scores
+    assert [(c.variant, c.metric) for c in out.beyond_precision] == [("precision amp", "acc1")]
+    assert "1 precision run(s) past the precision's tolerance (reported)" in invariance.summary(out)
 
 
 def test_a_task_the_model_cannot_run_is_named_not_silently_dropped(monkeypatch) -> None:
@@ -74,4 +76,4 @@ def test_tiny_clip_zeroshot_does_not_move_with_batch_chunk_or_amp(capsys) -> Non
                  "--task", "zeroshot", "--limit", "24", "--no-progress"])
     out = capsys.readouterr().out
     assert code == 0, out
-    assert "invariance: 3 variant run(s) within tolerance, 0 changed (12 metric comparisons)" in out
+    assert "invariance: 3 variant run(s) within tolerance, 0 changed by batch or chunk size" in out

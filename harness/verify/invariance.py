@@ -5,8 +5,8 @@ every metric's change is reported.
 A score that moves with the batch size is a defect (lmms-eval #236: batch size took an
 accuracy from 69.56 to 58.70): padding leaking into an encoder, batch statistics, a batch
 that straddles two chunks. Batch and chunk variants must leave every metric exactly where it
-was (up to ``exact``, float noise in a mean); a precision variant may move it by that
-precision's tolerance. Runs go to a temporary results folder and never read or write the
+was (up to ``exact``, float noise in a mean), or the check fails; a precision variant is
+reported against that precision's tolerance, not failed (lower precision flips near-ties). Runs go to a temporary results folder and never read or write the
 embedding cache, so each variant really encodes with its own batching.
 """
 
@@ -56,6 +56,10 @@ class Change:
         d = self.delta
         return d is not None and math.isfinite(d) and abs(d) <= self.tolerance
 
+    @property
+    def precision(self) -> bool:
+        return self.variant.startswith("precision")
+
 
 @dataclass
 class Outcome:
@@ -64,7 +68,15 @@ class Outcome:
 
     @property
     def failed(self) -> list[Change]:
-        return [c for c in self.changes if not c.ok]
+        """Batch or chunk variants that moved a score: a defect (exit 1)."""
+        return [c for c in self.changes if not c.ok and not c.precision]
+
+    @property
+    def beyond_precision(self) -> list[Change]:
+        """Precision variants past their tolerance: reported, not a failure. Lower precision
+        moves near-tied scores (a random network's are nearly all ties), so on a small subset
+        a few flipped items exceed any fixed number of points."""
+        return [c for c in self.changes if not c.ok and c.precision]
 
 
 def variants(opts: InvarianceOptions, base: RunOptions) -> list[tuple[str, RunOptions, float]]:
@@ -131,7 +143,7 @@ def _line(model: str, task: str, variant: str, changes: list[Change]) -> str:
     what = ("no change" if not moved else
             ", ".join(f"{c.metric} {c.base:.4g} -> {c.value if c.value is None else round(c.value, 4)}"
                       for c in moved[:6]) + (f" (+{len(moved) - 6} more)" if len(moved) > 6 else ""))
-    verdict = "CHANGED" if bad else "ok"
+    verdict = ("beyond" if changes and changes[0].precision else "CHANGED") if bad else "ok"
     return f"{verdict:<8} {model:<28} {task:<18} {variant:<16} {len(changes)} metrics: {what}"
 
 
@@ -139,9 +151,11 @@ def summary(out: Outcome) -> str:
     lines = [f"note: {n}" for n in out.notes]
     runs = {(c.model, c.task, c.variant) for c in out.changes}
     bad = {(c.model, c.task, c.variant) for c in out.failed}
-    lines.append(f"invariance: {len(runs) - len(bad)} variant run(s) within tolerance, {len(bad)} changed "
-                 f"({len(out.changes)} metric comparisons)")
-    for c in out.failed:
+    beyond = {(c.model, c.task, c.variant) for c in out.beyond_precision}
+    lines.append(f"invariance: {len(runs) - len(bad) - len(beyond)} variant run(s) within tolerance, "
+                 f"{len(bad)} changed by batch or chunk size (a defect), {len(beyond)} precision run(s) past "
+                 f"the precision's tolerance (reported) ({len(out.changes)} metric comparisons)")
+    for c in out.failed + out.beyond_precision:
         lines.append(f"  {c.model} {c.task} {c.variant}: {c.metric} {c.base} -> {c.value} "
                      f"(allowed +-{c.tolerance:g})")
     return "\n".join(lines)
