@@ -189,3 +189,18 @@ def verify_args(capsys, *argv: str) -> tuple[int, str]:
     code = main(["verify", *argv])
     out, err = capsys.readouterr()
     return code, out + err
+
+
+def test_the_page_marks_compared_rows_with_the_reason_as_title() -> None:
+    from leaderboard.frame import records_to_frame
+    from leaderboard.page import PageOptions, render_page
+
+    ok = flickr_record()
+    off = flickr_record(options={"precision": "bf16"})
+    off.run_key, off.options["precision"] = "other", "bf16"
+    plain = ResultRecord.from_dict(make_record("tiny-clip-synth"))
+    df = records_to_frame([ok, off, plain])
+    assert sorted(df["reproduced"].dropna()) == ["protocol differs", "reproduced"]
+    html = render_page(df, options=PageOptions(plots=False))
+    assert html.count('class="repro reproduced"') == 1 and html.count('class="repro protocol-differs"') == 1
+    assert "\u2713 published" in html and "precision: bf16, the reference used fp32 or amp" in html
