@@ -12,7 +12,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("harness.tasks",),                             # the task protocol and its tasks
     ("harness.training",),                          # vlbench fit: fusion models on a train split
     ("harness.run",),                               # runner, sweep executors, suites
-    ("harness.gate",),                              # accuracy check and throughput ratios
+    ("harness.gate", "harness.verify"),             # accuracy check, throughput ratios, published numbers
     ("leaderboard", "harness.importers"),           # the page; other tools' results in
     ("harness.cli", "harness.__main__"),            # the command line
 )

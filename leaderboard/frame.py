@@ -35,7 +35,7 @@ SETUP_STAGES = ("data_load", "model_load")
 _STRING = ["model", "label", "family", "kind", "checkpoint", "prefilter", "dataset", "split", "language",
            "subset", "split_view", "dataset_fingerprint", "task", "main_metric", "device", "device_name",
            "precision", "latency_stage", "throughput_cached", "throughput_from", "harness_version", "git_sha",
-           "torch_version", "python_version", "imported_from", "run_key", "path"]
+           "torch_version", "python_version", "imported_from", "reproduced", "reproduced_note", "run_key", "path"]
 _INT = ["params", "n_images", "batch_size", "rerank_k", "limit", "seed"]
 
 COLUMNS = [
@@ -48,6 +48,7 @@ COLUMNS = [
     "peak_rss_mb", "peak_device_mem_mb",
     "harness_version", "git_sha", "torch_version", "python_version",
     "imported_from",  # the tool whose result file `vlbench import` read (no timings); None: run here
+    "reproduced", "reproduced_note",  # `vlbench verify`'s verdict against a published number; None: none
     "created_at", "runtime_s", "run_key", "path",
 ]
 
@@ -208,9 +209,21 @@ def _row(rec: ResultRecord, origin: str) -> dict[str, Any]:
     row["imported_from"] = text(env.get("imported_from"))
     if row["imported_from"] and row["label"]:
         row["label"] = f"{row['label']} [{row['imported_from']}]"  # marked wherever the page names it
+    row["reproduced"], row["reproduced_note"] = _reproduced(rec)
     if not row["model"] or not row["run_key"]:
         raise ValueError("model.name and run_key are required")
     return row
+
+
+def _reproduced(rec: ResultRecord) -> tuple[str | None, str | None]:
+    """(verdict, one-line why) against the published reference table (harness.verify)."""
+    from harness.verify.compare import record_verdict
+
+    try:
+        v = record_verdict(rec)
+    except (ValueError, TypeError, AttributeError):  # a record too odd to match: no mark, no failure
+        return None, None
+    return (None, None) if v is None else (v.status, v.summary())
 
 
 # What must match for another record's speed to stand for a cached run's: the entry, and the

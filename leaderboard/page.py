@@ -224,7 +224,7 @@ def _fmt(col: Col, value: float) -> str:
 def _cell(row: pd.Series, col: Col, best: float | None) -> str:
     if col.kind == "model":
         tip = f"checkpoint {_text(row, 'checkpoint')} · run {_text(row, 'run_key')}"
-        return f'<td class="model" title="{esc(tip)}">{esc(_text(row, "label"))}</td>'
+        return f'<td class="model" title="{esc(tip)}">{esc(_text(row, "label"))}{_reproduced_mark(row)}</td>'
     if col.kind in ("text", "date", "sha"):
         return _prov_cell(row, col)
     value, own = row.get(col.key), col.key not in not_measured(row)
@@ -257,6 +257,16 @@ def _cell(row: pd.Series, col: Col, best: float | None) -> str:
     title_attr = f' title="{esc(title)}"' if title else ""
     return (f'<td class="{" ".join(classes)}" data-sort="{value!r}"{title_attr}>'
             f"{esc(_fmt(col, value))}{extra}</td>")
+
+
+def _reproduced_mark(row: pd.Series) -> str:
+    """A mark on a row that `vlbench verify` compared with a published number."""
+    status = _text(row, "reproduced")
+    if not status:
+        return ""
+    sign = {"reproduced": "\u2713 published", "not reproduced": "\u2717 published"}.get(status, "\u2260 protocol")
+    cls = status.replace(" ", "-")
+    return f' <span class="repro {esc(cls)}" title="{esc(_text(row, "reproduced_note"))}">{esc(sign)}</span>'
 
 
 def _cached_note(row: pd.Series) -> str:

@@ -13,6 +13,8 @@ from harness.cli.main import main
 from harness.results.records import ResultRecord
 from tests.test_leaderboard import RETRIEVAL, make_record
 
+RETRIEVAL_R1 = RETRIEVAL["t2i_R@1"]
+
 RUNS = [("tiny-clip", "retrieval"), ("tiny-clip", "zeroshot"), ("big-clip", "retrieval")]
 SUITE = """name: gate
 description: fixture suite for the regression gate
@@ -383,3 +385,30 @@ def test_model_filter_naming_no_entry_is_an_error_not_an_empty_pass(baseline, tm
     code, out, err = check_against(capsys, baseline, populate(tmp_path / "cur"), "--model", "tiny-clip-synth")
     assert code == 2 and "no baseline entries for 'tiny-clip-synth'" in err and str(baseline) in err
     assert "its models:" in err and out == ""
+
+
+def test_an_entry_tolerance_overrides_the_files_and_survives_a_baseline_update(baseline, tmp_path, capsys):
+    raw = json.loads(baseline.read_text())
+    entry = next(e for e in raw["entries"] if e["model"] == "tiny-clip" and e["task"] == "retrieval")
+    entry["tolerances"] = {"t2i_R@1": 2.0}
+    baseline.write_text(json.dumps(raw))
+    drop = {"t2i_R@1": RETRIEVAL_R1 - 1.5}
+    code, out, _ = check_against(capsys, baseline, populate(tmp_path / "cur", metrics=drop), "--no-throughput")
+    assert code == 0, out  # 1.5 points: within this entry's 2.0, not the file's 0.5
+    code, out, _ = check_against(capsys, baseline, populate(tmp_path / "cur2", metrics={"t2i_R@1": RETRIEVAL_R1 - 2.5}),
+                                 "--no-throughput")
+    assert code == 1 and "t2i_R@1" in out
+    suite = tmp_path / "gate.yaml"
+    code, _, err = run_cli(capsys, "baseline", "update", "--suite", str(suite), "--results",
+                           str(populate(tmp_path / "again")), "--out", str(baseline))
+    assert code == 0, err
+    kept = [e.get("tolerances") for e in json.loads(baseline.read_text())["entries"]]
+    assert kept.count({"t2i_R@1": 2.0}) == 1
+
+
+def test_a_negative_entry_tolerance_is_refused_naming_the_entry(baseline, tmp_path, capsys):
+    raw = json.loads(baseline.read_text())
+    raw["entries"][0]["tolerances"] = {"acc1": -1}
+    baseline.write_text(json.dumps(raw))
+    code, _, err = check_against(capsys, baseline, populate(tmp_path / "cur"))
+    assert code == 2 and "entries[0]" in err and "tolerances['acc1']" in err

@@ -39,9 +39,51 @@ def test_search_is_seeded_and_prefers_the_better_c() -> None:
     c1, tried1 = P.select_c(x, y, 3, P.ProbeOptions(seed=0))
     c2, tried2 = P.select_c(x, y, 3, P.ProbeOptions(seed=0))
     assert c1 == c2 and tried1 == tried2
-    best = max((t["heldout_acc1"], t["heldout_loglik"]) for t in tried1)
-    assert [(t["heldout_acc1"], t["heldout_loglik"]) for t in tried1 if t["c"] == c1] == [best]
     assert len(tried1) == 7 + 2 * 3
+    # the chosen C ties the best held-out top-1 (within 2 of the 24 held-out images) ...
+    acc = {t["c"]: t["heldout_acc1"] for t in tried1}
+    best = max(acc.values())
+    assert acc[c1] >= best - 2 * 100 / 24 - 1e-9
+    # ... and every smaller C either does not tie it or falls a standard error short in likelihood
+    ties = [t for t in tried1 if t["heldout_acc1"] >= best - 2 * 100 / 24 - 1e-9]
+    top = max(ties, key=lambda t: t["heldout_loglik"])
+    assert all(t["heldout_loglik"] < top["heldout_loglik"] - top["heldout_loglik_se"] for t in ties if t["c"] < c1)
+
+
+def test_a_tie_goes_to_the_stronger_regularisation_unless_its_probabilities_are_flat() -> None:
+    # held-out top-1 within one image of the best is a tie; the smallest C whose likelihood is
+    # within a standard error of the best tie wins
+    tried = {1e-2: (90.0, -2.0, 0.1), 1.0: (94.0, -0.40, 0.05), 1e2: (95.0, -0.38, 0.05), 1e4: (96.0, -0.37, 0.05)}
+    assert P.choose_c(tried, n_held=100, tie_images=1) == 1e2
+    assert P.choose_c(tried, n_held=100, tie_images=2) == 1.0
+    assert P.choose_c(tried, n_held=100, tie_images=0) == 1e4
+    assert P.choose_c(tried, n_held=100, tie_images=10) == 1.0  # 1e-2 ties on accuracy, not on likelihood
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny fits are latency-bound: on a busy machine a second OpenMP thread only waits."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_last_bit_differences_in_the_features_change_neither_c_nor_predictions(one_thread) -> None:
+    """Embeddings that differ at float32 rounding level (relative 1e-6, as between CPU kernels)
+    give the same C and the same predictions; the features are used in float64."""
+    x, y = blobs(n=90, d=6, k=3, spread=2.5, seed=3)
+    x = x.float()
+    opts = P.ProbeOptions(c_grid=(1e-2, 1.0, 1e2), refine=1, search_iter=30, max_iter=100)
+    ref = P.fit_probe(x, y, 3, opts)
+    assert ref.weight.dtype == torch.float64
+    for seed in range(2):
+        g = torch.Generator().manual_seed(seed)
+        moved = x * (1 + 1e-6 * torch.randn(x.shape, generator=g))
+        assert (moved != x).any()
+        got = P.fit_probe(moved, y, 3, opts)
+        assert got.c == ref.c
+        assert torch.equal(got.logits(moved).argmax(1), ref.logits(x).argmax(1))
 
 
 def test_one_shot_falls_back_to_the_default_c() -> None:

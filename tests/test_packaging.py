@@ -54,7 +54,7 @@ def test_wheel_carries_manifest_suites_weights_and_assets(wheel):
         for suite in _expected("benchmarks/suites/*.y*ml"):
             assert zf.read(f"harness/_project/suites/{suite.name}") == suite.read_bytes(), suite.name
         assert "harness/_project/build_info.json" in names
-    for pattern in ("harness/weights/*", "harness/datasets/data/*", "leaderboard/assets/*"):
+    for pattern in ("harness/weights/*", "harness/datasets/data/*", "harness/verify/*.yaml", "leaderboard/assets/*"):
         missing = [str(p.relative_to(ROOT)) for p in _expected(pattern) if str(p.relative_to(ROOT)) not in names]
         assert not missing, f"not in the wheel: {missing}"
     assert "harness/importers/clip_benchmark.py" in names and "leaderboard/export.py" in names  # subpackages

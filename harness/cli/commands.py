@@ -289,17 +289,33 @@ def _aggregate_findings(args, baseline: dict, records) -> list:
 def cmd_baseline(args) -> int:
     from harness.gate import aggregate as aggregate_gate
     from harness.gate import check
-    from harness.results import store
     from harness.run.suites import get_suite
 
     suite, results = get_suite(args.suite), results_arg(args)
     records = check.suite_records(suite, check.load_records(results), results)
     out = Path(args.out or f"benchmarks/baselines/{suite.name}.json")
-    baseline = check.make_baseline(records, suite.name)
-    aggregates = aggregate_gate.baseline_entries(suite, records)
-    if aggregates:  # the suite's scores, gated as a whole (harness.gate.aggregate)
-        baseline["aggregates"] = aggregates
-    store.write_json_atomic(out, baseline)
+    aggregates = aggregate_gate.baseline_entries(suite, records)  # the suite's scores, gated as a whole
+    check.write_baseline(records, suite.name, out, {"aggregates": aggregates} if aggregates else None)
     scores = f" and {len(aggregates)} suite score(s)" if aggregates else ""
     print(f"baseline for suite {suite.name}: {len(records)} runs{scores} from {results} -> {out}")
     return 0
+
+
+def cmd_verify(args) -> int:
+    if not args.invariance:
+        if args.models or args.dataset:
+            raise UserError("--model/--dataset go with --invariance; `vlbench verify` alone compares the "
+                            "records in --results with the published references")
+        from harness.verify import verify_results
+
+        return verify_results(results_arg(args))
+    if not args.models or not args.dataset:
+        raise UserError("verify --invariance needs --model M (repeatable) and --dataset D")
+    if args.limit <= 0:
+        raise UserError(f"--limit must be positive, got {args.limit}")
+    from harness.verify import invariance
+
+    opts = invariance.InvarianceOptions(limit=args.limit, device=args.device)
+    out = invariance.check(args.models, args.dataset, args.task, args.split, opts, data_root=args.data_root)
+    print(invariance.summary(out))
+    return 1 if out.failed else 0

@@ -169,6 +169,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", action="append", default=None, metavar="BENCH",
                    help="with --throughput-ratios: run only this bench (repeatable)")
 
+    p = sub.add_parser("verify", help="do the records reproduce the published numbers? (exit 1 on a miss); "
+                       "--invariance: do batch size, chunk size and precision change a model's scores?")
+    p.add_argument("--results", default=None, help="results folder (env VLBENCH_RESULTS, default results/)")
+    p.add_argument("--invariance", action="store_true",
+                   help="re-run a small seeded subset with another batch size, chunk size and precision "
+                        "and report each metric's change (needs --model and --dataset)")
+    p.add_argument("--model", dest="models", action="append", default=None, metavar="NAME",
+                   help="--invariance: the model (repeatable)")
+    p.add_argument("--dataset", default=None, help="--invariance: the dataset")
+    p.add_argument("--split", default=None, help="--invariance: the split (default: the dataset's)")
+    p.add_argument("--task", action="append", default=None,
+                   help="--invariance: only this task (repeatable; default: every task the model can run)")
+    p.add_argument("--limit", type=int, default=100, help="--invariance: seeded subset size (default 100)")
+    p.add_argument("--device", default="cpu", help="--invariance: cpu or cuda[:N] (default cpu)")
+    p.add_argument("--data-root", default=os.environ.get("VLBENCH_DATA"))
+    progress.add_arguments(p)
+
     p = sub.add_parser("baseline", help="write regression-check baselines")
     bsub = p.add_subparsers(dest="baseline_command", required=True)
     b = bsub.add_parser("update", help="write a baseline from the latest records of a suite's runs")

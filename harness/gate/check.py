@@ -30,7 +30,7 @@ DEFAULT_TOLERANCES: dict[str, float] = {**{f"{d}_R@{k}": 0.5 for d in ("t2i", "i
     "acc5": 0.5, "macro_f1": 0.5, "balanced_acc": 0.5, "kendall_tau_c": 0.5, "kendall_tau_b": 0.5,
     "acc": 0.5, "text_score": 0.5, "image_score": 0.5, "group_score": 0.5,  # caption selection (acc_*: default)
     "default": 0.5, "throughput": 0.15,
-    "aggregate": 0.5}  # a suite score (harness.aggregate_gate); "aggregate:<score>" for one of them
+    "aggregate": 0.5}  # a suite score (harness.gate.aggregate); "aggregate:<score>" for one of them
 IDENTITY = ("model", "dataset", "split", "task", "precision", "device", "limit", "rerank_k", "prefilter")
 REQUIRED = IDENTITY[:6]  # limit/rerank_k/prefilter may be absent (older baselines): None
 MACHINE_KEYS = ("device", "device_name", "precision", "batch_size")  # must match to compare items/s
@@ -125,8 +125,19 @@ def make_baseline(records: list[ResultRecord], suite_name: str) -> dict:
             "entries": sorted(entries, key=lambda e: [str(v) for v in _key(e)])}
 
 
-def write_baseline(records: list[ResultRecord], suite_name: str, path: Path) -> Path:
-    return store.write_json_atomic(Path(path), make_baseline(records, suite_name))
+def write_baseline(records: list[ResultRecord], suite_name: str, path: Path, extra: dict | None = None) -> Path:
+    """Write the baseline (plus ``extra`` top-level parts: the suite's scores); an entry of the
+    file it replaces keeps its own ``tolerances`` (they were measured for that run, not for
+    these numbers alone)."""
+    baseline = {**make_baseline(records, suite_name), **(extra or {})}
+    try:
+        old = {_key(e): e["tolerances"] for e in load_baseline(Path(path))["entries"] if e.get("tolerances")}
+    except CheckError:
+        old = {}
+    for e in baseline["entries"]:
+        if _key(e) in old:
+            e["tolerances"] = old[_key(e)]
+    return store.write_json_atomic(Path(path), baseline)
 
 
 def suite_records(suite, records: list[ResultRecord], results: Path) -> list[ResultRecord]:
@@ -191,6 +202,8 @@ def load_baseline(path: Path) -> dict:
             raise bad(f"{where} has no 'metrics' to compare (got {e.get('metrics')!r})")
         numbers(e["metrics"], f"{where}.metrics")
         numbers(e.setdefault("throughput", {}), f"{where}.throughput")
+        if "tolerances" in e:  # per entry, measured (benchmarks/RESULTS.md says why)
+            numbers(e["tolerances"], f"{where}.tolerances", nonneg=True)
         if not isinstance(e.setdefault("machine", {}), dict):
             raise bad(f"{where}.machine must be an object")
     return raw
@@ -261,8 +274,9 @@ def compare(records: list[ResultRecord], baseline: dict, throughput: bool = True
         if rec is None:
             add("-", None, None, None, "missing", "regression", "no current record for this run")
             continue
+        own = {**tolerances, **e.get("tolerances", {})}  # an entry's measured tolerances win
         for metric, base in e["metrics"].items():
-            tol, cur = tolerance_for(metric, tolerances), rec.metrics.get(metric)
+            tol, cur = tolerance_for(metric, own), rec.metrics.get(metric)
             if metric not in rec.metrics:
                 add(metric, base, None, tol, "missing", "regression", "metric not in the current record")
             elif not _finite(base):

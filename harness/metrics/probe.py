@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 import torch
 from harness.core.errors import OptionError
 
-__all__ = ["ProbeOptions", "LinearProbe", "fit_logistic", "stratified_holdout", "sample_shots", "select_c",
-           "fit_probe"]
+__all__ = ["ProbeOptions", "LinearProbe", "fit_logistic", "stratified_holdout", "sample_shots", "choose_c",
+           "select_c", "fit_probe"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,10 @@ class ProbeOptions:
     search_iter: int = 100      # L-BFGS iterations per fit of the search (scikit-learn's default)
     max_iter: int = 1000        # ... of the final refit on all of train
     default_c: float = 1.0      # when some class has too few images to hold any out (e.g. 1-shot)
+    # held-out top-1 within this many held-out images of the best is a tie, and a tie goes to the
+    # smallest C (the strongest L2): embeddings that differ in their last bits between CPU kernels
+    # move a held-out accuracy by an image or two, and must not move the chosen C with it
+    tie_images: int = 2
 
 
 @dataclass
@@ -120,26 +124,49 @@ def sample_shots(labels: list[int], shots: int, seed: int) -> list[int]:
                                                         if len(by_class[y]) > shots else by_class[y]))
 
 
-def _heldout_fit(x, y, fit, held, num_classes, c, max_iter, init) -> tuple[tuple[float, float], LinearProbe]:
-    """((held-out top-1 %, held-out mean log-likelihood), probe): accuracy decides, the
-    likelihood breaks its ties (a tiny C ties on accuracy with near-uniform probabilities)."""
+def _heldout_fit(x, y, fit, held, num_classes, c, max_iter, init) -> tuple[tuple[float, float, float], LinearProbe]:
+    """((held-out top-1 %, held-out mean log-likelihood, its standard error), probe)."""
     probe = fit_logistic(x[fit], y[fit], num_classes, c, max_iter, init)
     logits, target = probe.logits(x[held]), y[held].to(x.device)
     acc = float((logits.argmax(1) == target).double().mean()) * 100.0
-    return (acc, -float(torch.nn.functional.cross_entropy(logits, target))), probe
+    ce = torch.nn.functional.cross_entropy(logits, target, reduction="none")
+    se = float(ce.std() / math.sqrt(len(ce))) if len(ce) > 1 else 0.0
+    return (acc, -float(ce.mean()), se), probe
+
+
+def choose_c(tried: dict[float, tuple[float, float, float]], n_held: int, tie_images: int) -> float:
+    """The smallest C among the ties for the best held-out top-1 (within ``tie_images`` held-out
+    images of it) whose held-out mean log-likelihood is within one standard error of the best
+    tie's: the most regularised fit no worse than the best beyond noise (the one-standard-error
+    rule of Breiman et al.'s CART and glmnet's ``lambda.1se``). The likelihood guard keeps a
+    saturated accuracy (every C at 100%) from choosing a C so small its probabilities are flat.
+    ``tried``: C -> (held-out top-1 %, mean log-likelihood, its standard error).
+
+    >>> tried = {0.1: (80.0, -0.9, 0.05), 1.0: (81.0, -0.52, 0.05), 10.0: (82.0, -0.5, 0.05)}
+    >>> choose_c(tried, n_held=100, tie_images=1), choose_c(tried, n_held=100, tie_images=0)
+    (1.0, 10.0)
+    >>> choose_c({1e-6: (100.0, -1.09, 0.01), 1.0: (100.0, -0.2, 0.01), 1e4: (100.0, -0.001, 0.0)}, 50, 1)
+    10000.0
+    """
+    best_acc = max(acc for acc, _, _ in tried.values())
+    slack = 100.0 * tie_images / n_held + 1e-9  # in percentage points, as the accuracies are
+    ties = {c: v for c, v in tried.items() if v[0] >= best_acc - slack}
+    best_ll, se = max((ll, se) for _, ll, se in ties.values())
+    return min(c for c, (_, ll, _) in ties.items() if ll >= best_ll - se - 1e-12)
 
 
 def select_c(x: torch.Tensor, y: torch.Tensor, num_classes: int, opts: ProbeOptions) -> tuple[float, list[dict]]:
-    """The C with the best held-out top-1 accuracy (ties: the better held-out log-likelihood),
-    and every C tried, in order."""
+    """The C with the best held-out top-1 accuracy, a tie within ``opts.tie_images`` going to
+    the smallest C its likelihood allows (:func:`choose_c`), and every C tried, in order."""
+    x = x.double()  # float64 from here on: the search compares fits, not float32 rounding
     split = stratified_holdout(y.tolist(), opts.holdout, opts.seed)
     if split is None:
         return opts.default_c, [{"c": opts.default_c, "heldout_acc1": None, "note": "a class has < 2 images"}]
     fit, held = (torch.as_tensor(s, device=x.device) for s in split)
-    tried: dict[float, tuple[float, float]] = {}
+    tried: dict[float, tuple[float, float, float]] = {}
     fits: dict[float, LinearProbe] = {}
 
-    def score(c: float) -> tuple[float, float]:
+    def score(c: float) -> tuple[float, float, float]:
         if c not in tried:  # warm start from the fit of the nearest C already tried
             near = min(fits, key=lambda k: abs(math.log10(k) - math.log10(c)), default=None)
             tried[c], fits[c] = _heldout_fit(x, y, fit, held, num_classes, c, opts.search_iter,
@@ -147,7 +174,7 @@ def select_c(x: torch.Tensor, y: torch.Tensor, num_classes: int, opts: ProbeOpti
         return tried[c]
 
     def best() -> float:
-        return max(sorted(tried), key=score)
+        return choose_c(tried, len(held), opts.tie_images)
 
     for c in opts.c_grid:
         score(c)
@@ -157,13 +184,15 @@ def select_c(x: torch.Tensor, y: torch.Tensor, num_classes: int, opts: ProbeOpti
         for c in (centre * 10 ** -step, centre * 10 ** step):
             score(float(f"{c:.6g}"))
         step /= 2
-    return best(), [{"c": c, "heldout_acc1": a, "heldout_loglik": ll} for c, (a, ll) in tried.items()]
+    return best(), [{"c": c, "heldout_acc1": a, "heldout_loglik": ll, "heldout_loglik_se": se}
+                    for c, (a, ll, se) in tried.items()]
 
 
 def fit_probe(x: torch.Tensor, y: torch.Tensor, num_classes: int, opts: ProbeOptions = ProbeOptions()) -> LinearProbe:
     """Choose C on a held-out part of (x, y), then refit on all of it with that C."""
     if not math.isfinite(float(x.abs().max())):
         raise ValueError("features contain NaN or inf")
+    x = x.double()
     c, search = select_c(x, y, num_classes, opts)
     probe = fit_logistic(x, y, num_classes, c, opts.max_iter)
     probe.search = search

@@ -27,6 +27,14 @@ class OpenClipSource:
     pretrained: str | None = None  # tag ("openai", "laion2b_s34b_b79k") or None for random init
 
 
+def mlp_activation(model) -> str | None:
+    """``quick_gelu`` or ``gelu``: what the transformer MLPs compute. OpenAI's CLIP weights were
+    trained with QuickGELU; open_clip builds it only from a pretrained tag or a ``-quickgelu``
+    architecture, not for a checkpoint given as a file, so the record says which ran."""
+    names = {type(m).__name__ for m in model.modules()}
+    return "quick_gelu" if "QuickGELU" in names else "gelu" if "GELU" in names else None
+
+
 class OpenClipDualEncoder:
     """DualEncoder over an open_clip model; ``tokenizer`` maps list[str] -> LongTensor."""
 
@@ -42,6 +50,7 @@ class OpenClipDualEncoder:
             else int(model.visual.output_dim)
         self._dtype = torch_dtype(options.precision)
         self._trim = None if can_trim_text(model) else False  # None: decided on the first text batch
+        self.activation = mlp_activation(model)  # recorded: verify names GELU run on QuickGELU weights
 
     def image_transform(self):
         return self._preprocess

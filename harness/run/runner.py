@@ -141,7 +141,7 @@ def run_one(spec: RunSpec, results_root: Path, force: bool = False) -> RunOutcom
     record = ResultRecord(
         model={"name": meta.name, "family": meta.family, "kind": meta.kind.value, "source": meta.source,
                "checkpoint": model.checkpoint.get("id"), "checkpoint_sha256": model.checkpoint.get("sha256"),
-               "params": _params(model, meta)},
+               "params": _params(model, meta), **_model_facts(model)},
         dataset={"name": run.dmeta.name, "split": run.split, "fingerprint": data.fingerprint, **images,
                  "language": _language(run.dmeta, data),
                  "images": len(data.images), **data.counts(), "info": _jsonable(data.info)},
@@ -308,6 +308,13 @@ def _params(model, meta) -> int | None:
     if inner is not None and hasattr(inner, "parameters"):
         return sum(p.numel() for p in inner.parameters())
     return meta.params
+
+
+def _model_facts(model) -> dict:
+    """What an adapter states about how its network computes (open_clip: ``activation``),
+    for ``vlbench verify`` to hold against a reference's protocol."""
+    act = getattr(model, "activation", None)
+    return {"activation": act} if isinstance(act, str) else {}
 
 
 def _peak_memory(timings: dict) -> dict:

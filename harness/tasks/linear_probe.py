@@ -81,7 +81,7 @@ def evaluate(model, data: ProbeData, opts: EncodeOptions, shots: int | None = No
         fit_stage.add_items(len(keep))
     labels = torch.as_tensor(data.eval.labels, dtype=torch.long, device=eval_x.device)
     with Stage("scoring", opts.device, warmup=0) as score_stage:
-        logits = probe.logits(eval_x).float()
+        logits = probe.logits(eval_x)  # float64, as the probe was fitted: no float32 rounding of close logits
         metrics = M.classification_metrics(logits, labels)
         score_stage.add_items(len(labels))
     return TaskResult(
