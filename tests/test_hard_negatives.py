@@ -1,12 +1,8 @@
-import doctest
 
 import torch
 
 import harness.tasks.hard_negatives as hn
 
-
-def test_doctest():
-    assert doctest.testmod(hn).failed == 0
 
 
 def test_hand_computed_mixed_outcomes():

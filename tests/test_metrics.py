@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import json
 
 import pytest
@@ -310,10 +309,6 @@ def test_from_preds_matches_sklearn():
 
 
 # ------------------------------------------------------------------------ doctests
-
-def test_doctests_pass():
-    result = doctest.testmod(hm, optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 0 and result.failed == 0
 
 
 def test_auto_chunk_bounds_block_memory_and_matches_reference():

@@ -7,14 +7,13 @@ make a path about 3x slower, so the verdicts hold on a loaded machine."""
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from harness.cli.main import main
 from harness.gate.perf import gate
-from harness.gate.perf.benches import BENCHES, BenchOptions, run_bench, single_block_ranks
+from harness.gate.perf.benches import BENCHES, BenchOptions, single_block_ranks
 from harness.gate.perf.interleave import interleaved
 
 ROOT = Path(__file__).resolve().parents[1]

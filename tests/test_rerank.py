@@ -1,6 +1,5 @@
 """Cross-encoder retrieval: top-k candidates, reranked ranks, pair scoring that reuses work."""
 
-import doctest
 
 import pytest
 import torch
@@ -92,10 +91,6 @@ def run(cross, data, prefilter=None, k=5):
 
 
 # ---------------------------------------------------------------------------------- metrics
-
-def test_doctests():
-    assert doctest.testmod(M).failed == 0
-    assert doctest.testmod(rerank).failed == 0
 
 
 @pytest.mark.parametrize("q,g,k,chunk", [(7, 30, 5, None), (50, 9, 4, 3), (20, 20, 25, 6)])
