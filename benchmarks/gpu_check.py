@@ -48,12 +48,12 @@ PARTS = (
     Part("cuda_vs_cpu", "gpu_paths", 40, "tiny CLIPs retrieval + zero-shot on cuda = CPU; Stage sync and memory"),
     Part("precisions", "gpu_paths", 40, "--precision fp16 | bf16 | amp: dtypes recorded and computed, numbers"),
     Part("oom_backoff", "gpu_paths", 30, "a planted CUDA out-of-memory backs off and keeps the CPU's numbers"),
-    Part("one_rank", "gpu_paths", 40, "torchrun, a one-rank NCCL group = the single process"),
-    Part("perfgate_sync", "gpu_parts", 40, "the perf gate fails the extra-device-sync plant",
+    Part("one_rank", "gpu_paths", 35, "torchrun, a one-rank NCCL group = the single process"),
+    Part("perfgate_sync", "gpu_parts", 35, "the perf gate fails the extra-device-sync plant",
          needs_cuda="the plant is a torch.cuda.synchronize() per batch: nothing to measure on CPU"),
     Part("scoring", "gpu_parts", 50, "100k x 500k recall scoring: wall time and peak device memory"),
-    Part("encode", "gpu_parts", 100, "harness / bare encode, ViT-B-32 bf16 and fp32, batch 256 and 1,024"),
-    Part("vs_clip_benchmark", "gpu_parts", 110, "vlbench vs CLIP_benchmark end to end, 1,000 Flickr8k images"),
+    Part("encode", "gpu_parts", 120, "harness / bare encode, ViT-B-32 bf16 and fp32, batch 256 and 1,024"),
+    Part("vs_clip_benchmark", "gpu_parts", 100, "vlbench vs CLIP_benchmark end to end, 1,000 Flickr8k images"),
 )
 DRY_TIMEOUT_S = 120  # a part takes 5-20 s of CPU at dry-run sizes; room for a loaded CI machine
 DRY_BUDGET_S = 900
@@ -126,7 +126,7 @@ def run_part(part: Part, dry_run: bool, timeout: float, log, work: Path) -> dict
     try:
         rc = proc.wait(timeout=max(1.0, timeout))
         status = {0: "ok", 3: "skipped"}.get(rc, "failed")
-        reason = "" if rc in (0, 3) else f"exit {rc}"
+        reason = "" if rc in (0, 3) else f"exit {rc}" + "".join(f": {n}" for n in read_part_file(record)["notes"][-1:])
     except subprocess.TimeoutExpired:
         _kill_group(proc)
         status, reason = "timeout", f"killed after {timeout:.0f} s"
@@ -144,13 +144,15 @@ def run_part(part: Part, dry_run: bool, timeout: float, log, work: Path) -> dict
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
+    """SIGTERM to the part's process group, SIGKILL 10 s later. torchrun starts its workers in
+    sessions of their own: on SIGTERM it stops them itself, which the 10 s leave time for."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:
             return
         try:
-            proc.wait(timeout=5)
+            proc.wait(timeout=10)
             return
         except subprocess.TimeoutExpired:
             continue
@@ -169,6 +171,9 @@ def part_main(name: str, record: str, dry_run: bool) -> int:
     except Skip as why:
         rec.note(str(why))
         return 3
+    except BaseException as exc:  # the table gets the cause in one line; the log the traceback
+        rec.note(f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1][:300] if str(exc).strip() else ''}")
+        raise
     return 1 if rec.failed else 0
 
 

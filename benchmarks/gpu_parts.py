@@ -17,7 +17,8 @@ from pathlib import Path
 from gpu_figures import BENCHMARKS, ROOT, Recorder, Sizes, Skip, device_for
 
 ENCODE_TARGET = 0.95     # harness / bare encode_image (issue 24, the first owed figure)
-SCORING_TARGET_S = 0.4   # 100k x 500k recall scoring (issue 24)
+SCORING_TARGET_S = 0.4   # 100k x 500k recall scoring (issue 24; issue 5 asked < 5 s)
+SCORING_MEMORY_MB = 8192  # its peak device memory (issue 5: < 8 GB; the full matrix is 186 GiB)
 VS_CB_TARGET = 5.0       # CLIP_benchmark wall / vlbench wall, 1,000 images (issue 24)
 PLANT_TOLERANCE = 0.05   # the perf gate's floor below the clean ratio for the device-sync plant
 
@@ -45,7 +46,7 @@ def encode(rec: Recorder, sizes: Sizes, dry_run: bool) -> None:
 
 def scoring(rec: Recorder, sizes: Sizes, dry_run: bool) -> None:
     """Recall scoring on the device: the same ranks as on the CPU, then time and peak memory at
-    100k x 500k (scoring_scale.run; a full score matrix would be 200 GB in fp32)."""
+    100k x 500k (scoring_scale.run; a full score matrix would be 186 GiB in fp32)."""
     import scoring_scale
     import torch
     from scoring_sharded import embeddings
@@ -73,11 +74,10 @@ def scoring(rec: Recorder, sizes: Sizes, dry_run: bool) -> None:
     size = f"{r['images']:,} x {r['captions']:,}"
     rec.against(f"scoring {size}, d=512, both directions: wall", r["wall_s"], "s", f"<= {SCORING_TARGET_S} s",
                 r["wall_s"] <= SCORING_TARGET_S, f"rsum {r['rsum']:.3f}, chunk {M.auto_chunk(r['captions'])} queries")
-    budget_mb = 4 * M.SCORING_BUDGET_BYTES / 2**20
     mem = "device memory (max_memory_allocated)" if dev.startswith("cuda") else "RSS (whole process)"
-    rec.against(f"scoring {size}: peak {mem}", r["peak_mb"], "MB",
-                f"<= inputs + {budget_mb:.0f} MB (bounded)", r["peak_mb"] <= r["inputs_mb"] + budget_mb,
-                f"inputs {r['inputs_mb']:.0f} MB; a full score matrix {r['full_matrix_mb'] / 1024:,.0f} GB")
+    rec.against(f"scoring {size}: peak {mem}", r["peak_mb"], "MB", f"<= {SCORING_MEMORY_MB:,} MB (bounded)",
+                r["peak_mb"] <= SCORING_MEMORY_MB,
+                f"inputs {r['inputs_mb']:,.0f} MB; a full score matrix {r['full_matrix_mb'] / 1024:,.0f} GB")
     if dev.startswith("cuda"):
         torch.cuda.empty_cache()
 
@@ -137,14 +137,19 @@ def vs_clip_benchmark(rec: Recorder, sizes: Sizes, dry_run: bool) -> None:
 def perfgate_sync(rec: Recorder, sizes: Sizes, dry_run: bool) -> None:
     """The perf gate's image_encode bench on the GPU, clean and with the extra-device-sync plant
     (tests/perf_plants.py): the planted run must fall below the clean run's floor."""
+    import importlib.util
+
     import pytest
-    from tests import perf_plants
 
     from harness.perfgate import gate
     from harness.perfgate.benches import BenchOptions, run_bench
 
     if dry_run:
         raise Skip("needs CUDA: the plant is a torch.cuda.synchronize() after each batch, a no-op or an error on CPU")
+    # by its path: a "tests" package of some installed distribution must not shadow the checkout's
+    spec = importlib.util.spec_from_file_location("perf_plants", ROOT / "tests" / "perf_plants.py")
+    perf_plants = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(perf_plants)
     opts = BenchOptions(model=sizes.plant_model, items=sizes.plant_items, batch_size=sizes.plant_batch,
                         repeats=sizes.plant_repeats, warmup=1, device="cuda")
     clean = run_bench("image_encode", opts)
