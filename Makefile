@@ -81,7 +81,7 @@ perf-check: setup
 GPU_OUT ?= $(if $(OUT),$(OUT),gpu-check-out)
 GPU_ARGS ?=
 gpu-check:
-	bash benchmarks/gpu_check.sh --out $(GPU_OUT) $(GPU_ARGS)
+	@bash benchmarks/gpu_check.sh --out $(GPU_OUT) $(GPU_ARGS)
 
 gpu-check-dry: setup
 	bash benchmarks/gpu_check.sh --dry-run --out .cache/gpu-check-dry $(GPU_ARGS)

@@ -136,7 +136,9 @@ def main() -> None:
         pairs = ((f"image_retrieval_recall@{k}", f"t2i_R@{k}"), (f"text_retrieval_recall@{k}", f"i2t_R@{k}"))
         for cb_key, vl_key in pairs:
             a, b = 100 * cb[cb_key], rec["metrics"][vl_key]
-            same = abs(a - b) < 1e-6  # percent; one query of 100,000 is 1e-3, so this is exact equality
+            # percent; CLIP_benchmark's recall is a float32 (57.5% comes back as 57.4999976), and one
+            # query of 100,000 is 1e-3 points, so 1e-4 is equality up to float32 rounding
+            same = abs(a - b) < 1e-4
             equal &= same
             recalls[vl_key] = {"clip_benchmark": a, "vlbench": b}
             print(f"  {vl_key:<9} CLIP_benchmark {a:8.4f}   vlbench {b:8.4f}   {'equal' if same else 'DIFFERENT'}")
