@@ -120,7 +120,7 @@ def run_part(part: Part, dry_run: bool, timeout: float, log, work: Path) -> dict
         cmd.append("--dry-run")
     log.write(f"\n===== {part.name} ({part.what}); timeout {timeout:.0f} s\n")
     log.flush()
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), _children_cpu()
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
@@ -130,7 +130,7 @@ def run_part(part: Part, dry_run: bool, timeout: float, log, work: Path) -> dict
     except subprocess.TimeoutExpired:
         _kill_group(proc)
         status, reason = "timeout", f"killed after {timeout:.0f} s"
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, _children_cpu() - cpu0  # CPU: what a loaded machine cannot inflate
     got = read_part_file(record)
     if status == "skipped":
         reason = " ".join(got.get("notes", [])) or "skipped"
@@ -140,7 +140,17 @@ def run_part(part: Part, dry_run: bool, timeout: float, log, work: Path) -> dict
     elif status == "failed" and failed:
         reason = f"{len(failed)} check(s) failed"
     return {"part": part.name, "what": part.what, "status": status, "reason": reason, "seconds": round(seconds, 1),
-            "timeout_s": round(timeout), "rows": got.get("rows", []), "notes": got.get("notes", [])}
+            "cpu_s": round(cpu, 1), "timeout_s": round(timeout), "rows": got.get("rows", []),
+            "notes": got.get("notes", [])}
+
+
+def _children_cpu() -> float:
+    """User + system CPU seconds of this process's waited-for children (a part and its own
+    children; torchrun's workers too once torchrun has waited for them)."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
@@ -248,11 +258,13 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             results.append(_one(part, args.dry_run, deadline, log, Path(work)))
             r = results[-1]
-            print(f"{r['part']:<18} {r['status']:<8} {r['seconds']:6.1f} s  {r['reason']}", flush=True)
+            print(f"{r['part']:<18} {r['status']:<8} {r['seconds']:6.1f} s (CPU {r.get('cpu_s', 0):5.1f} s)  {r['reason']}",
+                  flush=True)
     payload = {"schema": 1, "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                "mode": "dry-run" if args.dry_run else "gpu", "environment": env, "environment_line": line,
                "wall_s": round(time.perf_counter() - started, 1), "budget_s": args.budget_s, "parts": results}
-    md = f"{line}\n\n{table(results)}\n\nwall {payload['wall_s']} s (budget {args.budget_s:g} s)"
+    cpu = sum(r.get("cpu_s", 0.0) for r in results)
+    md = f"{line}\n\n{table(results)}\n\nwall {payload['wall_s']} s (budget {args.budget_s:g} s); parts' CPU {cpu:.1f} s"
     json_path, md_path = write_outputs(out, payload, md)
     skipped = [f"{r['part']} ({r['reason']})" for r in results if r["status"] == "skipped"]
     skipped += [f"{r['part']}: {f['figure']} ({f['detail']})" for r in results for f in r["rows"]

@@ -66,7 +66,7 @@ class Sizes:
 
 
 GPU = Sizes()
-DRY = Sizes(encode_model="tiny-clip-synth", encode_batches=(8, 16), encode_split="test", encode_images=16,
+DRY = Sizes(encode_model="tiny-clip-synth", encode_batches=(8,), encode_split="test", encode_images=16,
             encode_texts=16, encode_repeats=1, score_images=2_000, score_captions=10_000, score_check=(300, 1_500),
             vs_arch="ViT-S-32", vs_limit=16, vs_batch=8, vs_workers=0, vs_precision="fp32", vs_repeats=1,
             tiny_models=("tiny-clip-synth",), tiny_limit=16, precisions=("bf16", "amp"),
