@@ -191,7 +191,8 @@ def table(results: list[dict]) -> str:
     """Markdown: one row per figure, and one per part that gave none (skipped, failed, cut)."""
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for r in results:
-        rows = r["rows"] or [{"figure": r["what"], "value": None, "unit": "", "target": "", "verdict": "", "detail": ""}]
+        rows = r["rows"] or [{"figure": r["what"], "value": None, "unit": "", "target": "", "verdict": "",
+                              "detail": ""}]
         for i, f in enumerate(rows):
             verdict = f["verdict"] or ("" if r["status"] == "ok" else r["status"])
             detail = f.get("detail", "")
@@ -258,13 +259,14 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             results.append(_one(part, args.dry_run, deadline, log, Path(work)))
             r = results[-1]
-            print(f"{r['part']:<18} {r['status']:<8} {r['seconds']:6.1f} s (CPU {r.get('cpu_s', 0):5.1f} s)  {r['reason']}",
-                  flush=True)
+            print(f"{r['part']:<18} {r['status']:<8} {r['seconds']:6.1f} s (CPU {r.get('cpu_s', 0):5.1f} s)  "
+                  f"{r['reason']}", flush=True)
     payload = {"schema": 1, "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                "mode": "dry-run" if args.dry_run else "gpu", "environment": env, "environment_line": line,
                "wall_s": round(time.perf_counter() - started, 1), "budget_s": args.budget_s, "parts": results}
     cpu = sum(r.get("cpu_s", 0.0) for r in results)
-    md = f"{line}\n\n{table(results)}\n\nwall {payload['wall_s']} s (budget {args.budget_s:g} s); parts' CPU {cpu:.1f} s"
+    md = (f"{line}\n\n{table(results)}\n\n"
+          f"wall {payload['wall_s']} s (budget {args.budget_s:g} s); parts' CPU {cpu:.1f} s")
     json_path, md_path = write_outputs(out, payload, md)
     skipped = [f"{r['part']} ({r['reason']})" for r in results if r["status"] == "skipped"]
     skipped += [f"{r['part']}: {f['figure']} ({f['detail']})" for r in results for f in r["rows"]

@@ -101,7 +101,8 @@ def flickr8k_root() -> tuple[str | None, str]:
                                                                          (ROOT.parent, ROOT.parent.parent))):
         if c and (Path(c) / "flickr8k" / "text" / "Flickr_8k.devImages.txt").exists():
             return str(c), ""
-    return None, "no Flickr8k dev split: not in $VLBENCH_DATA, .gpu/data (make gpu-prepare) or a shared/data beside the checkout"
+    return None, ("no Flickr8k dev split: not in $VLBENCH_DATA, .gpu/data (make gpu-prepare) or a shared/data "
+                  "beside the checkout")
 
 
 def vs_clip_benchmark(rec: Recorder, sizes: Sizes, dry_run: bool) -> None:
@@ -122,7 +123,8 @@ def vs_clip_benchmark(rec: Recorder, sizes: Sizes, dry_run: bool) -> None:
         subprocess.run(cmd, check=True, cwd=ROOT)
         f = json.loads(out.read_text(encoding="utf-8"))
     what = f"{sizes.vs_arch} {f['precision']}, {f['images']} images"
-    rec.figure(f"CLIP_benchmark, {what}: wall", f["clip_benchmark_s"], "s", detail=f"runs {f['runs_s']['clip_benchmark']}")
+    rec.figure(f"CLIP_benchmark, {what}: wall", f["clip_benchmark_s"], "s",
+               detail=f"runs {f['runs_s']['clip_benchmark']}")
     rec.figure(f"vlbench --no-cache, {what}: wall", f["vlbench_cold_s"], "s",
                detail=f"stages {f['vlbench_stages_s']}")
     rec.against(f"CLIP_benchmark / vlbench, {what}, cold", f["ratio_cold"], "x", f">= {VS_CB_TARGET:g}",

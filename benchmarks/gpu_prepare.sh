@@ -50,7 +50,8 @@ chmod +x "$GPU/cb-python"
 if [ -f "$FLICKR/text/Flickr_8k.devImages.txt" ]; then
     mkdir -p "$GPU/data/flickr8k/text" "$GPU/data/flickr8k/Flicker8k_Dataset"
     cp "$FLICKR"/text/Flickr_8k.*Images.txt "$GPU/data/flickr8k/text/"
-    grep -F -f "$FLICKR/text/Flickr_8k.devImages.txt" "$FLICKR/text/Flickr8k.token.txt" > "$GPU/data/flickr8k/text/Flickr8k.token.txt"
+    grep -F -f "$FLICKR/text/Flickr_8k.devImages.txt" "$FLICKR/text/Flickr8k.token.txt" \
+        > "$GPU/data/flickr8k/text/Flickr8k.token.txt"
     while read -r name; do
         [ -n "$name" ] && cp "$FLICKR/Flicker8k_Dataset/$name" "$GPU/data/flickr8k/Flicker8k_Dataset/"
     done < "$FLICKR/text/Flickr_8k.devImages.txt"

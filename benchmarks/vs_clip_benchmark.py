@@ -86,7 +86,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=0, help="data-loader workers for both tools")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--precision", default="fp32", choices=("fp32", "amp"),
-                    help="fp32 for both, or autocast for both (CLIP_benchmark without --no_amp, vlbench --precision amp)")
+                    help="fp32 for both, or autocast for both (CLIP_benchmark without --no_amp, "
+                    "vlbench --precision amp)")
     ap.add_argument("--json", default=None, help="also write the figures to this JSON file")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--data-root", default=os.environ.get("VLBENCH_DATA"), help="folder holding flickr8k/")
