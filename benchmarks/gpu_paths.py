@@ -29,8 +29,8 @@ from gpu_figures import BENCHMARKS, DRY, GPU, ROOT, Recorder, Sizes, device_for
 
 # Largest difference of any metric (percentage points) from fp32 on the CPU. fp32 on CUDA
 # differs by rounding (and TF32 in cuDNN convolutions), which moves a near-tied query by a
-# place; half precision moves more. On the synthetic test split one query is 0.02 points
-# (text -> image, 5,000 captions) or 0.1 (image -> text, 1,000 images).
+# place; half precision moves more. On 500 synthetic test images one query is 0.04 points
+# (text -> image, 2,500 captions) or 0.2 (image -> text).
 TOLERANCE_POINTS = {"fp32": 0.5, "amp": 2.0, "fp16": 2.0, "bf16": 3.0}
 # What each precision must compute in: (weights dtype, autocast dtype or None), per device type
 EXPECTED_DTYPES = {
