@@ -45,14 +45,14 @@ class Part:
 # Order: the quick CUDA-path checks first (a device bug shows in the first minute), then the
 # owed figures. Timeouts sum to 450 s; with set-up (~20 s) the whole stays under 8 minutes.
 PARTS = (
-    Part("cuda_vs_cpu", "gpu_paths", 50, "tiny CLIPs retrieval + zero-shot on cuda = CPU; Stage sync and memory"),
-    Part("precisions", "gpu_paths", 45, "--precision fp16 | bf16 | amp: dtypes recorded and computed, numbers"),
-    Part("oom_backoff", "gpu_paths", 30, "a planted CUDA out-of-memory backs off and keeps the CPU's numbers"),
-    Part("one_rank", "gpu_paths", 35, "torchrun, a one-rank NCCL group = the single process"),
+    Part("cuda_vs_cpu", "gpu_paths", 45, "tiny CLIPs retrieval + zero-shot on cuda = CPU; Stage sync and memory"),
+    Part("precisions", "gpu_paths", 35, "--precision fp16 | bf16 | amp: dtypes recorded and computed, numbers"),
+    Part("oom_backoff", "gpu_paths", 25, "a planted CUDA out-of-memory backs off and keeps the CPU's numbers"),
+    Part("one_rank", "gpu_paths", 30, "torchrun, a one-rank NCCL group = the single process"),
     Part("perfgate_sync", "gpu_parts", 45, "the perf gate fails the extra-device-sync plant",
          needs_cuda="the plant is a torch.cuda.synchronize() per batch: nothing to measure on CPU"),
-    Part("scoring", "gpu_parts", 45, "100k x 500k recall scoring: wall time and peak device memory"),
-    Part("encode", "gpu_parts", 105, "harness / bare encode, ViT-B-32 bf16 and fp32, batch 256 and 1,024"),
+    Part("scoring", "gpu_parts", 40, "100k x 500k recall scoring: wall time and peak device memory"),
+    Part("encode", "gpu_parts", 135, "harness / bare encode, ViT-B-32 bf16 and fp32, batch 256 and 1,024"),
     Part("vs_clip_benchmark", "gpu_parts", 95, "vlbench vs CLIP_benchmark end to end, 1,000 Flickr8k images"),
 )
 DRY_TIMEOUT_S = 120  # a part takes 5-20 s of CPU at dry-run sizes; room for a loaded CI machine
