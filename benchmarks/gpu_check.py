@@ -282,10 +282,10 @@ def main(argv: list[str] | None = None) -> int:
 def _one(part: Part, dry_run: bool, deadline: float, log, work: Path) -> dict:
     if dry_run and part.needs_cuda:
         return {"part": part.name, "what": part.what, "status": "skipped", "reason": f"needs CUDA: {part.needs_cuda}",
-                "seconds": 0.0, "timeout_s": 0, "rows": [], "notes": []}
+                "seconds": 0.0, "cpu_s": 0.0, "timeout_s": 0, "rows": [], "notes": []}
     left = deadline - time.perf_counter()
     if left < 5:
-        return {"part": part.name, "what": part.what, "status": "timeout", "seconds": 0.0, "timeout_s": 0,
+        return {"part": part.name, "what": part.what, "status": "timeout", "seconds": 0.0, "cpu_s": 0.0, "timeout_s": 0,
                 "reason": "not started: the run's budget is spent", "rows": [], "notes": []}
     return run_part(part, dry_run, min(DRY_TIMEOUT_S if dry_run else part.timeout_s, left), log, work)
 
