@@ -9,7 +9,8 @@ DATASET ?= synthetic
 SUITE ?= default
 RUN_ARGS ?=
 
-.PHONY: setup bench test leaderboard check baseline clean-results perf perf-baseline perf-check
+.PHONY: setup bench test leaderboard check baseline clean-results perf perf-baseline perf-check \
+	gpu-check gpu-check-dry gpu-prepare
 
 # Idempotent: re-installs only when pyproject.toml changed since the last install.
 setup: $(VENV)/.installed
@@ -75,3 +76,19 @@ RATIOS_ARGS ?=
 perf-check: setup
 	$(PY) -m pytest -q -p no:cacheprovider benchmarks/timing
 	$(VLBENCH) check --throughput-ratios $(RATIOS) --results $(RESULTS) $(RATIOS_ARGS)
+
+# The one command for a machine with a CUDA GPU (issue 24; benchmarks/gpu_check.sh): every owed
+# GPU figure and every CUDA path once, under 8 minutes, results in $(GPU_OUT) (default $$OUT).
+# No `setup` prerequisite: a lent GPU machine reaches no package registry; it uses its own
+# torch and the packages `make gpu-prepare` put in .gpu/ (carry .gpu along).
+# gpu-check-dry: the same script on CPU at tiny sizes, CUDA-only checks skipped by name (CI).
+GPU_OUT ?= $(if $(OUT),$(OUT),gpu-check-out)
+GPU_ARGS ?=
+gpu-check:
+	@bash benchmarks/gpu_check.sh --out $(GPU_OUT) $(GPU_ARGS)
+
+gpu-check-dry: setup
+	bash benchmarks/gpu_check.sh --dry-run --out .cache/gpu-check-dry $(GPU_ARGS)
+
+gpu-prepare: setup
+	bash benchmarks/gpu_prepare.sh

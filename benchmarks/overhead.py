@@ -8,6 +8,8 @@ Three comparisons, best of ``--repeats`` runs each, harness and bare runs altern
   texts                harness encode_texts (tokenise + encode + timing) vs a plain loop.
 
     .venv/bin/python benchmarks/overhead.py --model tiny-clip-synth --batch-size 64
+    .venv/bin/python benchmarks/overhead.py --model open_clip:ViT-B-32 --precision bf16 --device cuda \
+        --split train --limit 4096 --texts 4096 --batch-size 1024          # a GPU, random init
 
 ``--progress`` instead compares the harness with progress bars forced on against bars off
 (images end to end, and texts): on and off alternate (on/off, off/on, ...) and each pair's
@@ -132,50 +134,50 @@ def progress_comparison(workloads, repeats: int, mininterval: float | None = Non
               f"of {on_cpu[0]:.1f} s = {100 * clock.cpu / on_cpu[0]:.3f}%", flush=True)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="tiny-clip-synth")
-    ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--workers", type=int, default=None, help="harness data-loader workers (default: auto)")
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--limit", type=int, default=None, help="seeded subset of the test split's images")
-    ap.add_argument("--texts", type=int, default=None, help="encode only the first N captions")
-    ap.add_argument("--progress", action="store_true",
-                    help="compare progress bars on vs off (interleaved pairs, median ratio) instead")
-    ap.add_argument("--mininterval", type=float, default=None,
-                    help="with --progress: seconds between redraws (default: the policy's)")
-    ap.add_argument("--threads", type=int, default=None,
-                    help="torch intra-op threads for both sides (default: torch's; 1 is steadier on a busy machine)")
-    args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+def _sync(device: str) -> None:
+    """CUDA work is asynchronous: a bare loop's clock must wait for its kernels (the harness's
+    Stage synchronises at its ends on its own)."""
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize(device)
 
+
+def encode_ratios(args) -> list[dict]:
+    """Harness vs bare items/s and their ratio for images end to end, images encode only and
+    texts: one dict per comparison (also printed). ``args``: the options of :func:`parser`."""
     from harness.datasets import DatasetRequest, TaskKind, synthetic
-    from harness.core.interfaces import LoadOptions
+    from harness.core.interfaces import LoadOptions, Precision
     from harness.core.measure import Stage, default_workers
     from harness.models import resolve
+    from harness.models.common import autocast, torch_dtype
     from harness.tasks.encode import EncodeOptions, encode_images, encode_texts
 
-    model = resolve(args.model).load(LoadOptions(device=args.device))
+    precision = Precision(args.precision)
+    torch.manual_seed(0)  # a random-init open_clip model is the same model every run
+    model = resolve(args.model).load(LoadOptions(device=args.device, precision=precision, weights=args.weights))
     net, dev, bs = model.model, args.device, args.batch_size
-    data = synthetic.load(DatasetRequest("test", TaskKind.RETRIEVAL, limit=args.limit))
+    dtype = torch_dtype(precision)
+    data = synthetic.load(DatasetRequest(args.split, TaskKind.RETRIEVAL, limit=args.limit))
     workers = default_workers(args.device) if args.workers is None else args.workers
     opts = EncodeOptions(batch_size=bs, device=dev, num_workers=workers)
     tf = model.image_transform()
     n_img, texts = len(data.images), data.captions[:args.texts]
+
+    def bare_image(px):  # what a user writes by hand: cast, (autocast), encode, normalise
+        with torch.inference_mode(), autocast(dev, precision):
+            return F.normalize(net.encode_image(px.to(dev, dtype=dtype, non_blocking=True)).float(), dim=-1)
 
     def harness_images():
         with Stage("image_encode", dev) as st:
             encode_images(model, data.images, opts, st)
 
     def bare_images_e2e():
-        with torch.inference_mode():
-            for s in range(0, n_img, bs):
-                px = torch.stack([tf(data.images.load(i)) for i in range(s, min(s + bs, n_img))])
-                F.normalize(net.encode_image(px.to(dev)).float(), dim=-1)
+        for s in range(0, n_img, bs):
+            bare_image(torch.stack([tf(data.images.load(i)) for i in range(s, min(s + bs, n_img))]))
+        _sync(dev)
 
     pixels = torch.stack([tf(data.images.load(i)) for i in range(n_img)])
+    if dev.startswith("cuda"):
+        pixels = pixels.pin_memory()  # as the harness's loader hands them over (pin_memory on CUDA)
     batches = [pixels[s:s + bs] for s in range(0, n_img, bs)]
 
     def harness_images_encode_only():
@@ -185,35 +187,107 @@ def main() -> None:
                     model.encode_images(px)
 
     def bare_images_encode_only():
-        with torch.inference_mode():
-            for px in batches:
-                F.normalize(net.encode_image(px.to(dev)).float(), dim=-1)
+        for px in batches:
+            bare_image(px)
+        _sync(dev)
 
     def harness_texts():
         with Stage("text_encode", dev) as st:
             encode_texts(model, texts, opts, st)
 
     def bare_texts():
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(dev, precision):
             for s in range(0, len(texts), bs):
                 F.normalize(net.encode_text(model.tokenize(texts[s:s + bs]).to(dev)).float(), dim=-1)
+        _sync(dev)
 
-    if args.progress:
-        print(f"model {args.model}, batch {bs}, device {dev}, fp32, harness workers {workers}, "
-              f"torch threads {torch.get_num_threads()}")
-        progress_comparison([("images, end to end", harness_images, n_img),
-                             ("texts", harness_texts, len(texts))], args.repeats, args.mininterval)
-        return
-    print(f"model {args.model}, batch {bs}, device {dev}, fp32, harness workers {workers}, "
-          f"torch threads {torch.get_num_threads()}, best of {args.repeats}")
+    print(f"model {args.model}, batch {bs}, device {dev}, {precision.value}, harness workers {workers}, "
+          f"torch threads {torch.get_num_threads()}, best of {args.repeats}", flush=True)
+    rows = []
     for name, harness_fn, bare_fn, items in (
         ("images, end to end", harness_images, bare_images_e2e, n_img),
         ("images, encode only", harness_images_encode_only, bare_images_encode_only, n_img),
         ("texts", harness_texts, bare_texts, len(texts)),
     ):
-        bare_fn()  # warm-up: lazy init and allocator growth charged to neither side
+        bare_fn()  # warm-up: lazy init, autotuning and allocator growth charged to neither side
+        harness_fn()
         h, b = best_rates(harness_fn, bare_fn, items, args.repeats)
         print(f"{name:<20} harness {h:9.1f}/s   bare {b:9.1f}/s   ratio {h / b:.3f}", flush=True)
+        rows.append({"comparison": name, "items": items, "harness_items_per_s": h, "bare_items_per_s": b,
+                     "ratio": h / b, "model": args.model, "batch_size": bs, "device": dev,
+                     "precision": precision.value, "workers": workers})
+    return rows
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="tiny-clip-synth",
+                    help="registered model or open_clip:ARCH (random init when no --weights), e.g. open_clip:ViT-B-32")
+    ap.add_argument("--weights", default=None, help="local checkpoint for the model")
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16", "amp"),
+                    help="both sides: the harness's weights dtype / autocast, the bare loop the same")
+    ap.add_argument("--split", default="test", help="synthetic split the images and captions come from "
+                    "(train has 12,000 images: room for several batches of 1,024)")
+    ap.add_argument("--workers", type=int, default=None, help="harness data-loader workers (default: auto)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--limit", type=int, default=None, help="seeded subset of the split's images")
+    ap.add_argument("--texts", type=int, default=None, help="encode only the first N captions")
+    ap.add_argument("--progress", action="store_true",
+                    help="compare progress bars on vs off (interleaved pairs, median ratio) instead")
+    ap.add_argument("--mininterval", type=float, default=None,
+                    help="with --progress: seconds between redraws (default: the policy's)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch intra-op threads for both sides (default: torch's; 1 is steadier on a busy machine)")
+    ap.add_argument("--json", default=None, help="also write the comparisons to this JSON file")
+    return ap
+
+
+def main() -> None:
+    args = parser().parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.progress:
+        progress_main(args)
+        return
+    rows = encode_ratios(args)
+    if args.json:
+        import json
+        from pathlib import Path
+
+        Path(args.json).write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
+
+
+def progress_main(args) -> None:
+    from harness.datasets import DatasetRequest, TaskKind, synthetic
+    from harness.core.interfaces import LoadOptions
+    from harness.core.measure import default_workers
+    from harness.models import resolve
+    from harness.tasks.encode import EncodeOptions, encode_images, encode_texts
+
+    model = resolve(args.model).load(LoadOptions(device=args.device, weights=args.weights))
+    data = synthetic.load(DatasetRequest(args.split, TaskKind.RETRIEVAL, limit=args.limit))
+    workers = default_workers(args.device) if args.workers is None else args.workers
+    opts = EncodeOptions(batch_size=args.batch_size, device=args.device, num_workers=workers)
+    texts = data.captions[:args.texts]
+
+    def harness_images():
+        from harness.core.measure import Stage
+
+        with Stage("image_encode", args.device) as st:
+            encode_images(model, data.images, opts, st)
+
+    def harness_texts():
+        from harness.core.measure import Stage
+
+        with Stage("text_encode", args.device) as st:
+            encode_texts(model, texts, opts, st)
+
+    print(f"model {args.model}, batch {args.batch_size}, device {args.device}, fp32, harness workers {workers}, "
+          f"torch threads {torch.get_num_threads()}")
+    progress_comparison([("images, end to end", harness_images, len(data.images)),
+                         ("texts", harness_texts, len(texts))], args.repeats, args.mininterval)
 
 
 if __name__ == "__main__":

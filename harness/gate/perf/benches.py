@@ -35,6 +35,7 @@ class BenchOptions:
     split: str | None = None
     weights: str | None = None
     data_root: str | None = None
+    device: str = "cpu"          # image_encode: where both sides encode (benchmarks/gpu_check.py: cuda)
 
     @classmethod
     def from_dict(cls, d: dict, where: str) -> BenchOptions:
@@ -51,11 +52,11 @@ def _check(name: str, ok: bool, what: str) -> None:
 
 
 @lru_cache(maxsize=4)  # benches only read models and data: one load per process, not per bench
-def _model(name: str):
+def _model(name: str, device: str = "cpu"):
     from harness.core.interfaces import LoadOptions
     from harness.models import resolve
 
-    return resolve(name).load(LoadOptions(device="cpu"))
+    return resolve(name).load(LoadOptions(device=device))
 
 
 @lru_cache(maxsize=8)
@@ -73,21 +74,23 @@ def image_encode(o: BenchOptions) -> Measurement:
     from harness.core.measure import Stage
     from harness.tasks.encode import EncodeOptions, encode_images
 
-    model, data = _model(o.model), _synthetic(o.items)
-    net, tf, n, bs = model.model, model.image_transform(), len(data.images), o.batch_size
-    opts = EncodeOptions(batch_size=bs, device="cpu", num_workers=0)
+    model, data = _model(o.model, o.device), _synthetic(o.items)
+    net, tf, n, bs, dev = model.model, model.image_transform(), len(data.images), o.batch_size, o.device
+    opts = EncodeOptions(batch_size=bs, device=dev, num_workers=0)
     out = {}
 
     def harness():
-        with Stage("image_encode", "cpu") as st:
+        with Stage("image_encode", dev) as st:  # the Stage synchronises a CUDA device at its ends
             out["h"] = encode_images(model, data.images, opts, st)
 
     def bare():
         with torch.inference_mode():
             parts = [F.normalize(net.encode_image(torch.stack([tf(data.images.load(i)) for i in
-                                                               range(s, min(s + bs, n))])).float(), dim=-1)
+                                                               range(s, min(s + bs, n))]).to(dev)).float(), dim=-1)
                      for s in range(0, n, bs)]
         out["b"] = torch.cat(parts)
+        if dev.startswith("cuda"):
+            torch.cuda.synchronize(dev)  # the clock stops when the kernels are done, as the Stage's does
 
     m = interleaved("image_encode", harness, bare, o.repeats, n, o.warmup, asdict(o))
     _check(m.name, torch.allclose(out["h"], out["b"], atol=1e-5), "image embeddings")
