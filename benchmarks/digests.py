@@ -41,10 +41,10 @@ def measure(paths: list[Path], repeats: int) -> dict:
         cache = Path(tempfile.mkdtemp(prefix="vlbench-digests-"))
         try:
             digests._TABLES.clear()
-            cold += _timed(lambda: digests.file_digests(paths, cache), 1)
-            warm += _timed(lambda: digests.file_digests(paths, cache), 1)
+            cold += _timed(lambda: digests.file_digests(paths, cache), 1)  # noqa: B023
+            warm += _timed(lambda: digests.file_digests(paths, cache), 1)  # noqa: B023
             digests._TABLES.clear()
-            reread += _timed(lambda: digests.file_digests(paths, cache), 1)
+            reread += _timed(lambda: digests.file_digests(paths, cache), 1)  # noqa: B023
             table_mb = sum(p.stat().st_size for p in (cache / "digests").glob("*.json")) / 1e6
         finally:
             shutil.rmtree(cache, ignore_errors=True)

@@ -28,11 +28,11 @@ def main() -> None:
     args = ap.parse_args()
 
     from harness.models.fusion import model as FU
+    from harness.models.fusion.towers import load_towers
+    from harness.tasks.hard_negatives import hard_negative_accuracy
     from harness.training import fusion_eval as E
     from harness.training.fusion_data import load_split
-    from harness.models.fusion.towers import load_towers
     from harness.training.fusion_features import split_features, split_slices
-    from harness.tasks.hard_negatives import hard_negative_accuracy
 
     names = args.models or [n for n, s in FU.SPECS.items() if s.dataset == args.dataset]
     data = load_split(args.dataset, args.split, args.data_root)

@@ -16,7 +16,6 @@ takes minutes). Prints one line per check and exits non-zero if any fails.
 from __future__ import annotations
 
 import argparse
-import errno
 import json
 import os
 import random
@@ -246,7 +245,8 @@ def bad_inputs(args) -> None:
     (root / "Flicker8k_Dataset" / names[1]).write_bytes(data[: len(data) // 2] + b"\xff\xd9")
     r = vlbench(*frun, "--data-root", root.parent)
     report(r.returncode == 0 and f"{names[1]}: JPEG data ends early" in r.stderr,
-           "JPEG cut in half + end marker warns", next((ln for ln in r.stderr.splitlines() if "ends early" in ln), r.stderr[-200:]))
+           "JPEG cut in half + end marker warns",
+           next((ln for ln in r.stderr.splitlines() if "ends early" in ln), r.stderr[-200:]))
     root = flickr_copy(w, names, "bom")
     split = root / "text" / "Flickr_8k.devImages.txt"
     split.write_bytes(b"\xef\xbb\xbf" + split.read_bytes())

@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from gpu_figures import DRY, GPU, FAIL, ROOT, SKIPPED, Recorder, Skip, read_part_file
+from gpu_figures import DRY, FAIL, GPU, ROOT, SKIPPED, Recorder, Skip, read_part_file
 
 
 @dataclass(frozen=True)

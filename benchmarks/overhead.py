@@ -120,8 +120,8 @@ def progress_comparison(workloads, repeats: int, mininterval: float | None = Non
         def timed_on():
             t0, c0 = time.perf_counter(), time.process_time()
             with_policy(on)
-            on_wall[0] += time.perf_counter() - t0
-            on_cpu[0] += time.process_time() - c0
+            on_wall[0] += time.perf_counter() - t0  # noqa: B023
+            on_cpu[0] += time.process_time() - c0  # noqa: B023
 
         with TqdmClock() as clock:  # bars-off runs make no tqdm call: only the on runs are charged
             wall_r, cpu_r = paired_ratios(timed_on, lambda: with_policy(off), repeats)
@@ -144,9 +144,9 @@ def _sync(device: str) -> None:
 def encode_ratios(args) -> list[dict]:
     """Harness vs bare items/s and their ratio for images end to end, images encode only and
     texts: one dict per comparison (also printed). ``args``: the options of :func:`parser`."""
-    from harness.datasets import DatasetRequest, TaskKind, synthetic
     from harness.core.interfaces import LoadOptions, Precision
     from harness.core.measure import Stage, default_workers
+    from harness.datasets import DatasetRequest, TaskKind, synthetic
     from harness.models import resolve
     from harness.models.common import autocast, torch_dtype
     from harness.tasks.encode import EncodeOptions, encode_images, encode_texts
@@ -260,9 +260,9 @@ def main() -> None:
 
 
 def progress_main(args) -> None:
-    from harness.datasets import DatasetRequest, TaskKind, synthetic
     from harness.core.interfaces import LoadOptions
     from harness.core.measure import default_workers
+    from harness.datasets import DatasetRequest, TaskKind, synthetic
     from harness.models import resolve
     from harness.tasks.encode import EncodeOptions, encode_images, encode_texts
 

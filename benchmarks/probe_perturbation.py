@@ -39,10 +39,10 @@ def cached_embeddings(root: Path, model: str, split: str, batch_size: int):
 def main() -> int:
     import torch
 
-    from harness.metrics import functional as M
-    from harness.results.cache import cache_root
     from harness.datasets import DATASETS, DatasetRequest
+    from harness.metrics import functional as M
     from harness.metrics.probe import ProbeOptions, fit_probe
+    from harness.results.cache import cache_root
     from harness.tasks import TASKS
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

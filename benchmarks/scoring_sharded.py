@@ -87,7 +87,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     img, txt, gt = embeddings(args.images, args.captions, args.dim)
-    (ref, wall, mem) = measure(lambda: M.retrieval_ranks(img, txt, gt))
+    (ref, wall, mem) = measure(lambda: M.retrieval_ranks(img, txt, gt))  # noqa: F821
     gallery_mb = (img.numel() + txt.numel()) * 4 / 2**20
     print(f"{args.images} images x {args.captions} captions d={args.dim}, torch {torch.__version__}")
     print(f"1 process, {args.threads} threads: {wall:7.2f} s, peak scoring memory {mem:7.1f} MB "

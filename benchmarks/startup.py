@@ -79,7 +79,8 @@ def main() -> None:
             floor = stage_floor(t)
             rows[side].append({"wall": wall, "floor": floor, "cpu": CPU["last"], **t})
             metrics.setdefault(side, rec["metrics"])
-            print(f"round {r} {side:<7} wall {wall:7.2f}s  cpu {CPU['last']:7.2f}s  floor {floor:7.2f}s  ratio {wall / floor:.3f}  "
+            print(f"round {r} {side:<7} wall {wall:7.2f}s  cpu {CPU['last']:7.2f}s  floor {floor:7.2f}s  "
+                  f"ratio {wall / floor:.3f}  "
                   + "  ".join(f"{k} {v:.2f}" for k, v in sorted(t.items())) + f"  (load {os.getloadavg()[0]:.1f})",
                   flush=True)
     if metrics.get("before") != metrics.get("after"):

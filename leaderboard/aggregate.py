@@ -18,9 +18,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from harness.run.aggregate import (MEAN_R1, Aggregate, AggTask, RunRow, Score, System, borda, collect, score,
-                               task_values)
 from harness.metrics.keys import KENDALL_KEYS, QueryKey, is_caption_selection_key
+from harness.run.aggregate import MEAN_R1, Aggregate, AggTask, RunRow, Score, System, borda, collect, score, task_values
 
 from . import stats
 from .frame import display_label
@@ -108,7 +107,7 @@ def frame_rows(df: pd.DataFrame) -> list[RunRow]:
     first, last = df.columns.get_loc("main_value") + 1, df.columns.get_loc("device")
     metric_cols = [c for c in df.columns[first:last] if not str(c).endswith(("_lo", "_hi"))]
     rows = []
-    for idx, r in df.sort_values("created_at", kind="stable").iterrows():
+    for _, r in df.sort_values("created_at", kind="stable").iterrows():
         metrics = {str(c)[len("metric_"):] if str(c).startswith("metric_") else str(c): float(r[c])
                    for c in metric_cols if not pd.isna(r[c])}
         rows.append(RunRow(str(r["model"]), str(r["dataset"]), _opt(r["split"]), str(r["task"]), metrics,

@@ -10,9 +10,10 @@ from __future__ import annotations
 import io
 import sys
 from pathlib import Path
-from harness.core.errors import UserError
 
 import pandas as pd
+
+from harness.core.errors import UserError
 
 FORMATS = ("csv", "parquet", "jsonl")
 

@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from harness.core.errors import UserError
 from harness.results.records import RecordError, ResultRecord
 
 from . import _values as _v
-from harness.core.errors import UserError
 
 
 class LeaderboardError(UserError, ValueError):

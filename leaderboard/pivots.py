@@ -33,7 +33,8 @@ def _by_view(df: pd.DataFrame) -> pd.DataFrame:
 def models_by_dataset(df: pd.DataFrame, task: str | None = None, value: str = "main_value") -> pd.DataFrame:
     """Rows (label, precision, device) x columns (task, dataset, split) of ``value`` (the
     main metric by default); a subset run's split reads "test [subset 50, seed 0]". With
-    ``task`` given, only that task and columns (dataset, split). A cell with no run is NaN; two records for one cell are an error, never averaged."""
+    ``task`` given, only that task and columns (dataset, split). A cell with no run is NaN; two records for one cell
+are an error, never averaged."""
     sub = _by_view(df if task is None else df[df["task"] == task])
     if value not in sub.columns:
         raise LeaderboardError(f"models_by_dataset: no column {value!r} in the frame")

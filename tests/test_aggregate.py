@@ -7,8 +7,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.run.aggregate import (AggregateError, AggTask, RunRow, borda, collect, parse_aggregate, resolve, score,
-                               suite_aggregate, task_values)
+from harness.run.aggregate import (
+    AggregateError,
+    AggTask,
+    RunRow,
+    borda,
+    collect,
+    parse_aggregate,
+    resolve,
+    score,
+    suite_aggregate,
+    task_values,
+)
 from harness.run.suites import SuiteError, load_suite_file, parse_suite
 
 # A small DataComp-like suite: ImageNet and a shift, two VTAB sets (Flowers ranked by mean
@@ -155,8 +165,8 @@ def test_default_suite_declares_an_aggregate_over_its_tasks():
 
 def _records(tmp_path, with_sidecar=True):
     """Two tasks (synthetic retrieval + zero-shot) for two models, from the page fixtures."""
-    from tests import lb_fixtures as F
     from harness.results import store
+    from tests import lb_fixtures as F
 
     saved = {}
     for i, spec in enumerate([F.Spec("m1", "clip", quality=0.6), F.Spec("m2", "clip", quality=0.4)]):

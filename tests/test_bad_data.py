@@ -9,8 +9,8 @@ import warnings
 from pathlib import Path
 
 import pytest
-import harness.datasets
 
+import harness.datasets
 from harness.datasets import DATASETS, FORMATS, build_registry
 from harness.datasets.base import DatasetError, DatasetRequest, TaskKind
 from harness.datasets.images import ImageDecodeError, file_problem, load_rgb
@@ -91,8 +91,8 @@ def test_decode_failure_during_encoding_fails_the_run(tmp_path: Path) -> None:
     """Never silently dropped: the encoding loop raises, naming the file."""
     import torch
 
-    from harness.datasets.images import ImageSet
     from harness.core.measure import Stage
+    from harness.datasets.images import ImageSet
     from harness.tasks.encode import EncodeOptions, encode_images
 
     class Model:
@@ -328,9 +328,9 @@ def test_cli_list_datasets_says_why_not(capsys, tmp_path: Path) -> None:
 
 
 def test_strict_flag_reaches_the_dataset_request(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from harness.run import runner
-    from harness.cli.main import build_parser
     from harness.cli.commands import _run_options
+    from harness.cli.main import build_parser
+    from harness.run import runner
 
     args = build_parser().parse_args(["run", "--model", "tiny-clip-synth", "--strict"])
     opts = _run_options(args)

@@ -15,6 +15,7 @@ import pytest
 pytest.importorskip("pycocoevalcap.bleu.bleu", reason="pycocoevalcap is not installed")
 
 from conftest import FLICKR8K  # noqa: E402
+
 from harness.metrics import captioning as cm  # noqa: E402
 from harness.metrics import ptb_tokenize as ct  # noqa: E402
 

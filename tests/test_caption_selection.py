@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from harness.metrics import selection as CM
 from harness.datasets import DATASETS, DatasetNotFound, DatasetRequest, TaskKind
 from harness.datasets.base import DatasetError
+from harness.metrics import selection as CM
 from harness.tasks import caption_selection as task
 from harness.tasks.encode import EncodeOptions
 
@@ -189,7 +189,7 @@ def _aro(root, with_order=True):
     _image(folder / "images" / "1.jpg", "red", (32, 16), right="blue")
     _image(folder / "images" / "2.jpg", "green")
     rel, att = [], []
-    for k, (name, box, true, false) in enumerate([
+    for name, box, true, false in ([
             ("on", (0, 0, 16, 16), "the red is on the table", "the blue is on the table"),       # crop: red, right
             ("on", (16, 0, 16, 16), "the red is on the table", "the blue is on the table"),      # crop: blue, wrong
             ("of", (0, 0, 16, 16), "the red of a green", "the green of a red"),                   # excluded relation

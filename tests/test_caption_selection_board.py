@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.metrics import selection as CM
 from harness.gate import check
+from harness.metrics import selection as CM
 from harness.results import store
 from harness.results.records import ResultRecord
 from harness.tasks import caption_selection as task

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.cli.main import main
 from harness.gate import check
 from harness.results import store
-from harness.cli.main import main
 from harness.results.records import ResultRecord
 from tests.test_leaderboard import RETRIEVAL, make_record
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.results import store
 from harness.cli.main import main
 from harness.datasets import DATASETS, DatasetRequest, TaskKind
 from harness.datasets.base import DatasetError
+from harness.results import store
 from tests.imagefiles import write_jpeg
 from tests.test_caption_selection import _aro, _image, _sugarcrepe, _winoground
 from tests.test_karpathy import karpathy_json

@@ -4,8 +4,8 @@ embedding cache: ARO's cropped regions (file bytes and box) and Winoground's hub
 from __future__ import annotations
 
 from harness.datasets.compositional import CroppedImages
-from harness.datasets.winoground import HFCells
 from harness.datasets.identity import images_digest
+from harness.datasets.winoground import HFCells
 
 
 def test_cropped_regions_are_keyed_by_file_content_and_box(tmp_path):

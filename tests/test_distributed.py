@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import FLICKR8K, ROOT, needs_flickr8k
+
+from harness.cli.main import main
 from harness.metrics import functional as M
 from harness.parallel import shard_plan
-from harness.cli.main import main
-from harness.run.runner import RunStatus, expand, run_one
 from harness.results.store import iter_record_files, queries_path
+from harness.run.runner import RunStatus, expand, run_one
 
 TIMEOUT = 240
 
@@ -187,8 +187,8 @@ def test_world_size_without_master_addr_is_one_line(monkeypatch, capsys, tmp_pat
 
 
 def test_cuda_with_fewer_gpus_than_ranks_is_one_line():
-    from harness.parallel.distributed import cuda_device_for
     from harness.core.errors import UserError
+    from harness.parallel.distributed import cuda_device_for
 
     assert cuda_device_for(0, 2, 2) == "cuda:0"
     with pytest.raises(UserError, match=r"--device cuda with 4 ranks on this node but 2 GPU\(s\): LOCAL_RANK 3"):

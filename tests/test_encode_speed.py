@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from harness.cli.main import main
-from harness.datasets import DatasetRequest, TaskKind, synthetic
 from harness.core.interfaces import LoadOptions, Precision
 from harness.core.measure import Stage
+from harness.datasets import DatasetRequest, TaskKind, synthetic
 from harness.models import resolve
 from harness.run.runner import RunOptions, RunSpec, run_one
 from harness.tasks.encode import EncodeCache, EncodeOptions, encode_images, encode_texts

@@ -13,10 +13,10 @@ import pytest
 
 from harness.datasets import DATASETS, DatasetRequest, TaskKind
 from harness.datasets.base import DatasetError
+from tests.imagefiles import write_jpeg
 from tests.test_caption_selection import _aro, _image, _sugarcrepe, _winoground
 from tests.test_karpathy import karpathy_json
 from tests.test_loaders import make_coco2017
-from tests.imagefiles import write_jpeg
 
 
 def _edit_json(path: Path, change) -> Path:

@@ -19,6 +19,7 @@ from tests.conftest import FLICKR8K
 from tests.test_flickr8k import SPLITS, STRAY, cap, load_recording, make_copy, req
 from tests.test_manifest import GOOD, parse
 
+
 def flickr_spec():
     from harness.datasets import FORMATS
     from harness.datasets.manifest import MANIFEST_PATH, load_manifest

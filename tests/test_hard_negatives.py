@@ -4,7 +4,6 @@ import torch
 import harness.tasks.hard_negatives as hn
 
 
-
 def test_hand_computed_mixed_outcomes():
     # image 0 matches caption 0; image 1 sits between both captions but nearer caption 0.
     img = torch.tensor([[1.0, 0.0], [0.8, 0.6]])

@@ -11,11 +11,11 @@ import pytest
 from conftest import FLICKR8K, needs_flickr8k
 from imagefiles import jpeg_bytes
 from judgment_fixture import write_fixture
-from tests.fakes import TableDual, id_pixels
 
+from harness.datasets import DATASETS, DatasetError, DatasetRequest, TaskKind, flickr8k
+from harness.datasets import flickr8k_judgments as J
 from harness.metrics import agreement as A
-from harness.datasets import DATASETS, DatasetError, DatasetRequest, TaskKind
-from harness.datasets import flickr8k, flickr8k_judgments as J
+from tests.fakes import TableDual, id_pixels
 
 scipy_stats = pytest.importorskip("scipy.stats")
 

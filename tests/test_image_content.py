@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from harness.results import identity as digests
-from harness.datasets.identity import images_digest
-from harness.run import runner
 from harness.datasets import DATASETS, DatasetRequest
 from harness.datasets.base import TaskKind
+from harness.datasets.identity import images_digest
 from harness.datasets.images import ArrayImages, ImageSet
+from harness.results import identity as digests
+from harness.run import runner
 
 N_IMAGES = 12
 

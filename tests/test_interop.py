@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 
 import leaderboard
-from harness.results import store
 from harness.cli.main import main
 from harness.importers import clip_benchmark as cb
+from harness.results import store
 from tests.lb_fixtures import build_results
 
 FIXTURES = Path(__file__).resolve().parent / "data" / "clip_benchmark"

@@ -75,7 +75,8 @@ def test_val_multilabel_and_numeric_labels(tmp_path: Path) -> None:
     ({"image": "imgs/e.png", "text": "t", "label": None}, r"test.jsonl:2: field 'label' .* got NoneType None"),
     ({"image": "imgs/e.png", "text": "t", "label": {"a": 1}}, r"test.jsonl:2: field 'label' .* got dict"),
     ({"image": "imgs/e.png", "text": "t", "label": []}, r"test.jsonl:2: a multi-label item with no labels"),
-    ({"image": "imgs/e.png", "text": "t", "label": ["red"]}, r"test.jsonl:2: label is a list but .*train.jsonl:1 has a single label"),
+    ({"image": "imgs/e.png", "text": "t", "label": ["red"]},
+     r"test.jsonl:2: label is a list but .*train.jsonl:1 has a single label"),
     ({"image": "imgs/e.png", "text": "t"}, r"test.jsonl:2: missing field 'label'"),
     ({"image": "imgs/e.png", "label": "red"}, r"test.jsonl:2: missing field 'text'"),
     ({"image": 3, "text": "t", "label": "red"}, r"test.jsonl:2: field 'image' must be str, got int"),
@@ -112,7 +113,7 @@ def test_missing_folder_files_and_empty_split(tmp_path: Path) -> None:
 
 
 def test_a_manifest_entry_can_name_such_a_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from harness.datasets import build_registry, resource, FORMATS
+    from harness.datasets import FORMATS, build_registry, resource
     from harness.datasets.manifest import parse_manifest
 
     make_folder(tmp_path / "colours")

@@ -14,8 +14,8 @@ import time
 import pytest
 from conftest import ROOT
 
-from harness.parallel import distributed as D
 from harness.cli.main import main
+from harness.parallel import distributed as D
 
 # A rank 0 whose peer (rank 1, a finished child process) is dead, as torchrun leaves it before
 # it SIGTERMs rank 0. "main": the main thread runs the handler; "blocked": the main thread is

@@ -9,12 +9,20 @@ from pathlib import Path
 
 import pytest
 
-from harness.results import store
 from harness.cli.main import main
+from harness.results import store
 from leaderboard import build, format_text, load, main_table, models_by_dataset
 from leaderboard.pivots import dataset_metrics
-from tests.lb_fixtures import (RETRIEVAL_SPECS, T0, ZEROSHOT_SPECS, make, retrieval_metrics, retrieval_outcomes,
-                               zeroshot_metrics, zeroshot_outcomes)
+from tests.lb_fixtures import (
+    RETRIEVAL_SPECS,
+    T0,
+    ZEROSHOT_SPECS,
+    make,
+    retrieval_metrics,
+    retrieval_outcomes,
+    zeroshot_metrics,
+    zeroshot_outcomes,
+)
 from tests.test_page import PageParser, column, section
 
 TINY = RETRIEVAL_SPECS[0]  # tiny-clip-synth

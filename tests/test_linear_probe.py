@@ -3,13 +3,12 @@ sampling, the never-fit-on-eval rule, and the task end to end with a fake dual e
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 
-from harness.metrics import probe as P
 from harness.datasets.base import ClassificationData, DatasetError, ImageSet
 from harness.datasets.views import ProbeData
+from harness.metrics import probe as P
 
 sklearn_lm = pytest.importorskip("sklearn.linear_model")
 

@@ -171,9 +171,9 @@ def test_language_that_is_not_a_code_is_refused(tmp_path, capsys):
 # ------------------------------------------------------------------ linear probe --shots
 
 def test_shots_that_select_all_of_train_are_refused_and_short_classes_named():
+    from harness.core.errors import UserError
     from harness.datasets.base import ClassificationData
     from harness.datasets.views import ProbeData
-    from harness.core.errors import UserError
     from harness.tasks import linear_probe as LP
     from harness.tasks.encode import EncodeOptions
     from tests.test_linear_probe import FeatureTable, IdImages, blobs

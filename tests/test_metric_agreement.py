@@ -18,11 +18,11 @@ from test_human_agreement import fixture_captions
 pytest.importorskip("pycocoevalcap.bleu.bleu", reason="pycocoevalcap is not installed")
 scipy_stats = pytest.importorskip("scipy.stats")
 
+from harness.datasets import DATASETS, DatasetRequest, TaskKind  # noqa: E402
 from harness.metrics.agreement import kendall_tau  # noqa: E402
-from harness.tasks import metric_scorers as J  # noqa: E402
 from harness.metrics.captioning import evaluate_captions  # noqa: E402
 from harness.metrics.ptb_tokenize import java_missing  # noqa: E402
-from harness.datasets import DATASETS, DatasetRequest, TaskKind  # noqa: E402
+from harness.tasks import metric_scorers as J  # noqa: E402
 
 # Hessel et al. 2021 (CLIPScore), Table 1: Flickr8k-Expert Kendall tau-c
 PUBLISHED_TAU_C = {"bleu1": 32.3, "bleu4": 30.8, "rouge_l": 32.3, "meteor": 41.8, "cider": 43.9}

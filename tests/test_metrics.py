@@ -9,9 +9,16 @@ import torch
 
 import harness.metrics.functional as hm
 from harness.metrics.functional import (
-    MetricKey, classification_metrics, classification_metrics_from_preds, first_hit_ranks,
-    median_rank, per_sample_correct, pessimistic_predictions, recall_from_ranks,
-    retrieval_metrics, retrieval_ranks,
+    MetricKey,
+    classification_metrics,
+    classification_metrics_from_preds,
+    first_hit_ranks,
+    median_rank,
+    per_sample_correct,
+    pessimistic_predictions,
+    recall_from_ranks,
+    retrieval_metrics,
+    retrieval_ranks,
 )
 
 # ----------------------------------------------------------------- naive references

@@ -58,8 +58,8 @@ def _fusion(kind: str):
         import tempfile
         from pathlib import Path
 
-        from harness.models.fusion.model import save_checkpoint
         from harness.models.fusion.heads import HeadConfig, build_head
+        from harness.models.fusion.model import save_checkpoint
         from harness.models.fusion.towers import TowerSpec
 
         towers = TowerSpec("tiny-clip-random.image", "tiny-clip-random.text", image_size=64, crop=False,

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from harness.core.errors import UserError
-from harness.metrics import functional as M
-from harness.datasets.base import ImageSet, RetrievalData
 from harness.core.interfaces import CrossEncoder, DualEncoder, FactoredCrossEncoder, LoadOptions, ModelKind, ModelMeta
+from harness.datasets.base import ImageSet, RetrievalData
+from harness.metrics import functional as M
 from harness.tasks import rerank, retrieval
 from harness.tasks.encode import EncodeOptions
 from harness.tasks.hard_negatives import hard_negative_accuracy

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from harness.run import runner
-from harness.tasks import TASKS
-from harness.tasks.encode import _content_identity
 from harness.models import MODELS, resolve
 from harness.models.fusion import model as fusion
 from harness.models.weights import SHIPPED_DIR, content_digest, sha256_file
+from harness.run import runner
+from harness.tasks import TASKS
+from harness.tasks.encode import _content_identity
 
 
 def perturb(path: Path) -> None:

@@ -12,8 +12,15 @@ import pytest
 
 from harness.results import store
 from harness.results.records import ResultRecord
-from leaderboard.stats import (accuracy_ci, bootstrap_ci, load_queries, paired_bootstrap_pvalue,
-                               recall_at_k_ci, sidecar_path, significant)
+from leaderboard.stats import (
+    accuracy_ci,
+    bootstrap_ci,
+    load_queries,
+    paired_bootstrap_pvalue,
+    recall_at_k_ci,
+    sidecar_path,
+    significant,
+)
 from tests.test_leaderboard import make_record
 
 

@@ -11,8 +11,8 @@ import stat
 
 import pytest
 
-from harness.results import store
 from harness.cli.main import main
+from harness.results import store
 from tests.lb_fixtures import T0, Spec, make, retrieval_metrics, retrieval_outcomes
 
 RUN = ["run", "--model", "tiny-clip-random", "--dataset", "synthetic", "--task", "retrieval", "--limit", "20",

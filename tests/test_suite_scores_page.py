@@ -74,8 +74,8 @@ def test_incomplete_models_are_marked_not_averaged(board):
 
 
 def test_cli_shows_every_applying_suite_by_default(tmp_path, monkeypatch, capsys):
-    from harness.run import suites
     from harness.cli.main import main
+    from harness.run import suites
 
     build_results(tmp_path / "r")
     other = write_suite(tmp_path / "suites", "runs: [{models: m, datasets: nowhere, tasks: zeroshot, split: x}]\n"

@@ -9,13 +9,11 @@ import pytest
 from imagefiles import jpeg_bytes
 from judgment_fixture import write_fixture
 
-from harness.results import finite
-from harness.results import store
 from harness.cli.main import main
+from harness.results import finite, store
 from harness.results.records import ResultRecord
 from tests.test_caption_selection import _aro
 from tests.test_human_agreement import fixture_captions
-
 
 
 def run(capsys, *argv):

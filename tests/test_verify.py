@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.results import store
 from harness.cli.main import main
+from harness.results import store
 from harness.results.records import ResultRecord
 from harness.verify import compare, perturb, references
 from tests.test_leaderboard import make_record

@@ -10,8 +10,8 @@ import pytest
 import torch
 import yaml
 
-from harness.metrics import functional as M
 from harness.datasets import DATASETS, DatasetRequest, TaskKind
+from harness.metrics import functional as M
 from harness.run.runner import RunOptions, expand, run_one
 from tests import wds_fixture as F
 from tests.conftest import ROOT

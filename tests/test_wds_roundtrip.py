@@ -11,11 +11,11 @@ import tarfile
 from pathlib import Path
 
 import pytest
-
 from conftest import FLICKR8K, ROOT, needs_flickr8k
+
 from harness.cli.main import main
-from harness.run.runner import RunOptions, RunStatus, expand, run_one
 from harness.results.store import iter_record_files, queries_path
+from harness.run.runner import RunOptions, RunStatus, expand, run_one
 
 pytest.importorskip("webdataset", reason="webdataset is a base dependency (pyproject); run make setup")
 MODEL = "tiny-clip-synth"

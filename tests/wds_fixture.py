@@ -63,7 +63,7 @@ def write(root: Path, kind: str, n: int = 7, per_shard: int = 3, split: str = "t
             samples.append({ext: blob, **target})
     sink = wds.ShardWriter(str(root / split / "%d.tar"), maxcount=per_shard, verbose=0)
     for i, sample in enumerate(samples):
-        sink.write({"__key__": "s%07d" % i, **sample})
+        sink.write({"__key__": f"s{i:07d}", **sample})
     nshards = sink.shard
     sink.close()
     (root / split / "nshards.txt").write_text(f"{nshards}\n")

@@ -10,12 +10,12 @@ minute on 2 cores. Every bench checks its result too, so a fast wrong answer fai
 import pytest
 import torch
 
-from harness.metrics import functional as M
-from harness.results.cache import load_or_compute
-from harness.datasets import DatasetRequest, TaskKind, synthetic
 from harness.core.interfaces import LoadOptions
 from harness.core.measure import Stage
+from harness.datasets import DatasetRequest, TaskKind, synthetic
+from harness.metrics import functional as M
 from harness.models import resolve
+from harness.results.cache import load_or_compute
 from harness.tasks.encode import EncodeOptions, _Pixels, encode_images, encode_texts
 
 ROUNDS = {"rounds": 5, "iterations": 1, "warmup_rounds": 1}

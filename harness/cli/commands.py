@@ -104,10 +104,10 @@ def _positive(args, name: str) -> int | None:
 
 def _run_specs(specs, results: Path, force: bool, keep_going: bool, overall: str | None = None) -> int:
     """Run ``specs``, one line each; ``overall`` names a bar counting the runs (a sweep)."""
-    from harness.parallel import distributed
     from harness.core import progress
-    from harness.run.runner import run_one
+    from harness.parallel import distributed
     from harness.results.store import StorageError, check_writable
+    from harness.run.runner import run_one
 
     check_writable(results)  # once, before any model loads: a read-only/full store fails now, not after the compute
 
@@ -139,9 +139,8 @@ def _refuse_rerank_on_dual(args) -> None:
 
 
 def cmd_run(args) -> int:
-    from harness.run.runner import expand
-
     from harness.parallel import distributed
+    from harness.run.runner import expand
 
     options = _run_options(args, weights=args.weights, limit=args.limit)
     _refuse_rerank_on_dual(args)
@@ -153,10 +152,9 @@ def cmd_run(args) -> int:
 
 
 def cmd_sweep(args) -> int:
+    from harness.parallel import distributed
     from harness.run.runner import suite_specs
     from harness.run.suites import get_suite
-
-    from harness.parallel import distributed
 
     if distributed.requested():
         raise UserError("vlbench sweep runs whole runs, not one run over ranks: unset WORLD_SIZE, or use "

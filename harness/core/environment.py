@@ -10,7 +10,6 @@ from functools import lru_cache
 from harness import __version__
 from harness.core.project_files import CHECKOUT_DIR, build_info, installed_from_wheel
 
-
 _GIT_LOCK = threading.Lock()
 
 

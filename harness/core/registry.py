@@ -7,7 +7,9 @@ torch or touches the disk. A miss raises :class:`UnknownNameError` with close ma
 from __future__ import annotations
 
 import difflib
-from typing import Callable, Generic, Iterator, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
+
 from harness.core.errors import UserError
 
 T = TypeVar("T")

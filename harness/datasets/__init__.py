@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from functools import partial
 
+from harness.core.registry import Registry
 from harness.datasets import (
     aro,
     cifar,
@@ -20,10 +21,10 @@ from harness.datasets import (
     jsonl_pairs,
     karpathy,
     mmimdb,
+    multilingual,
     mvsa,
     nlvr,
     nlvr2,
-    multilingual,
     sugarcrepe,
     synthetic,
     synthetic_pairs,
@@ -50,7 +51,6 @@ from harness.datasets.manifest import (
 from harness.datasets.meta import DatasetMeta
 from harness.datasets.pair_labels import ImageTextLabelData, limit_pairs
 from harness.datasets.resources import resource
-from harness.core.registry import Registry
 
 FORMATS: dict[str, Format] = {m.FORMAT.name: m.FORMAT for m in (
     synthetic, flickr8k, karpathy, coco_captions, folder, csvlabels, cifar, hf,

@@ -32,8 +32,18 @@ from __future__ import annotations
 from harness.metrics.selection import CategoryMacro, SelectionSpec
 
 from .base import DatasetError, DatasetRequest, Format, TaskKind
-from .compositional import CroppedImages, ImageFinder, fields, find_file
-from .compositional import entries, image_folders, parts_for, probe_parts, read_json, report_bad
+from .compositional import (
+    CroppedImages,
+    ImageFinder,
+    entries,
+    fields,
+    find_file,
+    image_folders,
+    parts_for,
+    probe_parts,
+    read_json,
+    report_bad,
+)
 from .fields import number, text, texts
 from .resources import resource
 from .selection import CaptionSelectionData, assemble_selection

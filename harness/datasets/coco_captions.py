@@ -21,6 +21,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from . import fields
 from .assemble import assemble_retrieval, skip
 from .base import (
     LOCAL_COPY_HINT,
@@ -31,7 +32,6 @@ from .base import (
     TaskKind,
     find_in_roots,
 )
-from . import fields
 from .fields import relative_path
 
 ANN_DIRS = ("annotations", ".")

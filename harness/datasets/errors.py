@@ -1,6 +1,7 @@
 """The errors every dataset module raises (the bottom of the package: imports nothing of it)."""
 
 from __future__ import annotations
+
 from harness.core.errors import UserError
 
 

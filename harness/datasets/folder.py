@@ -3,7 +3,8 @@
 Layout: ``<root>/<split>/<class>/<image>`` (the split's folder is its ``source_split`` when
 the manifest gives one, e.g. ImageNet ``val`` after the usual valprep re-arrangement into
 ``val/<wnid>/``). Labels follow the sorted class-folder names, as torchvision's ImageFolder
-does (for ImageNet, sorted wnids are the standard class-index order); class names come from the manifest (a curated list such as ``imagenet1k``, a names
+does (for ImageNet, sorted wnids are the standard class-index order); class names come from the manifest (a curated
+list such as ``imagenet1k``, a names
 file, or the folder names). Files whose extension is not an image's are ignored and
 counted (``info["ignored_files"]``); image files follow :mod:`harness.datasets.assemble`.
 """

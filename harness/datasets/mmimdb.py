@@ -77,7 +77,7 @@ def load(spec, request: DatasetRequest) -> ImageTextLabelData:
     ids, sha = read_split(path, s.source_split if s is not None and s.source_split else request.split)
     movies = path.parent / "dataset"
     rows, ignored = [], {}
-    for i, item in enumerate(ids):
+    for item in ids:
         plot, labels, other = read_movie(movies / f"{item}.json")
         for g in other:
             ignored[g] = ignored.get(g, 0) + 1

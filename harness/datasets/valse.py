@@ -17,8 +17,17 @@ from __future__ import annotations
 from harness.metrics.selection import SelectionSpec
 
 from .base import DatasetError, DatasetRequest, Format, TaskKind
-from .compositional import ImageFinder, entries, fields, find_file, image_folders
-from .compositional import parts_for, probe_parts, read_json, report_bad
+from .compositional import (
+    ImageFinder,
+    entries,
+    fields,
+    find_file,
+    image_folders,
+    parts_for,
+    probe_parts,
+    read_json,
+    report_bad,
+)
 from .fields import relative_path, text
 from .selection import CaptionSelectionData, assemble_selection
 

@@ -18,9 +18,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from harness.run.aggregate import Aggregate, AggTask, RunRow, Score, System, collect, score, suite_aggregate, task_values
 from harness.gate.check import DEFAULT_TOLERANCES, CheckError, Finding, identity
 from harness.results.records import ResultRecord
+from harness.run.aggregate import (
+    Aggregate,
+    AggTask,
+    RunRow,
+    Score,
+    System,
+    collect,
+    score,
+    suite_aggregate,
+    task_values,
+)
 
 EPS = 1e-9  # float slack on the tolerance comparison, as check's
 SYSTEM_KEYS = ("model", "precision", "device", "rerank_k", "prefilter")

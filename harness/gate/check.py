@@ -14,9 +14,9 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.core.errors import UserError
 from harness.results import store
 from harness.results.records import ResultRecord
-from harness.core.errors import UserError
 
 BASELINE_SCHEMA_VERSION = 1
 THROUGHPUT_STAGES = ("image_encode", "text_encode")  # linear_probe: its eval split's image_encode
@@ -238,8 +238,8 @@ def only_models(baseline: dict, names: list[str], where: str) -> dict:
 def _canonical_model(name: str) -> str:
     """A registered model's name for an alias; other names (imported runs, models registered
     by a plugin not loaded here) as given."""
-    from harness.models import resolve
     from harness.core.registry import UnknownNameError
+    from harness.models import resolve
 
     try:
         return resolve(name).name
@@ -267,8 +267,8 @@ def compare(records: list[ResultRecord], baseline: dict, throughput: bool = True
     for e in baseline["entries"]:
         def add(metric, base, cur, tol, kind, status, reason=""):
             delta = cur - base if _finite(base) and _finite(cur) else None
-            findings.append(Finding(_run_name(e), e["dataset"], e["split"], e["task"], metric, base, cur, delta,
-                                    tol, kind, status, e["precision"], e["device"], reason))
+            findings.append(Finding(_run_name(e), e["dataset"], e["split"], e["task"], metric, base, cur, delta,  # noqa: B023
+                                    tol, kind, status, e["precision"], e["device"], reason))  # noqa: B023
 
         rec, first = current.get(_key(e)), len(findings)
         if rec is None:

@@ -40,12 +40,17 @@ from __future__ import annotations
 import ast
 import atexit
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
-from harness.metrics.ptb_tokenize import (JavaUnavailableError, java_missing, ptb_tokenize_java,
-                                           ptb_tokenize_python, pycocoevalcap_dir)
 from harness.core.errors import UserError
+from harness.metrics.ptb_tokenize import (
+    JavaUnavailableError,
+    java_missing,
+    ptb_tokenize_java,
+    ptb_tokenize_python,
+    pycocoevalcap_dir,
+)
 
 BLEU_KEYS = ("bleu1", "bleu2", "bleu3", "bleu4")
 METRICS = (*BLEU_KEYS, "meteor", "rouge_l", "cider", "spice")

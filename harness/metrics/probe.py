@@ -20,6 +20,7 @@ import math
 from dataclasses import dataclass, field
 
 import torch
+
 from harness.core.errors import OptionError
 
 __all__ = ["ProbeOptions", "LinearProbe", "fit_logistic", "stratified_holdout", "sample_shots", "choose_c",

@@ -10,9 +10,9 @@ import contextlib
 import json
 import logging
 import pickle
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from harness.core.interfaces import LoadOptions, WeightsUnavailableError
 from harness.models import weights as W

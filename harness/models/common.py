@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import contextlib
 
-from harness.core.interfaces import Precision
 from harness.core.errors import OptionError
+from harness.core.interfaces import Precision
 
 
 def torch_dtype(precision: Precision):

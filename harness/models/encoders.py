@@ -20,14 +20,15 @@ module imports neither torch nor transformers; the loaders do.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from harness.core.interfaces import LoadOptions, Precision, WeightsUnavailableError
-from harness.models import weights as W
 from harness.core.registry import Registry
+from harness.models import weights as W
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from harness.core.interfaces import LoadOptions
 from harness.core.errors import UserError
+from harness.core.interfaces import LoadOptions
 
 
 def _project(x, proj):

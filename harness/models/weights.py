@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
-from typing import Any
 
-from harness.core.errors import UserError
 from harness.core.interfaces import WeightsUnavailableError
 from harness.core.network import HF_HOST, host_reachable  # noqa: F401 - the loaders ask it here
+
 # one file-identity cache for checkpoints and images alike
 from harness.results.identity import file_digest  # noqa: F401
 from harness.results.identity import hash_file as sha256_file  # noqa: F401

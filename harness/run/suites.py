@@ -8,10 +8,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.run.aggregate import AggregateError, AggregateSpec, parse_aggregate
+from harness.core.errors import UserError
 from harness.core.project_files import project_path
 from harness.core.registry import Registry
-from harness.core.errors import UserError
+from harness.run.aggregate import AggregateError, AggregateSpec, parse_aggregate
 
 
 class SuiteError(UserError, ValueError):

@@ -19,18 +19,16 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from harness.core.interfaces import ModelKind
-from harness.datasets.base import TaskKind
-from harness.tasks.base import Prepared, Task, TaskContext, register
-from harness.tasks.options import RunOptions
-
-from harness.metrics import selection as CM
-from harness.datasets.selection import CaptionSelectionData
-from harness.metrics.keys import QueryKey
-from harness.core.measure import Stage
-from harness.tasks.base import TaskResult
-from harness.tasks.encode import EncodeOptions, encode_images, encode_texts
 from harness.core.errors import UserError
+from harness.core.interfaces import ModelKind
+from harness.core.measure import Stage
+from harness.datasets.base import TaskKind
+from harness.datasets.selection import CaptionSelectionData
+from harness.metrics import selection as CM
+from harness.metrics.keys import QueryKey
+from harness.tasks.base import Prepared, Task, TaskContext, TaskResult, register
+from harness.tasks.encode import EncodeOptions, encode_images, encode_texts
+from harness.tasks.options import RunOptions
 
 
 def item_pairs(data: CaptionSelectionData) -> tuple[list[str], list[tuple[int, int]], list[list[int]]]:

@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.core import progress
+from harness.core.measure import Stage
+from harness.datasets.base import ImageSet
+from harness.models import text_limits
 from harness.parallel import shard_plan
 from harness.results.cache import (
     DEFAULT_CHUNK_ITEMS,
@@ -23,9 +26,6 @@ from harness.results.cache import (
     open_entry,
     texts_digest,
 )
-from harness.datasets.base import ImageSet
-from harness.core.measure import Stage
-from harness.models import text_limits
 
 EMBEDDING = "embedding"  # tensor name of an embedding chunk
 _UNITS = {"image_encode": "img", "text_encode": "text"}  # what a stage's progress bar counts
@@ -156,8 +156,8 @@ def _fill(entry: CacheEntry, ranges, plan, batches, fn, backoff: Backoff, stage:
 def _fill_missing(entry: CacheEntry, ranges, plan, batches, fn, backoff: Backoff, stage: Stage, bar) -> None:
     import torch
 
-    from harness.parallel import distributed
     from harness.core import faults
+    from harness.parallel import distributed
 
     it = iter(batches)
     for (start, end), chunk in zip(ranges, plan):
@@ -254,7 +254,8 @@ def encode_cache(opts, meta, model, data, split: str) -> EncodeCache:
     if not weights:
         inner = getattr(model, "model", None)
         if inner is None or not hasattr(inner, "state_dict"):
-            return EncodeCache(root=None, chunk_items=_chunk_items(opts))  # nothing identifies the weights: never risk a stale hit
+            # nothing identifies the weights: never risk a stale hit
+            return EncodeCache(root=None, chunk_items=_chunk_items(opts))
         weights = "params:" + module_digest(inner)
     identity = {"model": meta.name, "source": meta.source, **_content_identity(ckpt), "weights": weights,
                 "precision": opts.precision.value, "device_type": opts.device.split(":")[0],

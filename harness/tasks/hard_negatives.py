@@ -19,9 +19,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from harness.metrics.selection import winoground_checks
 from harness.datasets.selection import swap_groups
 from harness.metrics.keys import hard_negative_key
+from harness.metrics.selection import winoground_checks
 
 BINDING_KINDS = ("colour_swap", "shape_swap")
 CHECKS_PER_CAPTION = 4  # per caption position: i and j each pick their caption, each caption its image

@@ -13,16 +13,15 @@ ViT-B/32 CLIP-S, Expert tau-c 51.2, CF tau-b 34.4.
 
 from __future__ import annotations
 
+from harness.core.errors import UserError
 from harness.core.interfaces import ModelKind
+from harness.core.measure import Stage
 from harness.datasets.base import TaskKind
-from harness.tasks import metric_scorers  # noqa: F401 - registers the metric:NAME scorers
-from harness.tasks.base import Task, register
 from harness.datasets.views import JudgmentData
 from harness.metrics.keys import KENDALL_KEYS, QueryKey
-from harness.core.measure import Stage
-from harness.tasks.base import TaskResult
+from harness.tasks import metric_scorers  # noqa: F401 - registers the metric:NAME scorers
+from harness.tasks.base import Task, TaskResult, register
 from harness.tasks.encode import EncodeOptions, encode_images, encode_texts
-from harness.core.errors import UserError
 
 CLIP_S_WEIGHT = 2.5  # Hessel et al. 2021, eq. 1
 

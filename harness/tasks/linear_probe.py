@@ -10,15 +10,13 @@ sidecar are zero-shot's (acc1, acc5, macro-F1, balanced accuracy; correct / pred
 
 from __future__ import annotations
 
-from harness.datasets.base import TaskKind
-from harness.tasks.base import Prepared, Task, TaskContext, register
-
 from dataclasses import replace
 
+from harness.core.measure import Stage
+from harness.datasets.base import TaskKind
 from harness.datasets.views import ProbeData
 from harness.metrics.keys import MetricKey, QueryKey
-from harness.core.measure import Stage
-from harness.tasks.base import TaskResult, require_dual
+from harness.tasks.base import Prepared, Task, TaskContext, TaskResult, register, require_dual
 from harness.tasks.encode import EncodeOptions, encode_images
 
 

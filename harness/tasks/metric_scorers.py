@@ -24,9 +24,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.metrics.captioning import METRICS, evaluate_captions, metric_missing, resolve_tokenizer
 from harness.core.errors import UserError
 from harness.core.interfaces import ModelKind, ModelMeta
+from harness.metrics.captioning import METRICS, evaluate_captions, metric_missing, resolve_tokenizer
 
 METRIC_PREFIX = "metric:"
 JUDGE_METRICS = ("clip_s", "refclip_s")

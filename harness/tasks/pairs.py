@@ -9,11 +9,12 @@ pixels repeated for its pairs, which is all such a model allows.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
-from harness.datasets.base import ImageSet
 from harness.core.measure import Stage
 from harness.core.progress import NULL as NULL_BAR
+from harness.datasets.base import ImageSet
 from harness.tasks.encode import EncodeOptions
 
 DEFAULT_PAIR_BATCH = 256

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.core import progress
-from harness.parallel import shard_plan
-from harness.datasets.base import RetrievalData
+from harness.core.errors import OptionError
 from harness.core.measure import Stage
+from harness.datasets.base import RetrievalData
+from harness.parallel import shard_plan
 from harness.tasks.encode import EncodeOptions
 from harness.tasks.options import DEFAULT_PAIR_BUDGET
-from harness.core.errors import OptionError
 
 DEFAULT_RERANK_K = 128
 

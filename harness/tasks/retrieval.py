@@ -7,21 +7,18 @@ dual encoder (or every pair of a small dataset), see :mod:`harness.tasks.rerank`
 
 from __future__ import annotations
 
-from harness.core.errors import OptionError
-from harness.core.interfaces import ModelKind
-from harness.datasets.base import TaskKind
-from harness.tasks.base import Prepared, Task, TaskContext, register
-from harness.tasks.options import RunOptions
-
 from dataclasses import replace
 
-from harness.parallel import shard_plan
-from harness.datasets.base import RetrievalData
-from harness.metrics.keys import QueryKey
+from harness.core.errors import OptionError
+from harness.core.interfaces import ModelKind
 from harness.core.measure import Stage
-from harness.tasks.base import TaskResult, require_dual
+from harness.datasets.base import RetrievalData, TaskKind
+from harness.metrics.keys import QueryKey
+from harness.parallel import shard_plan
+from harness.tasks.base import Prepared, Task, TaskContext, TaskResult, register, require_dual
 from harness.tasks.encode import EncodeOptions, encode_images, encode_texts
 from harness.tasks.hard_negatives import accuracy_from_groups, comparison_groups, hard_negative_groups, needed_pairs
+from harness.tasks.options import RunOptions
 from harness.tasks.rerank import DEFAULT_RERANK_K, RerankPlan, plan_for
 
 

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from harness.datasets.base import TaskKind
-from harness.tasks.base import Task, register
-
-from harness.datasets.base import ClassificationData
-from harness.metrics.keys import QueryKey
 from harness.core.measure import Stage
-from harness.tasks.base import TaskResult, require_dual
+from harness.datasets.base import ClassificationData, TaskKind
+from harness.metrics.keys import QueryKey
+from harness.tasks.base import Task, TaskResult, register, require_dual
 from harness.tasks.encode import EncodeOptions, encode_images, encode_texts
 
 

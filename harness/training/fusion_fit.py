@@ -31,13 +31,13 @@ import torch
 import torch.nn.functional as F
 
 from harness.core import progress
+from harness.core.errors import OptionError
 from harness.models.fusion import model as FU
-from harness.training import fusion_eval as E
-from harness.training.fusion_data import load_split
 from harness.models.fusion.heads import HeadConfig, build_head, index_features
 from harness.models.fusion.towers import load_towers
+from harness.training import fusion_eval as E
+from harness.training.fusion_data import load_split
 from harness.training.fusion_features import split_features, split_slices
-from harness.core.errors import OptionError
 
 
 @dataclass(frozen=True)

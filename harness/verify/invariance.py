@@ -6,7 +6,8 @@ A score that moves with the batch size is a defect (lmms-eval #236: batch size t
 accuracy from 69.56 to 58.70): padding leaking into an encoder, batch statistics, a batch
 that straddles two chunks. Batch and chunk variants must leave every metric exactly where it
 was (up to ``exact``, float noise in a mean), or the check fails; a precision variant is
-reported against that precision's tolerance, not failed (lower precision flips near-ties). Runs go to a temporary results folder and never read or write the
+reported against that precision's tolerance, not failed (lower precision flips near-ties). Runs go to a temporary
+results folder and never read or write the
 embedding cache, so each variant really encodes with its own batching.
 """
 

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 
-from harness.gate.perf.interleave import Measurement, interleaved
 from harness.core.errors import OptionError
+from harness.gate.perf.interleave import Measurement, interleaved
 
 
 @dataclass(frozen=True)

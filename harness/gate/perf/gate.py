@@ -23,9 +23,9 @@ import platform
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.core.errors import UserError
 from harness.gate.perf.benches import BENCHES, BenchOptions, run_bench
 from harness.gate.perf.interleave import Measurement
-from harness.core.errors import UserError
 
 SCHEMA_VERSION = 1
 RESULT_PATH = Path(".perf-check") / "latest.json"  # under the results folder; the store's walk skips dot-folders

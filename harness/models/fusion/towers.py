@@ -14,7 +14,6 @@ from dataclasses import asdict, dataclass
 from harness.core.interfaces import LoadOptions
 
 
-
 @dataclass(frozen=True)
 class TowerSpec:
     """Which frozen towers, and how images/texts are prepared for them (part of a checkpoint)."""
