@@ -9,7 +9,7 @@ DATASET ?= synthetic
 SUITE ?= default
 RUN_ARGS ?=
 
-.PHONY: setup bench test leaderboard check baseline clean-results perf perf-baseline perf-check \
+.PHONY: setup lint bench test leaderboard check baseline clean-results perf perf-baseline perf-check \
 	gpu-check gpu-check-dry gpu-prepare
 
 # Idempotent: re-installs only when pyproject.toml changed since the last install.
@@ -30,6 +30,10 @@ else
 	@$(VLBENCH) run --model $(MODEL) --dataset $(DATASET) --results $(RESULTS) $(RUN_ARGS)
 endif
 	@$(VLBENCH) leaderboard --results $(RESULTS) --out leaderboard/index.html
+
+# lint: ruff (pyflakes, pycodestyle, import order, bugbear; pyproject.toml [tool.ruff]); CI runs it
+lint: setup
+	$(VENV)/bin/ruff check .
 
 test: setup
 	$(PY) -m pytest -q -p no:cacheprovider
