@@ -33,7 +33,7 @@ def per_class_f1(conf) -> tuple[np.ndarray, np.ndarray]:
 
     >>> f1, present = per_class_f1(confusion_matrices([0, 1, 1], [0, 0, 2], 4))
     >>> [round(float(v), 2) for v in f1], present.tolist()
-    [[66.67, 0.0, 0.0, 0.0], [True, True, True, False]]
+    ([66.67, 0.0, 0.0, 0.0], [True, True, True, False])
     """
     conf = np.asarray(conf, dtype=np.float64)
     tp = np.diagonal(conf, axis1=-2, axis2=-1)
