@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import agreement, perf, suite_section
+from . import agreement, mm_classification, perf, suite_section
 from .columns import Col, page_columns
 from .frame import not_measured
 from .tables import group_title, main_metrics
@@ -58,6 +58,7 @@ def render_page(df: pd.DataFrame, history: pd.DataFrame | None = None,
     for key, sub in groups:
         past = None if history is None else _select(history, key)
         body.append(_section(key, sub, past, cache, options))
+    body.append(mm_classification.section(df))  # image + text -> label: fused vs each modality
     body.append(perf.section(options.perf_check))
     return (
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"

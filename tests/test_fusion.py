@@ -124,6 +124,27 @@ def test_cross_adapter_is_factored_and_consistent(towers):
                                m.score_pairs(px[ii], [TEXTS[i] for i in tt]), rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("kind,width", [("early", 4 * 32), ("xattn", 2 * 32)])
+def test_cross_adapters_joint_features_feed_their_match_head(towers, kind, width):
+    """joint_features is what the match MLP reads: match(joint) is the score; the factored
+    path (towers once, broadcast blank features) gives the same vectors."""
+    from harness.core.interfaces import JointEncoder
+    from harness.tasks.joint_encode import _broadcast
+
+    torch.manual_seed(0)
+    h = build_head(HeadConfig(kind, towers.image_dim, towers.text_dim, grid_tokens=64, text_tokens=16, **SMALL)).eval()
+    m = FU.wrap(f"t-{kind}", h, towers, {"id": "test", "sha256": None})
+    assert isinstance(m, JointEncoder)
+    px = pixels(towers)
+    joint = m.joint_features(px, TEXTS)
+    assert joint.shape == (6, width) and joint.dtype == torch.float32
+    with torch.inference_mode():
+        torch.testing.assert_close(h.match(joint).squeeze(-1), m.score_pairs(px, TEXTS), rtol=0, atol=1e-6)
+    one = m.image_features(px[:1])
+    torch.testing.assert_close(m.joint_from_features(_broadcast(one, 6), m.text_features(TEXTS)),
+                               m.joint_features(px[:1].expand(6, -1, -1, -1), TEXTS), rtol=0, atol=1e-5)
+
+
 def test_dual_adapter_contract(towers):
     torch.manual_seed(0)
     late = build_head(HeadConfig("late", towers.image_dim, towers.text_dim, **SMALL)).eval()

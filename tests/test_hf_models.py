@@ -156,6 +156,27 @@ def test_vilt_truncates_text_to_its_40_positions(models):
     assert scores.shape == (1,) and torch.isfinite(scores).all()
 
 
+def test_vilt_and_blip_joint_features_are_what_their_match_heads_read(models):
+    """joint_features (image_text_classification's cross-encoder features) is the pooled
+    vector the ITM head classifies: the head applied to it gives the adapter's own scores."""
+    from harness.core.interfaces import JointEncoder
+
+    vilt, blip = models["vilt"], models["blip"]
+    assert isinstance(vilt, JointEncoder) and isinstance(blip, JointEncoder)
+    canvas = stack(vilt, images(4))
+    joint = vilt.joint_features(canvas, TEXTS)
+    assert joint.shape == (4, 32) and joint.dtype == torch.float32
+    with torch.no_grad():
+        torch.testing.assert_close(vilt.model.rank_output(joint)[:, 0], vilt.score_pairs(canvas, TEXTS), rtol=0, atol=1e-5)
+    px = stack(blip, images(4))
+    joint = blip.joint_features(px, TEXTS)
+    assert joint.shape == (4, 32)
+    with torch.no_grad():
+        probs = blip.model.itm_head(joint).softmax(-1)[:, 1]
+    torch.testing.assert_close(probs, blip.score_pairs(px, TEXTS), rtol=0, atol=1e-6)
+    assert not torch.allclose(joint[0], joint[1])  # the pairs differ, so do their joint vectors
+
+
 # ---- precision -------------------------------------------------------------------------
 
 @pytest.mark.parametrize("precision", [Precision.BF16, Precision.AMP])

@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from harness.datasets import DATASETS, FORMATS, DatasetRequest, TaskKind, synthetic
+from harness.datasets.base import TaskKind, with_implied
 from harness.datasets.manifest import ManifestError, parse_manifest
 from harness.datasets.resources import resource, templates
 from tests.conftest import FLICKR8K, ROOT, needs_flickr8k
@@ -19,7 +20,8 @@ def test_registry_is_the_manifest_plus_its_subsets():
     assert set(DATASETS.names()) == set(MANIFEST) | set(subsets)
     for name, entry in MANIFEST.items():
         meta = DATASETS.get(name)
-        assert tuple(entry["tasks"]) == tuple(t.value for t in meta.tasks), name
+        # plus the views they imply (image_text_classification: the train + eval image_text_probe)
+        assert with_implied(tuple(TaskKind(t) for t in entry["tasks"])) == meta.tasks, name
         assert tuple(entry["splits"]) == meta.splits and entry["default_split"] == meta.default_split, name
         assert entry["license"] == meta.license and entry["citation"] == meta.citation, name
         assert meta.spec.format == entry["format"] and meta.offline == (entry["source"]["kind"] == "generated")

@@ -91,6 +91,21 @@ class FactoredCrossEncoder(CrossEncoder, Protocol):
         """Aligned features (row i of each) -> (B,) match scores, equal to ``score_pairs``."""
 
 
+@runtime_checkable
+class JointEncoder(Protocol):
+    """Optional, for cross-encoders: the joint representation of aligned (image, text) pairs,
+    the pooled multimodal vector their match head reads (ViLT's pooler output, BLIP ITM's
+    [ENC] token, a fusion head's input to its match MLP). Frozen features for probes that
+    classify image + text items (``image_text_classification``)."""
+
+    name: str
+
+    def image_transform(self) -> Callable[["Image.Image"], "torch.Tensor"]: ...
+
+    def joint_features(self, pixels: "torch.Tensor", texts: Sequence[str]) -> "torch.Tensor":
+        """(B, C, H, W) pixels and B texts -> (B, D) float joint features of the aligned pairs."""
+
+
 @dataclass(frozen=True)
 class ModelMeta:
     """Cheap, registered description of a model; ``loader`` does the heavy work when called."""

@@ -21,11 +21,31 @@ class TaskKind(str, Enum):
     HUMAN_AGREEMENT = "human_agreement"  # (image, caption) pairs with human quality judgments
     LINEAR_PROBE = "linear_probe"        # the classification view of a train split and an eval split
     IMAGE_TEXT_CLASSIFICATION = "image_text_classification"  # harness.datasets.pair_labels.ImageTextLabelData
+    # the train split and the evaluation split of image_text_classification, for the task that
+    # fits a probe on one and scores the other (harness.datasets.views.ImageTextProbeData)
+    IMAGE_TEXT_PROBE = "image_text_probe"
 
 
 # Views a dataset gets from another one its loader has: a linear probe reads the classification
-# view twice (train + the evaluation split), so any format with a zeroshot view offers it.
-DERIVED_VIEWS = {TaskKind.LINEAR_PROBE: TaskKind.ZEROSHOT}
+# view twice (train + the evaluation split), so any format with a zeroshot view offers it; the
+# image + text probe reads the image_text_classification view twice.
+DERIVED_VIEWS = {TaskKind.LINEAR_PROBE: TaskKind.ZEROSHOT,
+                 TaskKind.IMAGE_TEXT_PROBE: TaskKind.IMAGE_TEXT_CLASSIFICATION}
+# Derived views every dataset offering the base view offers too, with no manifest line: every
+# image + text -> label dataset is there to fit a classifier on its train split.
+IMPLIED_VIEWS = {TaskKind.IMAGE_TEXT_CLASSIFICATION: (TaskKind.IMAGE_TEXT_PROBE,)}
+
+
+def with_implied(tasks: tuple[TaskKind, ...]) -> tuple[TaskKind, ...]:
+    """``tasks`` plus the views they imply, in order, without repeats.
+
+    >>> [t.value for t in with_implied((TaskKind.IMAGE_TEXT_CLASSIFICATION,))]
+    ['image_text_classification', 'image_text_probe']
+    """
+    out = list(tasks)
+    for t in tasks:
+        out += [v for v in IMPLIED_VIEWS.get(t, ()) if v not in out]
+    return tuple(out)
 
 
 def loader_view(task: TaskKind) -> TaskKind:

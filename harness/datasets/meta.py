@@ -6,11 +6,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .base import DatasetError, DatasetRequest, TaskKind
+from .base import DatasetError, DatasetRequest, TaskKind, with_implied
 from .checks import check_against_manifest
-from .views import ProbeData
+from .views import ImageTextProbeData, ProbeData
 
 PROBE_TRAIN_SPLIT = "train"  # a linear probe is fitted here (its L2 strength chosen on part of it)
+# derived views made of a train split and the evaluation split: (the base view, the pair's class)
+_TRAIN_EVAL_VIEWS = {TaskKind.LINEAR_PROBE: (TaskKind.ZEROSHOT, ProbeData),
+                     TaskKind.IMAGE_TEXT_PROBE: (TaskKind.IMAGE_TEXT_CLASSIFICATION, ImageTextProbeData)}
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,9 @@ class DatasetMeta:
     spec: Any = None       # the manifest entry (harness.datasets.manifest.DatasetSpec) it came from
     probe: Callable[[str | None], str | None] | None = None  # cheap: None if usable here, else why not
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tasks", with_implied(tuple(self.tasks)))  # e.g. the image + text probe
+
     def load(self, request: DatasetRequest) -> Any:
         if request.split not in self.splits:
             raise DatasetError(
@@ -41,7 +47,7 @@ class DatasetMeta:
                 f"dataset {self.name!r} has no {request.task.value} view; it offers: "
                 + ", ".join(t.value for t in self.tasks)
             )
-        if request.task is TaskKind.LINEAR_PROBE:
+        if request.task in _TRAIN_EVAL_VIEWS:
             return self._probe_data(request)
         return self._load_view(request)
 
@@ -53,19 +59,22 @@ class DatasetMeta:
             check_against_manifest(self.spec, data, request)
         return data
 
-    def _probe_data(self, request: DatasetRequest) -> ProbeData:
-        """Both classification views; ``--limit`` subsets the evaluation split only (the probe
-        is fitted on the whole train split, or on ``--shots`` images per class of it)."""
+    def _probe_data(self, request: DatasetRequest) -> ProbeData | ImageTextProbeData:
+        """Both views of a probe (the derived view's base, of train and of the evaluation
+        split); ``--limit`` subsets the evaluation split only (the probe is fitted on the
+        whole train split, or on ``--shots`` images per class of it)."""
         from dataclasses import replace
 
+        base, make = _TRAIN_EVAL_VIEWS[request.task]
+        what = request.task.value.replace("_", " ")
         if request.split == PROBE_TRAIN_SPLIT or PROBE_TRAIN_SPLIT not in self.splits:
             why = (f"it is fitted on {PROBE_TRAIN_SPLIT!r}, never on the split it is evaluated on"
                    if request.split == PROBE_TRAIN_SPLIT else f"{self.name!r} has no {PROBE_TRAIN_SPLIT!r} split")
-            raise DatasetError(f"linear probe on {self.name}/{request.split}: {why}; "
+            raise DatasetError(f"{what} on {self.name}/{request.split}: {why}; "
                                f"splits: {', '.join(self.splits)}")
-        view = replace(request, task=TaskKind.ZEROSHOT)
+        view = replace(request, task=base)
         train = self._load_view(replace(view, split=PROBE_TRAIN_SPLIT, limit=None))
-        return ProbeData(train=train, eval=self._load_view(view))
+        return make(train=train, eval=self._load_view(view))
 
     def availability(self, data_root: str | None) -> str | None:
         """None when the dataset can be loaded here (files found, cheaply), else the reason."""

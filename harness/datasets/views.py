@@ -123,3 +123,56 @@ class ProbeData:
 
     def counts(self) -> dict[str, int]:
         return {"classes": len(self.eval.classnames), "train_images": len(self.train.images)}
+
+
+@dataclass
+class ImageTextProbeData:
+    """The image + text -> label view of a train split (a classifier is fitted there, its
+    settings chosen on a held-out part of it) and of the evaluation split, for
+    ``image_text_classification``. What the runner reads (name, split, images, fingerprint,
+    info, counts) is the evaluation split's, with the train split named in ``info`` and its
+    images digested into the run key through ``train``, as for :class:`ProbeData`."""
+
+    train: Any  # harness.datasets.pair_labels.ImageTextLabelData
+    eval: Any
+
+    def __post_init__(self) -> None:
+        if self.train.split == self.eval.split:
+            raise DatasetError(f"{self.eval.name}: a classifier is never fitted on the split it is evaluated on "
+                               f"({self.eval.split!r}); evaluate on another split")
+        if list(self.train.classnames) != list(self.eval.classnames) or self.train.multilabel != self.eval.multilabel:
+            raise DatasetError(f"{self.eval.name}: the {self.train.split} and {self.eval.split} splits have "
+                               "different classes")
+        if self.train.is_pair != self.eval.is_pair:
+            raise DatasetError(f"{self.eval.name}: one of the {self.train.split} and {self.eval.split} splits has "
+                               "image pairs and the other single images")
+
+    @property
+    def name(self) -> str:
+        return self.eval.name
+
+    @property
+    def split(self) -> str:
+        return self.eval.split
+
+    @property
+    def images(self) -> ImageSet:
+        """The evaluation split's images, the right images of a pair dataset after the left
+        ones, so the run key's image digest covers both."""
+        if self.eval.images_right is None:
+            return self.eval.images
+        return ImageSet(list(self.eval.images.paths) + list(self.eval.images_right.paths))
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.train.fingerprint, self.eval.fingerprint)
+
+    @property
+    def info(self) -> dict[str, Any]:
+        return {**self.eval.info, "train": {"split": self.train.split, "items": len(self.train),
+                                            "fingerprint": self.train.fingerprint}}
+
+    def counts(self) -> dict[str, int]:
+        out = {k: v for k, v in self.eval.counts().items() if k != "images"}  # the record has images
+        out.update(train_items=len(self.train), train_images=len(self.train.images))
+        return out

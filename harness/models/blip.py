@@ -93,19 +93,32 @@ class BlipRetrieval(hub.HubAdapter):
         import torch
 
         with torch.inference_mode(), autocast(self.device, self.options.precision):
-            t = hub.to_device(text_feats, self.device)
-            states = image_feats.to(self.device, dtype=self._dtype)
-            if states.shape[0] != t["input_ids"].shape[0]:
-                raise ValueError(f"{self.name}: {states.shape[0]} image rows vs {t['input_ids'].shape[0]} text rows")
-            image_mask = torch.ones(states.shape[:-1], dtype=torch.long, device=states.device)
-            out = self.model.text_encoder(input_ids=t["input_ids"], attention_mask=t["attention_mask"],
-                                          encoder_hidden_states=states, encoder_attention_mask=image_mask)
-            logits = self.model.itm_head(out.last_hidden_state[:, 0, :]).float()
+            logits = self.model.itm_head(self._itm_token(image_feats, text_feats)).float()
             return logits.softmax(dim=-1)[:, 1]
 
     def score_pairs(self, pixels, texts: Sequence[str]):
         """(B, 3, H, W) pixels and B texts -> (B,) ITM match probabilities of the aligned pairs."""
         return self.score_features(self.image_features(pixels), self.text_features(texts))
+
+    def joint_features(self, pixels, texts: Sequence[str]):
+        """(B, width) float32: the [ENC] token's state after cross-attending to the image, the
+        vector BLIP's ITM head classifies."""
+        import torch
+
+        with torch.inference_mode(), autocast(self.device, self.options.precision):
+            return self._itm_token(self.image_features(pixels), self.text_features(texts)).float()
+
+    def _itm_token(self, image_feats, text_feats: dict):
+        import torch
+
+        t = hub.to_device(text_feats, self.device)
+        states = image_feats.to(self.device, dtype=self._dtype)
+        if states.shape[0] != t["input_ids"].shape[0]:
+            raise ValueError(f"{self.name}: {states.shape[0]} image rows vs {t['input_ids'].shape[0]} text rows")
+        image_mask = torch.ones(states.shape[:-1], dtype=torch.long, device=states.device)
+        out = self.model.text_encoder(input_ids=t["input_ids"], attention_mask=t["attention_mask"],
+                                      encoder_hidden_states=states, encoder_attention_mask=image_mask)
+        return out.last_hidden_state[:, 0, :]
 
 
 def load_blip(name: str, hub_id: str | None, options: LoadOptions) -> BlipRetrieval:

@@ -89,6 +89,15 @@ class ViltRetrieval(hub.HubAdapter):
                                    return_tensors="pt"))
 
     def score_pairs(self, pixels, texts: Sequence[str]):
+        """(B, 4, S, S) canvases and B texts -> (B,) ITM logits of the aligned pairs."""
+        return self._pooled(pixels, texts, self.model.rank_output)[:, 0].float()
+
+    def joint_features(self, pixels, texts: Sequence[str]):
+        """(B, D) pooler output: the [CLS] state, through ViLT's pooler, that its ITM head reads."""
+        return self._pooled(pixels, texts).float()
+
+    def _pooled(self, pixels, texts: Sequence[str], head=None):
+        """The pooler output, or ``head`` of it (inside the same inference/autocast context)."""
         import torch
 
         if len(pixels) != len(texts):
@@ -99,9 +108,9 @@ class ViltRetrieval(hub.HubAdapter):
         with torch.inference_mode(), autocast(self.device, self.options.precision), \
                 torch.random.fork_rng(devices=devices):
             torch.manual_seed(PATCH_SEED)
-            out = self.model(**tokens, pixel_values=rgb.to(self.device, dtype=self._dtype),
-                             pixel_mask=mask.to(self.device))
-        return out.logits[:, 0].float()
+            out = self.model.vilt(**tokens, pixel_values=rgb.to(self.device, dtype=self._dtype),
+                                  pixel_mask=mask.to(self.device))
+            return out.pooler_output if head is None else head(out.pooler_output)
 
 
 def load_vilt(name: str, hub_id: str | None, options: LoadOptions) -> ViltRetrieval:

@@ -6,7 +6,8 @@ from importlib import import_module
 
 from harness.tasks.base import TASKS, Task, TaskResult, register
 
-TASK_MODULES = ("retrieval", "zeroshot", "caption_selection", "human_agreement", "linear_probe")
+TASK_MODULES = ("retrieval", "zeroshot", "caption_selection", "human_agreement", "linear_probe",
+                "image_text_classification")
 
 for _module in TASK_MODULES:
     import_module(f"harness.tasks.{_module}")

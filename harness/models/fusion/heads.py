@@ -81,9 +81,13 @@ class EarlyHead(nn.Module):
     def prepare_text(self, feats: dict) -> dict:
         return {"b": self.text_proj(feats["pooled"].float())}
 
-    def score(self, img: dict, txt: dict) -> torch.Tensor:
+    def joint(self, img: dict, txt: dict) -> torch.Tensor:
+        """(B, 4 dim): [a, b, a*b, |a-b|], the pair vector the match MLP reads."""
         a, b = img["a"], txt["b"]
-        return self.match(torch.cat([a, b, a * b, (a - b).abs()], dim=-1)).squeeze(-1)
+        return torch.cat([a, b, a * b, (a - b).abs()], dim=-1)
+
+    def score(self, img: dict, txt: dict) -> torch.Tensor:
+        return self.match(self.joint(img, txt)).squeeze(-1)
 
 
 class CrossAttention(nn.Module):
@@ -139,6 +143,10 @@ class XattnHead(nn.Module):
         return {"h": h, "q": self.blocks[0].queries(h), "mask": feats["mask"].bool()}
 
     def score(self, img: dict, txt: dict) -> torch.Tensor:
+        return self.match(self.joint(img, txt)).squeeze(-1)
+
+    def joint(self, img: dict, txt: dict) -> torch.Tensor:
+        """(B, 2 dim): [pooled text states, pooled agreement], the pair vector the match MLP reads."""
         h, q, kv = txt["h"], txt["q"], img["kv"]
         m = txt["mask"].unsqueeze(-1).to(h.dtype)
         m = m / m.sum(1, keepdim=True).clamp(min=1.0)          # masked-mean weights
@@ -152,7 +160,7 @@ class XattnHead(nn.Module):
         pooled_att = (att * m).sum(1)
         pooled = (h * m).sum(1) + self.blocks[last].out(pooled_att)   # out(mean) == mean(out)
         agree = (txt["h"] * att * m).sum(1)                     # per-token text x what it found
-        return self.match(torch.cat([pooled, agree], dim=-1)).squeeze(-1)
+        return torch.cat([pooled, agree], dim=-1)
 
 
 def build_head(cfg: HeadConfig) -> nn.Module:

@@ -231,6 +231,16 @@ class FusionCrossEncoder(_FusionBase):
     def score_pairs(self, pixels, texts: Sequence[str]):
         return self.score_features(self.image_features(pixels), self.text_features(texts))
 
+    # JointEncoder (harness.core.interfaces): the vector the head's match MLP reads
+    def joint_from_features(self, image_feats: dict, text_feats: dict):
+        import torch
+
+        with torch.inference_mode():
+            return self.head.joint(image_feats, text_feats).float()
+
+    def joint_features(self, pixels, texts: Sequence[str]):
+        return self.joint_from_features(self.image_features(pixels), self.text_features(texts))
+
 
 def wrap(name: str, head, towers, checkpoint: dict):
     cls = FusionDualEncoder if head.cfg.kind == "late" else FusionCrossEncoder
