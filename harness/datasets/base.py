@@ -21,17 +21,19 @@ class TaskKind(str, Enum):
     HUMAN_AGREEMENT = "human_agreement"  # (image, caption) pairs with human quality judgments
     LINEAR_PROBE = "linear_probe"        # the classification view of a train split and an eval split
     IMAGE_TEXT_CLASSIFICATION = "image_text_classification"  # harness.datasets.pair_labels.ImageTextLabelData
+    CAPTIONING = "captioning"            # the retrieval view read as images with reference captions
 
 
 # Views a dataset gets from another one its loader has: a linear probe reads the classification
-# view twice (train + the evaluation split), so any format with a zeroshot view offers it.
-DERIVED_VIEWS = {TaskKind.LINEAR_PROBE: TaskKind.ZEROSHOT}
+# view twice (train + the evaluation split), so any format with a zeroshot view offers it;
+# captioning reads the retrieval view (an image's captions are its references).
+DERIVED_VIEWS = {TaskKind.LINEAR_PROBE: TaskKind.ZEROSHOT, TaskKind.CAPTIONING: TaskKind.RETRIEVAL}
 
 
 def loader_view(task: TaskKind) -> TaskKind:
     """The view a format's loader is asked for to serve ``task``.
 
-    >>> loader_view(TaskKind.LINEAR_PROBE).value, loader_view(TaskKind.RETRIEVAL).value
+    >>> loader_view(TaskKind.LINEAR_PROBE).value, loader_view(TaskKind.CAPTIONING).value
     ('zeroshot', 'retrieval')
     """
     return DERIVED_VIEWS.get(task, task)

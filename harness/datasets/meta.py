@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .base import DatasetError, DatasetRequest, TaskKind
+from .base import DatasetError, DatasetRequest, TaskKind, loader_view
 from .checks import check_against_manifest
 from .views import ProbeData
 
@@ -43,6 +43,10 @@ class DatasetMeta:
             )
         if request.task is TaskKind.LINEAR_PROBE:
             return self._probe_data(request)
+        if loader_view(request.task) is not request.task:  # a view read from another (captioning: retrieval)
+            from dataclasses import replace
+
+            return self._load_view(replace(request, task=loader_view(request.task)))
         return self._load_view(request)
 
     def _load_view(self, request: DatasetRequest) -> Any:
