@@ -121,9 +121,9 @@ def availability(meta: ModelMeta) -> str:
 
 def _register_transformers() -> None:
     """transformers families; their modules import torch/transformers only inside loaders."""
-    from harness.models import blip, hf, vilt
+    from harness.models import blip, captioners, hf, vilt
 
-    for family in (hf, blip, vilt):
+    for family in (hf, blip, vilt, captioners):
         family.register(MODELS)
 
 

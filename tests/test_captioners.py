@@ -1,0 +1,105 @@
+"""Captioner adapters on tiny random configs: BLIP captioning and GIT (transformers, saved
+with save_pretrained and loaded through the registry), open_clip CoCa (a tiny config); each
+generates, matches its library's own generate, counts its tokens; offline is one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from harness.core.interfaces import Captioner, DualEncoder, GenerateOptions, LoadOptions, WeightsUnavailableError
+from harness.models import resolve
+from tests import tiny_hf
+
+
+def make_blip_captioner(path: Path) -> Path:
+    from transformers import BlipConfig, BlipForConditionalGeneration, BlipImageProcessor
+
+    tok = tiny_hf.bert_tokenizer(extra=("[DEC]", "[ENC]", "picture"))
+    cfg = BlipConfig(text_config=dict(vocab_size=len(tok), encoder_hidden_size=32, bos_token_id=len(tok) - 3,
+                                      pad_token_id=0, sep_token_id=3, eos_token_id=3, **tiny_hf.TINY),
+                     vision_config=dict(image_size=32, patch_size=8, initializer_range=0.02, **tiny_hf.TINY))
+    torch.manual_seed(0)
+    return tiny_hf._save(path, BlipForConditionalGeneration(cfg), tok, BlipImageProcessor(size={"height": 32, "width": 32}))
+
+
+def make_git(path: Path) -> Path:
+    from transformers import CLIPImageProcessor, GitConfig, GitForCausalLM
+
+    tok = tiny_hf.bert_tokenizer()
+    cfg = GitConfig(vocab_size=len(tok), bos_token_id=2, eos_token_id=3, pad_token_id=0, max_position_embeddings=64,
+                    vision_config=dict(image_size=32, patch_size=8, hidden_size=32, intermediate_size=37,
+                                       num_hidden_layers=1, num_attention_heads=4), **tiny_hf.TINY)
+    torch.manual_seed(0)
+    proc = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    return tiny_hf._save(path, GitForCausalLM(cfg), tok, proc)
+
+
+def images(n: int = 3):
+    g = torch.Generator().manual_seed(3)
+    return [Image.fromarray((torch.rand(40, 48, 3, generator=g) * 255).byte().numpy()) for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny-captioners")
+    return {"blip": make_blip_captioner(root / "blip"), "git": make_git(root / "git")}
+
+
+@pytest.mark.parametrize("family, name", [("blip", "blip-caption"), ("git", "git-base-coco")])
+def test_transformers_captioners_generate_as_transformers_does(tiny, family, name):
+    m = resolve(name).load(LoadOptions(weights=str(tiny[family])))
+    assert isinstance(m, Captioner) and resolve(name).kind.value == "captioner"
+    tf = m.image_transform()
+    px = torch.stack([tf(im) for im in images()])
+    opts = GenerateOptions(max_new_tokens=6, num_beams=2)
+    captions = m.generate(px, opts)
+    assert len(captions) == 3 and all(isinstance(c, str) for c in captions)
+    assert m.generate(px, opts) == captions  # deterministic without sampling
+    # transformers' own generate, decoded the same way
+    kwargs = dict(max_new_tokens=6, num_beams=2, do_sample=False)
+    with torch.no_grad():
+        if family == "blip":
+            ids = m.tokenizer(["a picture of "] * 3, return_tensors="pt")
+            ref = m.model.generate(pixel_values=px, input_ids=ids["input_ids"], attention_mask=ids["attention_mask"], **kwargs)
+            start = ids["input_ids"].shape[1] - 1
+        else:
+            ref = m.model.generate(pixel_values=px, **kwargs)
+            start = 1
+    want = [" ".join(t.split()) for t in m.tokenizer.batch_decode(ref[:, start:], skip_special_tokens=True)]
+    assert captions == want
+    assert 3 <= m.last_generated_tokens <= 3 * 6  # at least one token each, at most the cap
+    assert m.checkpoint["sha256"]  # the weights file is hashed for the record
+
+
+def test_blip_captioner_refuses_a_git_directory(tiny):
+    with pytest.raises(WeightsUnavailableError, match=r"holds a 'git' model; expected blip"):
+        resolve("blip-caption").load(LoadOptions(weights=str(tiny["git"])))
+
+
+@pytest.mark.parametrize("name", ["Salesforce/blip-image-captioning-base", "microsoft/git-base-coco",
+                                  "coca_ViT-B-32/mscoco_finetuned_laion2b_s13b_b90k"])
+def test_captioners_offline_are_one_line(name):
+    with pytest.raises(WeightsUnavailableError) as info:
+        resolve(name).load()
+    assert "\n" not in str(info.value) and "offline" in str(info.value)
+
+
+def test_coca_is_a_dual_encoder_and_a_captioner_on_a_tiny_config():
+    from harness.models.coca import CocaModel, tiny_coca
+
+    meta = resolve("coca_ViT-B-32/mscoco_finetuned_laion2b_s13b_b90k")
+    assert meta.kind.value == "dual" and [k.value for k in meta.also] == ["captioner"]
+    m: CocaModel = tiny_coca()
+    assert isinstance(m, Captioner) and isinstance(m, DualEncoder)
+    tf = m.image_transform()
+    px = torch.stack([tf(im) for im in images(2)])
+    captions = m.generate(px, GenerateOptions(max_new_tokens=5, num_beams=1))
+    assert len(captions) == 2 and all(isinstance(c, str) for c in captions)
+    assert 2 <= m.last_generated_tokens <= 2 * 5
+    emb = m.encode_images(px)
+    assert emb.shape == (2, m.embed_dim)
+    torch.testing.assert_close(emb.norm(dim=-1), torch.ones(2))
