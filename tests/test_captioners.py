@@ -88,18 +88,63 @@ def test_captioners_offline_are_one_line(name):
     assert "\n" not in str(info.value) and "offline" in str(info.value)
 
 
-def test_coca_is_a_dual_encoder_and_a_captioner_on_a_tiny_config():
-    from harness.models.coca import CocaModel, tiny_coca
+TINY_COCA = {
+    "embed_dim": 32,  # = the decoder width, as in coca_ViT-B-32 (512)
+    "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 8, "attentional_pool": True,
+                   "attn_pooler_heads": 4, "output_tokens": True, "head_width": 8},
+    "text_cfg": {"context_length": 20, "vocab_size": 49408, "width": 32, "heads": 4, "layers": 1,
+                 "embed_cls": True, "output_tokens": True},
+    "multimodal_cfg": {"context_length": 20, "vocab_size": 49408, "width": 32, "heads": 4, "layers": 1,
+                       "attn_pooler_heads": 4},
+    "custom_text": True,
+}
+
+
+def tiny_coca(tmp_path: Path):
+    """coca_ViT-B-32's layout at width 32, one layer per tower, random init (seed 0)."""
+    import json
+
+    import open_clip
+
+    from harness.models.coca import CocaModel
+
+    cfg = tmp_path / "tiny_coca_test.json"
+    cfg.write_text(json.dumps(TINY_COCA))
+    open_clip.add_model_config(cfg)
+    torch.manual_seed(0)
+    model, _, preprocess = open_clip.create_model_and_transforms("tiny_coca_test")
+    return CocaModel("tiny-coca", model, preprocess, open_clip.get_tokenizer("tiny_coca_test"), LoadOptions(),
+                     {"id": "random-init", "sha256": None})
+
+
+def test_coca_is_a_dual_encoder_and_a_captioner_on_a_tiny_config(tmp_path):
+    from harness.tasks import TASKS
 
     meta = resolve("coca_ViT-B-32/mscoco_finetuned_laion2b_s13b_b90k")
     assert meta.kind.value == "dual" and [k.value for k in meta.also] == ["captioner"]
-    m: CocaModel = tiny_coca()
+    assert TASKS.get("captioning").accepts(meta) and TASKS.get("retrieval").accepts(meta)
+    m = tiny_coca(tmp_path)
     assert isinstance(m, Captioner) and isinstance(m, DualEncoder)
     tf = m.image_transform()
     px = torch.stack([tf(im) for im in images(2)])
-    captions = m.generate(px, GenerateOptions(max_new_tokens=5, num_beams=1))
-    assert len(captions) == 2 and all(isinstance(c, str) for c in captions)
+    greedy = m.generate(px, GenerateOptions(max_new_tokens=5, num_beams=1))
+    assert len(greedy) == 2 and all(isinstance(c, str) for c in greedy)
     assert 2 <= m.last_generated_tokens <= 2 * 5
+    # greedy by hand: argmax of CoCa's own next-token logits, step by step, for image 0
+    text = torch.tensor([[49406]])
+    with torch.no_grad():
+        latent, embs = m.model._encode_image(px[:1])
+        for _ in range(5):
+            logits = m.model(px[:1], text, image_latent=latent, image_embs=embs, output_labels=False)["logits"]
+            text = torch.cat([text, logits[:, -1].argmax(-1, keepdim=True)], 1)
+            if int(text[0, -1]) == 49407:
+                break
+    import open_clip
+
+    want = " ".join(open_clip.decode(text[0]).split("<end_of_text>")[0].replace("<start_of_text>", "").split())
+    assert greedy[0] == want
+    beams = m.generate(px, GenerateOptions(max_new_tokens=5, num_beams=3))
+    assert len(beams) == 2 and m.generate(px, GenerateOptions(max_new_tokens=5, num_beams=3)) == beams
     emb = m.encode_images(px)
     assert emb.shape == (2, m.embed_dim)
     torch.testing.assert_close(emb.norm(dim=-1), torch.ones(2))

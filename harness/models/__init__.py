@@ -85,6 +85,9 @@ def _register_builtin() -> None:
     from harness.models.fusion import model as fusion  # torch-free import: specs and metas only
 
     fusion.register(MODELS)
+    from harness.models import coca  # torch-free import: metas only
+
+    coca.register(MODELS)
 
 
 def resolve(name: str) -> ModelMeta:
