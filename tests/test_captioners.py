@@ -148,3 +148,47 @@ def test_coca_is_a_dual_encoder_and_a_captioner_on_a_tiny_config(tmp_path):
     emb = m.encode_images(px)
     assert emb.shape == (2, m.embed_dim)
     torch.testing.assert_close(emb.norm(dim=-1), torch.ones(2))
+
+
+# ---- decoding and the embedded tiny captioner ---------------------------------------------
+
+def table_logprobs(prefix, row=None):
+    """Next-token log-probs from a fixed table (start 0, end 3): greedy takes token 1
+    (0.5) then meets a flat distribution; beam search finds 2 -> 3 (0.4 x 0.9)."""
+    rows = []
+    for p in prefix.tolist():
+        last = p[-1]
+        probs = {0: [0, .5, .4, .1], 1: [0, .35, .35, .3], 2: [0, 0.05, 0.05, .9]}.get(last, [0, 0, 0, 1.0])
+        rows.append(probs)
+    return torch.tensor(rows).clamp(min=1e-9).log()
+
+
+def test_greedy_and_beam_search_by_hand():
+    from harness.models.decoding import decode
+
+    greedy = decode(table_logprobs, 1, 0, 3, GenerateOptions(max_new_tokens=4, num_beams=1))
+    assert greedy == [[1, 1, 1, 1]]  # argmax ties go to the first id; never reaches the end token
+    beam = decode(table_logprobs, 1, 0, 3, GenerateOptions(max_new_tokens=4, num_beams=2))
+    # finished: [3] (log .1 / 1 = -2.30), [2, 3] ((log .4 + log .9) / 2 = -0.51), [1, 3] (-0.95): [2, 3] wins
+    assert beam == [[2, 3]]
+
+
+def test_tiny_captioner_random_init_generates_and_the_shipped_one_loads():
+    from harness.core.interfaces import ModelKind
+
+    meta = resolve("tiny-captioner-random")
+    assert meta.kind is ModelKind.CAPTIONER and meta.offline
+    m = meta.load()
+    assert isinstance(m, Captioner)
+    px = torch.stack([m.image_transform()(im) for im in images(3)])
+    a = m.generate(px, GenerateOptions(max_new_tokens=6, num_beams=1))
+    assert a == m.generate(px, GenerateOptions(max_new_tokens=6, num_beams=1)) and len(a) == 3
+    assert 3 <= m.last_generated_tokens <= 18
+    assert len(m.generate(px, GenerateOptions(max_new_tokens=6, num_beams=3))) == 3
+    trained = resolve("tiny-captioner-synth").load()
+    assert trained.checkpoint["sha256"] and all(trained.generate(px, GenerateOptions(max_new_tokens=14)))
+
+
+def test_tiny_captioner_missing_weights_is_one_line(tmp_path):
+    with pytest.raises(WeightsUnavailableError, match=r"^tiny-captioner-synth: --weights .*nope.safetensors: no such file$"):
+        resolve("tiny-captioner-synth").load(LoadOptions(weights=str(tmp_path / "nope.safetensors")))

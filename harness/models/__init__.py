@@ -88,6 +88,9 @@ def _register_builtin() -> None:
     from harness.models import coca  # torch-free import: metas only
 
     coca.register(MODELS)
+    from harness.models import tiny_captioner  # torch-free import: metas only
+
+    tiny_captioner.register(MODELS)
 
 
 def resolve(name: str) -> ModelMeta:
