@@ -26,6 +26,7 @@ $(VENV)/.installed: pyproject.toml
 bench: setup
 ifeq ($(strip $(MODEL)),)
 	@$(VLBENCH) sweep --suite $(SUITE) --results $(RESULTS) $(RUN_ARGS)
+	@$(if $(filter default,$(SUITE)),$(VLBENCH) sweep --suite captioning --results $(RESULTS) $(RUN_ARGS))
 else
 	@$(VLBENCH) run --model $(MODEL) --dataset $(DATASET) --results $(RESULTS) $(RUN_ARGS)
 endif

@@ -49,6 +49,7 @@ _TAIL = [
     Col("ips_image_encode", "img/s", "ips", "high", "image encode items/s (after warm-up)"),
     Col("ips_text_encode", "txt/s", "ips", "high", "text encode items/s (after warm-up)"),
     Col("ips_rerank", "rerank/s", "ips", "high", "cross-encoder reranking items/s"),
+    Col("ips_generate", "gen img/s", "ips", "high", "captioning: images captioned per second (after warm-up)"),
     Col("latency_p50_ms", "p50 ms", "ms", "low", "per-batch latency of the main encode stage"),
     Col("latency_p90_ms", "p90 ms", "ms", "low", "per-batch latency of the main encode stage"),
     Col("peak_rss_mb", "peak RSS MB", "mb", "low", "peak host memory (resident set)"),
@@ -63,6 +64,8 @@ _ALWAYS = {"lead_p", "ips_eval", "ips_image_encode", "ips_text_encode", "latency
            "created_at", "git_sha", "versions"}
 OPTIONAL_METRICS = {"retrieval": ["hn_binding", "hn_relation"]}
 # human_agreement has no fixed list: a table shows the tau its rows report (Expert c, CF b)
+# captioning: CIDEr-D (main) first, then the COCO caption metrics and CLIPScore, when reported
+CAPTION_METRICS = ["cider", "bleu1", "bleu4", "meteor", "rouge_l", "spice", "clip_s", "refclip_s"]
 TASK_METRICS = {"retrieval": RETRIEVAL_METRICS, "zeroshot": ZEROSHOT_METRICS, "linear_probe": ZEROSHOT_METRICS}
 
 
@@ -70,6 +73,8 @@ def page_columns(task: str, rows: pd.DataFrame) -> list[Col]:
     """The page's columns for one table: model, the task's metrics (with any optional ones the
     rows report), the lead test, throughput, latency, memory, size, provenance."""
     metrics = list(TASK_METRICS.get(task, []))
+    if task == "captioning":  # the metrics a run could compute here (no SPICE models, no judge: absent)
+        metrics = [m for m in CAPTION_METRICS if m in rows.columns and rows[m].notna().any()]
     if task == "caption_selection":
         from .selection import caption_columns
 

@@ -22,6 +22,7 @@ class ModelKind(str, Enum):
     CROSS = "cross"  # scores (image, text) pairs jointly (ViLT, early/cross-attention fusion)
     BOTH = "both"    # BLIP: ITC dual encoder plus ITM cross-encoder
     METRIC = "metric"  # a caption metric scoring judged pairs (metric:cider, metric:clip_s:JUDGE)
+    CAPTIONER = "captioner"  # writes a caption per image (BLIP/GIT captioning, CoCa, captions:FILE)
 
 
 class Precision(str, Enum):
@@ -107,12 +108,38 @@ class JointEncoder(Protocol):
 
 
 @dataclass(frozen=True)
+class GenerateOptions:
+    """How a captioner decodes; every field can change the captions, so the record states them.
+    Greedy or beam search by default (``do_sample`` off), as the COCO caption results of
+    BLIP, GIT and CoCa are reported."""
+
+    max_new_tokens: int = 30
+    num_beams: int = 3       # BLIP's captioning evaluation: beam search, 3 beams
+    do_sample: bool = False
+    batch_size: int = 32
+
+
+@runtime_checkable
+class Captioner(Protocol):
+    """Writes one caption per image. ``last_generated_tokens`` is the number of new tokens the
+    last ``generate`` call produced (up to each caption's end token), for tokens/s."""
+
+    name: str
+    last_generated_tokens: int
+
+    def image_transform(self) -> Callable[["Image.Image"], "torch.Tensor"]: ...
+
+    def generate(self, pixels: "torch.Tensor", options: GenerateOptions) -> list[str]:
+        """(B, C, H, W) preprocessed pixels -> B captions (special tokens removed)."""
+
+
+@dataclass(frozen=True)
 class ModelMeta:
     """Cheap, registered description of a model; ``loader`` does the heavy work when called."""
 
     name: str
     family: str                      # "open_clip", "hf-clip", "blip", "vilt", "fusion", ...
-    kind: ModelKind
+    kind: ModelKind                  # what the model mainly is (its row in listings, the record's kind)
     source: str                      # e.g. "open_clip:ViT-B-32/openai", "hf:openai/clip-vit-base-patch32"
     loader: Callable[[LoadOptions], Any]
     params: int | None = None        # parameter count, when known without loading
@@ -125,6 +152,11 @@ class ModelMeta:
     # the run key can hash their contents before loading. None: weights resolved at load (hub).
     local_files: Callable[[str | None], list[Path]] | None = None
     reads_images: bool = True        # False: scores text alone (reference-based caption metrics)
+    also: tuple[ModelKind, ...] = ()  # further kinds the loaded object serves (CoCa: dual + captioner)
+
+    def kinds(self) -> tuple[ModelKind, ...]:
+        """Every kind this model serves, its main kind first."""
+        return (self.kind, *(k for k in self.also if k is not self.kind))
 
     def load(self, options: LoadOptions | None = None) -> Any:
         return self.loader(options or LoadOptions())

@@ -24,13 +24,16 @@ class TaskKind(str, Enum):
     # the train split and the evaluation split of image_text_classification, for the task that
     # fits a probe on one and scores the other (harness.datasets.views.ImageTextProbeData)
     IMAGE_TEXT_PROBE = "image_text_probe"
+    CAPTIONING = "captioning"            # the retrieval view read as images with reference captions
 
 
 # Views a dataset gets from another one its loader has: a linear probe reads the classification
 # view twice (train + the evaluation split), so any format with a zeroshot view offers it; the
-# image + text probe reads the image_text_classification view twice.
+# image + text probe reads the image_text_classification view twice; captioning reads the
+# retrieval view (an image's captions are its references).
 DERIVED_VIEWS = {TaskKind.LINEAR_PROBE: TaskKind.ZEROSHOT,
-                 TaskKind.IMAGE_TEXT_PROBE: TaskKind.IMAGE_TEXT_CLASSIFICATION}
+                 TaskKind.IMAGE_TEXT_PROBE: TaskKind.IMAGE_TEXT_CLASSIFICATION,
+                 TaskKind.CAPTIONING: TaskKind.RETRIEVAL}
 # Derived views every dataset offering the base view offers too, with no manifest line: every
 # image + text -> label dataset is there to fit a classifier on its train split.
 IMPLIED_VIEWS = {TaskKind.IMAGE_TEXT_CLASSIFICATION: (TaskKind.IMAGE_TEXT_PROBE,)}
@@ -51,7 +54,7 @@ def with_implied(tasks: tuple[TaskKind, ...]) -> tuple[TaskKind, ...]:
 def loader_view(task: TaskKind) -> TaskKind:
     """The view a format's loader is asked for to serve ``task``.
 
-    >>> loader_view(TaskKind.LINEAR_PROBE).value, loader_view(TaskKind.RETRIEVAL).value
+    >>> loader_view(TaskKind.LINEAR_PROBE).value, loader_view(TaskKind.CAPTIONING).value
     ('zeroshot', 'retrieval')
     """
     return DERIVED_VIEWS.get(task, task)

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .base import DatasetError, DatasetRequest, TaskKind, with_implied
+from .base import DatasetError, DatasetRequest, TaskKind, loader_view, with_implied
 from .checks import check_against_manifest
 from .views import ImageTextProbeData, ProbeData
 
@@ -49,6 +49,10 @@ class DatasetMeta:
             )
         if request.task in _TRAIN_EVAL_VIEWS:
             return self._probe_data(request)
+        if loader_view(request.task) is not request.task:  # a view read from another (captioning: retrieval)
+            from dataclasses import replace
+
+            return self._load_view(replace(request, task=loader_view(request.task)))
         return self._load_view(request)
 
     def _load_view(self, request: DatasetRequest) -> Any:

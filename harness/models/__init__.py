@@ -85,6 +85,12 @@ def _register_builtin() -> None:
     from harness.models.fusion import model as fusion  # torch-free import: specs and metas only
 
     fusion.register(MODELS)
+    from harness.models import coca  # torch-free import: metas only
+
+    coca.register(MODELS)
+    from harness.models import tiny_captioner  # torch-free import: metas only
+
+    tiny_captioner.register(MODELS)
 
 
 def resolve(name: str) -> ModelMeta:
@@ -121,9 +127,9 @@ def availability(meta: ModelMeta) -> str:
 
 def _register_transformers() -> None:
     """transformers families; their modules import torch/transformers only inside loaders."""
-    from harness.models import blip, hf, vilt
+    from harness.models import blip, captioners, hf, vilt
 
-    for family in (hf, blip, vilt):
+    for family in (hf, blip, vilt, captioners):
         family.register(MODELS)
 
 

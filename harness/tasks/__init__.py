@@ -7,7 +7,7 @@ from importlib import import_module
 from harness.tasks.base import TASKS, Task, TaskResult, register
 
 TASK_MODULES = ("retrieval", "zeroshot", "caption_selection", "human_agreement", "linear_probe",
-                "image_text_classification")
+                "image_text_classification", "captioning")
 
 for _module in TASK_MODULES:
     import_module(f"harness.tasks.{_module}")

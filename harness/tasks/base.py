@@ -82,10 +82,12 @@ class Task:
 
     # -- before anything loads -------------------------------------------------------------
     def accepts(self, meta) -> bool:
-        return meta.kind in self.model_kinds
+        """Any kind the model serves (``ModelMeta.also``: CoCa is a dual encoder and a captioner)."""
+        return any(k in self.model_kinds for k in _kinds(meta))
 
     def runs_in_sweep(self, meta) -> bool:
-        return meta.kind in (self.model_kinds if self.sweep_kinds is None else self.sweep_kinds)
+        kinds = self.model_kinds if self.sweep_kinds is None else self.sweep_kinds
+        return any(k in kinds for k in _kinds(meta))
 
     def check_model(self, meta) -> None:
         if not self.accepts(meta):
@@ -134,6 +136,11 @@ class Task:
 
     def evaluate(self, model, data, opts, **kwargs) -> TaskResult:
         raise NotImplementedError
+
+
+def _kinds(meta) -> tuple:
+    kinds = getattr(meta, "kinds", None)
+    return kinds() if callable(kinds) else (meta.kind,)
 
 
 TASKS: Registry[Task] = Registry("task")
