@@ -47,7 +47,8 @@ def sklearn_search(x, y, k, tried: list[float], opts):
         for c in tried:
             clf.set_params(C=c)
             clf.fit(xs[fit], ys[fit])
-            scores[c] = (clf.score(xs[held], ys[held]), float(clf.predict_log_proba(xs[held])[np.arange(len(held)), ys[held]].mean()))
+            loglik = clf.predict_log_proba(xs[held])[np.arange(len(held)), ys[held]].mean()
+            scores[c] = (clf.score(xs[held], ys[held]), float(loglik))
         best = max(sorted(scores), key=lambda c: scores[c])
         final = LogisticRegression(C=best, max_iter=opts.max_iter).fit(xs, ys)
     return best, final

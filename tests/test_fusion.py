@@ -288,8 +288,8 @@ def test_rerank_with_oracle_reaches_the_prefilter_ceiling():
 
 
 def test_cross_hard_negatives_match_the_dual_definition():
-    from harness.training.fusion_eval import cross_hard_negatives
     from harness.tasks.hard_negatives import hard_negative_accuracy
+    from harness.training.fusion_eval import cross_hard_negatives
 
     g = torch.Generator().manual_seed(2)
     img, txt = torch.randn(6, 4, generator=g), torch.randn(12, 4, generator=g)

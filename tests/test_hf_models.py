@@ -107,8 +107,8 @@ def test_blip_reranking_runs_the_vision_tower_once_per_image(models):
 def test_blip_through_the_rerank_pair_scorer_runs_one_vision_pass_per_image(models, tmp_path):
     """The reranker's pair scorer (tasks/pairs.py) with the real BLIP adapter: k captions per
     image, and the vision tower sees each image exactly once."""
-    from harness.datasets.base import ImageSet
     from harness.core.measure import Stage
+    from harness.datasets.base import ImageSet
     from harness.tasks.encode import EncodeOptions
     from harness.tasks.pairs import score_pair_index
 

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from harness.datasets import DATASETS, FORMATS, DatasetRequest, TaskKind, synthetic
-from harness.datasets.base import TaskKind, with_implied
+from harness.datasets.base import with_implied
 from harness.datasets.manifest import ManifestError, parse_manifest
 from harness.datasets.resources import resource, templates
 from tests.conftest import FLICKR8K, ROOT, needs_flickr8k

@@ -5,9 +5,11 @@ Only typing here: importing this module must not import torch.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
 from harness.core.errors import UserError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -48,16 +50,16 @@ class DualEncoder(Protocol):
     name: str
     embed_dim: int
 
-    def image_transform(self) -> Callable[["Image.Image"], "torch.Tensor"]:
+    def image_transform(self) -> Callable[[Image.Image], torch.Tensor]:
         """PIL image -> preprocessed tensor; picklable, so data-loader workers can run it."""
 
     def tokenize(self, texts: Sequence[str]) -> Any:
         """Texts -> whatever ``encode_texts`` takes (a tensor or a dict of tensors)."""
 
-    def encode_images(self, pixels: "torch.Tensor") -> "torch.Tensor":
+    def encode_images(self, pixels: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) preprocessed pixels -> (B, D) unit-norm embeddings."""
 
-    def encode_texts(self, tokens: Any) -> "torch.Tensor":
+    def encode_texts(self, tokens: Any) -> torch.Tensor:
         """Tokenised batch -> (B, D) unit-norm embeddings."""
 
 
@@ -67,9 +69,9 @@ class CrossEncoder(Protocol):
 
     name: str
 
-    def image_transform(self) -> Callable[["Image.Image"], "torch.Tensor"]: ...
+    def image_transform(self) -> Callable[[Image.Image], torch.Tensor]: ...
 
-    def score_pairs(self, pixels: "torch.Tensor", texts: Sequence[str]) -> "torch.Tensor":
+    def score_pairs(self, pixels: torch.Tensor, texts: Sequence[str]) -> torch.Tensor:
         """(B, C, H, W) pixels and B texts -> (B,) match scores for the aligned pairs."""
 
 
@@ -82,13 +84,13 @@ class FactoredCrossEncoder(CrossEncoder, Protocol):
     dicts of tensors, indexable along dim 0; they may live on the model's device.
     """
 
-    def image_features(self, pixels: "torch.Tensor") -> Any:
+    def image_features(self, pixels: torch.Tensor) -> Any:
         """(B, C, H, W) pixels -> per-image features (e.g. patch tokens), first dim B."""
 
     def text_features(self, texts: Sequence[str]) -> Any:
         """B texts -> per-text features (token ids/states), first dim B."""
 
-    def score_features(self, image_feats: Any, text_feats: Any) -> "torch.Tensor":
+    def score_features(self, image_feats: Any, text_feats: Any) -> torch.Tensor:
         """Aligned features (row i of each) -> (B,) match scores, equal to ``score_pairs``."""
 
 
@@ -101,9 +103,9 @@ class JointEncoder(Protocol):
 
     name: str
 
-    def image_transform(self) -> Callable[["Image.Image"], "torch.Tensor"]: ...
+    def image_transform(self) -> Callable[[Image.Image], torch.Tensor]: ...
 
-    def joint_features(self, pixels: "torch.Tensor", texts: Sequence[str]) -> "torch.Tensor":
+    def joint_features(self, pixels: torch.Tensor, texts: Sequence[str]) -> torch.Tensor:
         """(B, C, H, W) pixels and B texts -> (B, D) float joint features of the aligned pairs."""
 
 
@@ -127,9 +129,9 @@ class Captioner(Protocol):
     name: str
     last_generated_tokens: int
 
-    def image_transform(self) -> Callable[["Image.Image"], "torch.Tensor"]: ...
+    def image_transform(self) -> Callable[[Image.Image], torch.Tensor]: ...
 
-    def generate(self, pixels: "torch.Tensor", options: GenerateOptions) -> list[str]:
+    def generate(self, pixels: torch.Tensor, options: GenerateOptions) -> list[str]:
         """(B, C, H, W) preprocessed pixels -> B captions (special tokens removed)."""
 
 

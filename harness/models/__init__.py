@@ -8,8 +8,8 @@ local file or directory instead.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
-from typing import Callable
 from pathlib import Path
 
 from harness.core.interfaces import LoadOptions, ModelKind, ModelMeta

@@ -11,7 +11,7 @@ Returned rows are the generated ids, the end token included when it was produced
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from harness.core.interfaces import GenerateOptions
 

@@ -24,10 +24,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import partial
 
+from harness.core.errors import UserError
 from harness.core.interfaces import LoadOptions, ModelKind, ModelMeta
 from harness.models import hub
 from harness.models.common import autocast
-from harness.core.errors import UserError
 
 LONGER_PER_SHORTER = 1333 / 800   # ViLT / transformers ViltImageProcessor: MAX_LONGER_EDGE / MAX_SHORTER_EDGE
 PATCH_SEED = 0                    # seed of ViLT's patch shuffling, fixed per call

@@ -16,8 +16,9 @@ runner never names a task: it asks the task
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 from harness.core.errors import OptionError, UserError
 from harness.core.interfaces import ModelKind
