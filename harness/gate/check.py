@@ -31,8 +31,8 @@ DEFAULT_TOLERANCES: dict[str, float] = {**{f"{d}_R@{k}": 0.5 for d in ("t2i", "i
     "acc": 0.5, "text_score": 0.5, "image_score": 0.5, "group_score": 0.5,  # caption selection (acc_*: default)
     "default": 0.5, "throughput": 0.15,
     "aggregate": 0.5}  # a suite score (harness.gate.aggregate); "aggregate:<score>" for one of them
-IDENTITY = ("model", "dataset", "split", "task", "precision", "device", "limit", "rerank_k", "prefilter")
-REQUIRED = IDENTITY[:6]  # limit/rerank_k/prefilter may be absent (older baselines): None
+IDENTITY = ("model", "dataset", "split", "task", "precision", "device", "limit", "rerank_k", "prefilter", "task_options")
+REQUIRED = IDENTITY[:6]  # limit/rerank_k/prefilter/task_options may be absent (older baselines): None
 MACHINE_KEYS = ("device", "device_name", "precision", "batch_size")  # must match to compare items/s
 _EPS = 1e-9  # float slack on the tolerance comparisons
 NOTHING_COMPARED = "nothing was compared (no baseline number met a current one): the gate checked nothing"
@@ -65,7 +65,18 @@ def identity(rec: ResultRecord) -> dict:
     return {"model": rec.model.get("name"), "dataset": rec.dataset.get("name"), "split": rec.dataset.get("split"),
             "task": rec.task, "precision": str(opts.get("precision")), "limit": opts.get("limit"),
             "device": str(opts.get("device", "cpu")).split(":")[0],  # the kind: cpu, cuda
-            "rerank_k": opts.get("rerank_k"), "prefilter": opts.get("prefilter")}
+            "rerank_k": opts.get("rerank_k"), "prefilter": opts.get("prefilter"),
+            "task_options": task_options_text(opts.get("task_options"))}
+
+
+def task_options_text(options: dict | None) -> str | None:
+    """A task's own options as one comparable string (``head=concat``: another entry than
+    ``head=interact``), None when the task has none.
+
+    >>> task_options_text({"head": "concat", "features": "auto"}), task_options_text(None)
+    ('features=auto,head=concat', None)
+    """
+    return ",".join(f"{k}={v}" for k, v in sorted(options.items())) if options else None
 
 
 def _key(d: dict) -> tuple:
@@ -314,7 +325,7 @@ def compare(records: list[ResultRecord], baseline: dict, throughput: bool = True
 
 def _run_name(e: dict) -> str:
     """The model, plus its reranking setup when it has one (one model, several entries)."""
-    how = [f"{k}={e[k]}" for k in ("rerank_k", "prefilter") if e.get(k) is not None]
+    how = [f"{k}={e[k]}" for k in ("rerank_k", "prefilter", "task_options") if e.get(k) is not None]
     return f"{e['model']} ({', '.join(how)})" if how else str(e["model"])
 
 
