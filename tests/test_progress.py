@@ -156,7 +156,7 @@ def test_rerank_bar_counts_every_scored_pair(capsys) -> None:
 def test_fit_features_log_every_20_batches_only_without_bars(capsys) -> None:
     import torch
 
-    from harness.models.fusion.towers import _batched
+    from harness.training.fusion_features import _batched
 
     def fn(batch):
         return {"pooled": torch.zeros(len(batch), 2)}
