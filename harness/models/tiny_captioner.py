@@ -26,14 +26,20 @@ WORD = re.compile(r"[a-z0-9]+|,")
 
 
 def words(text: str) -> list[str]:
-    """>>> words("A small, yellow Diamond")
-    ['a', 'small', ',', 'yellow', 'diamond']"""
+    """Lower-case words and commas, the units of the vocabulary.
+
+    >>> words("A small, yellow Diamond")
+    ['a', 'small', ',', 'yellow', 'diamond']
+    """
     return WORD.findall(text.lower())
 
 
 def detokenize(tokens: list[str]) -> str:
-    """>>> detokenize(['a', 'small', ',', 'yellow'])
-    'a small, yellow'"""
+    """Words back to a caption, commas attached.
+
+    >>> detokenize(['a', 'small', ',', 'yellow'])
+    'a small, yellow'
+    """
     return " ".join(tokens).replace(" ,", ",")
 
 
