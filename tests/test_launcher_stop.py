@@ -22,7 +22,7 @@ from harness.parallel import distributed as D
 # stuck in C (a collective waiting on the dead peer), so the watcher thread must report.
 SCRIPT = """
 import ctypes, os, signal, socket, subprocess, sys, time
-from harness import launcher_stop
+from harness.parallel import launcher_stop
 from harness.parallel import distributed as D
 child = subprocess.Popen([sys.executable, "-c", "pass"]); child.wait()
 host = socket.gethostname()

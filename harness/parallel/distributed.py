@@ -137,7 +137,7 @@ def from_env(device: str) -> tuple[DistContext, str]:
     if not addr or not port:
         _int_env("MASTER_ADDR" if not addr else "MASTER_PORT")
     starting = DistContext(rank=rank, world_size=world, local_rank=local_rank)
-    from harness import launcher_stop
+    from harness.parallel import launcher_stop
 
     launcher_stop.install(lambda: _stopped(_current if _current.active else starting))
     cuda = device.startswith("cuda")
@@ -170,7 +170,7 @@ def _init_group(backend: str, rank: int, world: int, addr: str, port: str) -> No
 
 def shutdown() -> None:
     global _current
-    from harness import launcher_stop
+    from harness.parallel import launcher_stop
 
     launcher_stop.uninstall()
     if _current.active:
