@@ -240,7 +240,7 @@ def test_registered_meta_and_describe(data_root: Path) -> None:
 
     m = DATASETS.get("flickr8k")
     assert m.splits == ("train", "dev", "test") and m.default_split == "test"
-    assert m.tasks == (TaskKind.RETRIEVAL,) and not m.offline and "Hodosh" in m.citation
+    assert m.tasks == (TaskKind.RETRIEVAL, TaskKind.CAPTIONING) and not m.offline and "Hodosh" in m.citation
     assert len(load_quiet_meta(m, req("dev", data_root)).images) == 2
     assert m.availability(str(data_root)) is None
     (data_root / "flickr8k" / "Flicker8k_Dataset" / "s2.jpg").unlink()

@@ -330,7 +330,7 @@ def test_meta_registered_and_describe(coco_root: Path) -> None:
     for name, cite in (("coco", "Lin"), ("flickr30k", "Young")):
         m = DATASETS.get(name)
         assert m.splits == ("train", "val", "test") and m.default_split == "test"
-        assert m.tasks == (TaskKind.RETRIEVAL,) and cite in m.citation and "Karpathy" in m.citation
+        assert m.tasks == (TaskKind.RETRIEVAL, TaskKind.CAPTIONING) and cite in m.citation and "Karpathy" in m.citation
     assert "CC BY 4.0" in DATASETS.get("coco").license
     (coco_root / "coco" / "val2014" / "COCO_val2014_000000000006.jpg").unlink()
     from harness.datasets.describe import describe
