@@ -125,33 +125,6 @@ def test_distinct_images_and_texts() -> None:
         data([0]).distinct_images(right=True)
 
 
-def test_train_eval_pairs_reads_as_the_eval_split() -> None:
-    from harness.datasets.pair_labels import TrainEvalPairs
-
-    names = ("cat", "dog", "eel")
-    with pytest.warns(UserWarning, match="never has"):
-        both = TrainEvalPairs(data([0, 1, 0, 1], names), data([2, 1], names, split="test"))
-    assert both.name == "toy" and both.split == "test" and len(both.images) == 2
-    assert both.label_check == {"unseen_classes": ["eel"], "unseen_items": 1}
-    assert both.info["train"]["items"] == 4 and both.info["unseen_items"] == 1
-    assert both.counts()["train_items"] == 4 and both.fingerprint != both.eval.fingerprint
-    with pytest.raises(DatasetError, match="never fitted on the split it is evaluated on"):
-        TrainEvalPairs(data([0], names), data([0], names))
-
-
-def test_load_train_eval_from_the_registry(tmp_path: Path) -> None:
-    from harness.datasets import DatasetRequest, TaskKind, resolve_dataset
-    from harness.datasets.pair_labels import load_train_eval
-    from tests.test_jsonl_pairs import make_folder
-
-    meta = resolve_dataset(f"jsonl:{make_folder(tmp_path / 'mine')}")
-    with pytest.warns(UserWarning, match="'green'"):
-        both = load_train_eval(meta, DatasetRequest("test", TaskKind.IMAGE_TEXT_CLASSIFICATION))
-    assert len(both.train) == 4 and len(both.eval) == 2 and both.label_check["unseen_items"] == 1
-    with pytest.raises(DatasetError, match="fitted on 'train', never on the split it is evaluated on"):
-        load_train_eval(meta, DatasetRequest("train", TaskKind.IMAGE_TEXT_CLASSIFICATION))
-
-
 def test_a_text_that_is_not_a_string_is_named() -> None:
     with pytest.raises(DatasetError, match=r"toy/train: item 1 \(train.jsonl:2\) has a text that is not a string"):
         ImageTextLabelData(name="toy", split="train", images=ImageSet([Path("a"), Path("b")]), texts=["ok", 3],

@@ -83,23 +83,13 @@ def limit_judgments(data: JudgmentData, limit: int | None, seed: int) -> Judgmen
     return data
 
 
-@dataclass
-class ProbeData:
-    """A linear probe's data: the classification view of a train split (the probe is fitted
-    there, its L2 strength chosen on a held-out part of it) and of the evaluation split."""
+class _FitAndEval:
+    """A split a model is fitted on and the split it is evaluated on, read by the runner as the
+    evaluation split (name, split, images) with both splits in the fingerprint."""
 
-    train: ClassificationData
-    eval: ClassificationData
+    train: Any
+    eval: Any
 
-    def __post_init__(self) -> None:
-        if self.train.split == self.eval.split:
-            raise DatasetError(f"{self.eval.name}: a linear probe is never fitted on the split it is evaluated on "
-                               f"({self.eval.split!r}); evaluate on another split")
-        if list(self.train.classnames) != list(self.eval.classnames):
-            raise DatasetError(f"{self.eval.name}: the {self.train.split} and {self.eval.split} splits have "
-                               "different classes")
-
-    # what the runner reads of any dataset (record counts, the data_load stage)
     @property
     def name(self) -> str:
         return self.eval.name
@@ -116,6 +106,23 @@ class ProbeData:
     def fingerprint(self) -> str:
         return fingerprint(self.train.fingerprint, self.eval.fingerprint)
 
+
+@dataclass
+class ProbeData(_FitAndEval):
+    """A linear probe's data: the classification view of a train split (the probe is fitted
+    there, its L2 strength chosen on a held-out part of it) and of the evaluation split."""
+
+    train: ClassificationData
+    eval: ClassificationData
+
+    def __post_init__(self) -> None:
+        if self.train.split == self.eval.split:
+            raise DatasetError(f"{self.eval.name}: a linear probe is never fitted on the split it is evaluated on "
+                               f"({self.eval.split!r}); evaluate on another split")
+        if list(self.train.classnames) != list(self.eval.classnames):
+            raise DatasetError(f"{self.eval.name}: the {self.train.split} and {self.eval.split} splits have "
+                               "different classes")
+
     @property
     def info(self) -> dict[str, Any]:
         return {**self.eval.info, "train": {"split": self.train.split, "images": len(self.train.images),
@@ -126,7 +133,7 @@ class ProbeData:
 
 
 @dataclass
-class ImageTextProbeData:
+class ImageTextProbeData(_FitAndEval):
     """The image + text -> label view of a train split (a classifier is fitted there, its
     settings chosen on a held-out part of it) and of the evaluation split, for
     ``image_text_classification``. What the runner reads (name, split, images, fingerprint,
@@ -148,24 +155,12 @@ class ImageTextProbeData:
                                "image pairs and the other single images")
 
     @property
-    def name(self) -> str:
-        return self.eval.name
-
-    @property
-    def split(self) -> str:
-        return self.eval.split
-
-    @property
     def images(self) -> ImageSet:
         """The evaluation split's images, the right images of a pair dataset after the left
         ones, so the run key's image digest covers both."""
         if self.eval.images_right is None:
             return self.eval.images
         return ImageSet(list(self.eval.images.paths) + list(self.eval.images_right.paths))
-
-    @property
-    def fingerprint(self) -> str:
-        return fingerprint(self.train.fingerprint, self.eval.fingerprint)
 
     @property
     def info(self) -> dict[str, Any]:
