@@ -113,6 +113,9 @@ def tiny_coca(tmp_path: Path):
     open_clip.add_model_config(cfg)
     torch.manual_seed(0)
     model, _, preprocess = open_clip.create_model_and_transforms("tiny_coca_test")
+    # open_clip leaves the decoder's text_projection as torch.empty (pretrained weights fill it):
+    # uninitialised memory made the logits denormal garbage and greedy decoding order-dependent
+    torch.nn.init.normal_(model.text_decoder.text_projection, std=model.text_decoder.width ** -0.5)
     return CocaModel("tiny-coca", model, preprocess, open_clip.get_tokenizer("tiny_coca_test"), LoadOptions(),
                      {"id": "random-init", "sha256": None})
 
