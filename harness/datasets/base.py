@@ -169,6 +169,20 @@ def find_in_roots(spec, data_root: str | None, names: Sequence[str], want_dir: b
     raise DatasetNotFound(f"{label}: {what} not found ({where})", LOCAL_COPY_HINT.format(folder=spec.folder))
 
 
+def files_probe(names_of: Callable[[Any], Sequence[str]], what: str | None = None):
+    """A Format's ``probe``: None when a data root holds one of the files ``names_of(spec)``
+    (tried in order), else why it cannot be loaded here (the places looked at)."""
+
+    def probe(spec, data_root: str | None) -> str | None:
+        try:
+            find_in_roots(spec, data_root, names_of(spec), False, spec.name, what)
+        except DatasetError as exc:
+            return exc.reason
+        return None
+
+    return probe
+
+
 def fingerprint(*parts: Any) -> str:
     """Short stable hash of JSON-serialisable parts (revision, split, subset, ...)."""
     blob = json.dumps(parts, sort_keys=True, default=str).encode()

@@ -11,8 +11,8 @@ phase-1 ``test.jsonl`` has none) fails, naming the file and line.
 
 from __future__ import annotations
 
-from .base import LOCAL_COPY_HINT, DatasetError, DatasetRequest, Format, TaskKind, find_in_roots
-from .pair_files import PairRow, assemble_pairs, found, inside, read_jsonl, typed_field
+from .base import DatasetError, DatasetRequest, Format, TaskKind, files_probe, find_in_roots
+from .pair_files import PairRow, PairSource, assemble_pairs, found, inside, read_jsonl, typed_field
 from .pair_labels import ImageTextLabelData
 
 CLASSNAMES = ["not hateful", "hateful"]
@@ -40,17 +40,8 @@ def load(spec, request: DatasetRequest) -> ImageTextLabelData:
         rows.append(PairRow(origin=f"{path.name}:{no}", key=key, image_ref=ref, image=found(inside(root, ref, where)),
                             text=typed_field(obj, "text", str, where), label=label))
     info = {"root": str(root), "sha256": {path.name: sha}}
-    return assemble_pairs(spec.name, request.split, rows, CLASSNAMES, False, f"under {root}",
-                          LOCAL_COPY_HINT.format(folder=spec.folder), (sha,), info, request,
-                          partial_ok=spec.splits[request.split].partial_ok)
+    return assemble_pairs(spec, request, rows, CLASSNAMES, PairSource(f"under {root}", (sha,), info))
 
 
-def probe(spec, data_root: str | None) -> str | None:
-    try:
-        find_in_roots(spec, data_root, [jsonl_name(spec, spec.default_split)], False, spec.name)
-    except DatasetError as exc:
-        return exc.reason
-    return None
-
-
-FORMAT = Format(name="hateful_memes", tasks=(TaskKind.IMAGE_TEXT_CLASSIFICATION,), load=load, probe=probe)
+FORMAT = Format(name="hateful_memes", tasks=(TaskKind.IMAGE_TEXT_CLASSIFICATION,), load=load,
+                probe=files_probe(lambda spec: [jsonl_name(spec, spec.default_split)]))

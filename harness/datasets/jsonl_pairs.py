@@ -22,7 +22,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .base import DatasetError, DatasetNotFound, DatasetRequest, Format, TaskKind, find_in_roots
-from .pair_files import PairRow, assemble_pairs, found, inside, read_jsonl, typed_field
+from .pair_files import PairRow, PairSource, assemble_pairs, found, inside, read_jsonl, typed_field
 from .pair_labels import ImageTextLabelData
 
 PREFIX = "jsonl:"
@@ -103,8 +103,8 @@ def load(spec, request: DatasetRequest) -> ImageTextLabelData:
                             image=found(inside(root, ref, where)), text=typed_field(obj, "text", str, where),
                             label=label))
     info = {"root": str(root), "sha256": dict(shas)}
-    return assemble_pairs(spec.name, request.split, rows, classnames, multilabel, f"in {root}", HINT,
-                          tuple(sorted(shas.items())), info, request, partial_ok=spec.splits[request.split].partial_ok)
+    return assemble_pairs(spec, request, rows, classnames,
+                          PairSource(f"in {root}", tuple(sorted(shas.items())), info, multilabel, HINT))
 
 
 def probe(spec, data_root: str | None) -> str | None:

@@ -17,8 +17,8 @@ import hashlib
 import json
 from pathlib import Path
 
-from .base import LOCAL_COPY_HINT, DatasetError, DatasetRequest, Format, TaskKind, find_in_roots
-from .pair_files import PairRow, assemble_pairs, found, typed_field
+from .base import DatasetError, DatasetRequest, Format, TaskKind, files_probe, find_in_roots
+from .pair_files import PairRow, PairSource, assemble_pairs, found, typed_field
 from .pair_labels import ImageTextLabelData
 
 # the 23 genres of Arevalo et al. 2017, most frequent first
@@ -84,17 +84,8 @@ def load(spec, request: DatasetRequest) -> ImageTextLabelData:
         rows.append(PairRow(origin=f"dataset/{item}.json", key=item, image_ref=f"dataset/{item}.jpeg",
                             image=found(movies / f"{item}.jpeg"), text=plot, label=labels))
     info = {"root": str(path.parent), "sha256": {path.name: sha}, "ignored_genres": ignored}
-    return assemble_pairs(spec.name, request.split, rows, GENRES, True, f"in {movies}",
-                          LOCAL_COPY_HINT.format(folder=spec.folder), (sha,), info, request,
-                          partial_ok=s.partial_ok if s is not None else None)
+    return assemble_pairs(spec, request, rows, GENRES, PairSource(f"in {movies}", (sha,), info, multilabel=True))
 
 
-def probe(spec, data_root: str | None) -> str | None:
-    try:
-        find_in_roots(spec, data_root, SPLIT_FILES, False, spec.name, "split.json")
-    except DatasetError as exc:
-        return exc.reason
-    return None
-
-
-FORMAT = Format(name="mmimdb", tasks=(TaskKind.IMAGE_TEXT_CLASSIFICATION,), load=load, probe=probe)
+FORMAT = Format(name="mmimdb", tasks=(TaskKind.IMAGE_TEXT_CLASSIFICATION,), load=load,
+                probe=files_probe(lambda spec: SPLIT_FILES, "split.json"))

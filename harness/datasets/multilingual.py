@@ -31,6 +31,7 @@ from .base import (
     Format,
     RetrievalData,
     TaskKind,
+    files_probe,
     find_in_roots,
 )
 
@@ -141,13 +142,7 @@ def load_xtd10(spec, request: DatasetRequest) -> RetrievalData:
 
 
 def _probe(names: list[str]):
-    def probe(spec, data_root: str | None) -> str | None:
-        try:
-            find_in_roots(spec, data_root, names, False, spec.name)
-        except DatasetError as exc:
-            return exc.reason
-        return None
-    return probe
+    return files_probe(lambda spec: names)
 
 
 XM3600 = Format(name="xm3600", tasks=(TaskKind.RETRIEVAL,), load=load_xm3600, probe=_probe(["captions.jsonl"]),

@@ -30,8 +30,8 @@ import random
 import warnings
 from pathlib import Path
 
-from .base import LOCAL_COPY_HINT, DatasetError, DatasetRequest, Format, TaskKind, find_in_roots
-from .pair_files import PairRow, assemble_pairs, decode_text, found, report_skips
+from .base import DatasetError, DatasetRequest, Format, TaskKind, files_probe, find_in_roots
+from .pair_files import PairRow, PairSource, assemble_pairs, decode_text, found, report_skips
 from .pair_labels import ImageTextLabelData
 
 CLASSNAMES = ["negative", "neutral", "positive"]
@@ -177,18 +177,9 @@ def load(spec, request: DatasetRequest) -> ImageTextLabelData:
             "dropped_no_majority": len(dropped["no_majority"]), "dropped_inconsistent": len(dropped[INCONSISTENT]),
             "fallback_decoded_texts": {enc: len(files) for enc, files in by_fallback.items()},
             "split_rule": {"rule": "seeded 8:1:1 of the cleaned items (Xu & Mao 2017)", "seed": seed, "sizes": sizes}}
-    return assemble_pairs(spec.name, request.split, rows_out, CLASSNAMES, False, f"in {data_dir}",
-                          LOCAL_COPY_HINT.format(folder=spec.folder), (sha, seed, fallbacks), info, request,
-                          partial_ok=spec.splits[request.split].partial_ok if request.split in spec.splits else None)
+    return assemble_pairs(spec, request, rows_out, CLASSNAMES, PairSource(f"in {data_dir}", (sha, seed, fallbacks), info))
 
 
-def probe(spec, data_root: str | None) -> str | None:
-    try:
-        find_in_roots(spec, data_root, LABEL_FILES, False, spec.name, "labelResultAll.txt")
-    except DatasetError as exc:
-        return exc.reason
-    return None
-
-
-FORMAT = Format(name="mvsa", tasks=(TaskKind.IMAGE_TEXT_CLASSIFICATION,), load=load, probe=probe,
+FORMAT = Format(name="mvsa", tasks=(TaskKind.IMAGE_TEXT_CLASSIFICATION,), load=load,
+                probe=files_probe(lambda spec: LABEL_FILES, "labelResultAll.txt"),
                 options={"split_seed": int, "fallback_encodings": str})

@@ -20,8 +20,8 @@ item: a model sees the sentence and the PNG only. Copies whose lines lack ``dire
 
 from __future__ import annotations
 
-from .base import LOCAL_COPY_HINT, DatasetError, DatasetRequest, Format, TaskKind, find_in_roots
-from .pair_files import PairRow, assemble_pairs, file_index, found, read_jsonl, typed_field
+from .base import DatasetError, DatasetRequest, Format, TaskKind, files_probe, find_in_roots
+from .pair_files import PairRow, PairSource, assemble_pairs, file_index, found, read_jsonl, typed_field
 from .pair_labels import ImageTextLabelData
 
 CLASSNAMES = ["false", "true"]
@@ -69,18 +69,12 @@ def load(spec, request: DatasetRequest) -> ImageTextLabelData:
                                 holdout=identifier.split("-")[0]))  # n of n-m: one presentation
     info = {"root": str(root), "sha256": {path.name: sha}, "images_per_sentence": PERMUTATIONS,
             "sentences": len(lines)}
-    return assemble_pairs(spec.name, request.split, rows, CLASSNAMES, False, f"in {images}",
-                          LOCAL_COPY_HINT.format(folder=spec.folder), (sha,), info, request,
-                          partial_ok=spec.splits[request.split].partial_ok)
+    return assemble_pairs(spec, request, rows, CLASSNAMES, PairSource(f"in {images}", (sha,), info))
 
 
-def probe(spec, data_root: str | None) -> str | None:
+def _split_file(spec) -> list[str]:
     name = split_name(spec, spec.default_split)
-    try:
-        find_in_roots(spec, data_root, [f"{name}/{name}.json"], False, spec.name)
-    except DatasetError as exc:
-        return exc.reason
-    return None
+    return [f"{name}/{name}.json"]
 
 
-FORMAT = Format(name="nlvr", tasks=(TaskKind.IMAGE_TEXT_CLASSIFICATION,), load=load, probe=probe)
+FORMAT = Format(name="nlvr", tasks=(TaskKind.IMAGE_TEXT_CLASSIFICATION,), load=load, probe=files_probe(_split_file))

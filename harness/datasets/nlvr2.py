@@ -17,9 +17,9 @@ validation cut.
 
 from __future__ import annotations
 
-from .base import LOCAL_COPY_HINT, DatasetError, DatasetRequest, Format, TaskKind, find_in_roots
+from .base import DatasetError, DatasetRequest, Format, TaskKind, files_probe, find_in_roots
 from .nlvr import CLASSNAMES, parse_label, split_name
-from .pair_files import PairRow, assemble_pairs, file_index, read_jsonl, typed_field
+from .pair_files import PairRow, PairSource, assemble_pairs, file_index, read_jsonl, typed_field
 from .pair_labels import ImageTextLabelData
 
 
@@ -54,17 +54,8 @@ def load(spec, request: DatasetRequest) -> ImageTextLabelData:
                             right_ref=right, right=by_name.get(right), group=group,
                             holdout=identifier.split("-")[1]))  # the eight-image set
     info = {"root": str(root), "sha256": {path.name: sha}}
-    return assemble_pairs(spec.name, request.split, rows, CLASSNAMES, False, f"in {folder}",
-                          LOCAL_COPY_HINT.format(folder=spec.folder), (sha,), info, request,
-                          partial_ok=spec.splits[request.split].partial_ok)
+    return assemble_pairs(spec, request, rows, CLASSNAMES, PairSource(f"in {folder}", (sha,), info))
 
 
-def probe(spec, data_root: str | None) -> str | None:
-    try:
-        find_in_roots(spec, data_root, [f"data/{split_name(spec, spec.default_split)}.json"], False, spec.name)
-    except DatasetError as exc:
-        return exc.reason
-    return None
-
-
-FORMAT = Format(name="nlvr2", tasks=(TaskKind.IMAGE_TEXT_CLASSIFICATION,), load=load, probe=probe)
+FORMAT = Format(name="nlvr2", tasks=(TaskKind.IMAGE_TEXT_CLASSIFICATION,), load=load,
+                probe=files_probe(lambda spec: [f"data/{split_name(spec, spec.default_split)}.json"]))

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .assemble import _partial_ok, content_hash, skip, usable_files
-from .base import DatasetError, DatasetRequest, fingerprint
+from .base import LOCAL_COPY_HINT, DatasetError, DatasetRequest, fingerprint
 from .images import ImageSet
 from .pair_labels import ImageTextLabelData, limit_pairs
 
@@ -137,11 +137,26 @@ def _check_images(name: str, split: str, rows: list[PairRow], where: str, hint: 
     return keep, counts
 
 
-def assemble_pairs(name: str, split: str, rows: list[PairRow], classnames: list[str], multilabel: bool,
-                   where: str, hint: str, fingerprint_parts: tuple, info: dict[str, Any], request: DatasetRequest,
-                   partial_ok: bool | None = None) -> ImageTextLabelData:
+@dataclass(frozen=True)
+class PairSource:
+    """What a split's rows were read from: ``where`` the images were looked for (named when some
+    are missing), the content ``hashes`` the rows depend on (into the fingerprint), the record's
+    ``info``, and ``hint``, how to point at a copy (default: the dataset folder's)."""
+
+    where: str
+    hashes: tuple
+    info: dict[str, Any]
+    multilabel: bool = False
+    hint: str | None = None
+
+
+def assemble_pairs(spec, request: DatasetRequest, rows: list[PairRow], classnames: list[str],
+                   source: PairSource) -> ImageTextLabelData:
     """Rows -> ImageTextLabelData under the shared image-file policy, fingerprinted by every
     item's key, text, label and image names, then ``--limit``."""
+    name, split, where, multilabel = spec.name, request.split, source.where, source.multilabel
+    hint = source.hint or LOCAL_COPY_HINT.format(folder=spec.folder)
+    partial_ok = spec.splits[split].partial_ok if split in spec.splits else None
     if not rows:
         raise DatasetError(f"{name}/{split}: empty split (no items listed {where})")
     keep, counts = _check_images(name, split, rows, where, hint, _partial_ok(split, partial_ok), request.strict)
@@ -158,11 +173,11 @@ def assemble_pairs(name: str, split: str, rows: list[PairRow], classnames: list[
     data = ImageTextLabelData(
         name=name, split=split, images=ImageSet([row.image for row in kept]), texts=[row.text for row in kept],
         labels=[row.label for row in kept], classnames=list(classnames), multilabel=multilabel,
-        fingerprint=fingerprint(name, split, *fingerprint_parts, digest, classnames),
+        fingerprint=fingerprint(name, split, *source.hashes, digest, classnames),
         images_right=ImageSet([row.right for row in kept]) if pairs else None,
         groups=[row.group for row in kept] if grouped else None, origins=[row.origin for row in kept],
         holdout_groups=[row.holdout or row.key for row in kept] if held_apart else None,
-        info={**info, **counts, "empty_texts": len(empty)})
+        info={**source.info, **counts, "empty_texts": len(empty)})
     return limit_pairs(data, request.limit, request.seed)
 
 
