@@ -139,6 +139,14 @@ class Task:
         raise NotImplementedError
 
 
+def itc_and_itm_rows(meta, opts: RunOptions) -> list[RunOptions]:
+    """A model that is both kinds (BLIP) and no ``--rerank-k`` given: two rows, "ITC -> ITM" (the
+    default) and "ITC only" (``rerank_k=0``), as the BLIP paper reports them; else the one run."""
+    if meta.kind == ModelKind.BOTH and opts.rerank_k is None:
+        return [opts, replace(opts, rerank_k=0)]
+    return [opts]
+
+
 def _kinds(meta) -> tuple:
     kinds = getattr(meta, "kinds", None)
     return kinds() if callable(kinds) else (meta.kind,)

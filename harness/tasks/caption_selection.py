@@ -26,7 +26,7 @@ from harness.datasets.base import TaskKind
 from harness.datasets.selection import CaptionSelectionData
 from harness.metrics import selection as CM
 from harness.metrics.keys import QueryKey
-from harness.tasks.base import Prepared, Task, TaskContext, TaskResult, register
+from harness.tasks.base import Prepared, Task, TaskContext, TaskResult, itc_and_itm_rows, register
 from harness.tasks.encode import EncodeOptions, encode_images, encode_texts
 from harness.tasks.options import RunOptions
 
@@ -164,9 +164,7 @@ class CaptionSelection(Task):
         return replace(opts, rerank_k=0 if itc_row else None)
 
     def variants(self, meta, opts: RunOptions) -> list[RunOptions]:
-        if meta.kind == ModelKind.BOTH and opts.rerank_k is None:
-            return [opts, replace(opts, rerank_k=0)]
-        return [opts]
+        return itc_and_itm_rows(meta, opts)
 
     def prepare(self, ctx: TaskContext) -> Prepared:
         use_itc = ctx.meta.kind == ModelKind.BOTH and ctx.options.rerank_k == 0

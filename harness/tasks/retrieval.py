@@ -15,7 +15,7 @@ from harness.core.measure import Stage
 from harness.datasets.base import RetrievalData, TaskKind
 from harness.metrics.keys import QueryKey
 from harness.parallel import shard_plan
-from harness.tasks.base import Prepared, Task, TaskContext, TaskResult, register, require_dual
+from harness.tasks.base import Prepared, Task, TaskContext, TaskResult, itc_and_itm_rows, register, require_dual
 from harness.tasks.encode import EncodeOptions, encode_images, encode_texts
 from harness.tasks.hard_negatives import accuracy_from_groups, comparison_groups, hard_negative_groups, needed_pairs
 from harness.tasks.options import RunOptions
@@ -115,10 +115,7 @@ class Retrieval(Task):
         return replace(opts, rerank_k=k, prefilter=opts.prefilter or meta.prefilter)
 
     def variants(self, meta, opts: RunOptions) -> list[RunOptions]:
-        if meta.kind == ModelKind.BOTH and opts.rerank_k is None:
-            # "ITC only" and "ITC -> ITM" as separate rows, as the BLIP paper reports them
-            return [opts, replace(opts, rerank_k=0)]
-        return [opts]
+        return itc_and_itm_rows(meta, opts)
 
     def auxiliary_models(self, opts: RunOptions) -> dict[str, str]:
         return {"prefilter": opts.prefilter} if opts.prefilter else {}
