@@ -1,7 +1,17 @@
 import json
+import os
 from pathlib import Path
 
 import pytest
+
+
+def pytest_configure(config):
+    """Under pytest-xdist (``make test`` runs ``-n 2``) each worker's torch, and the CLI
+    subprocesses it starts, use one thread: two workers of two threads each on two cores
+    spend their time switching, not computing."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.setdefault(var, "1")
 
 ROOT = Path(__file__).resolve().parents[1]
 # the main checkout sits beside shared/; a helper's worktree (wt/<name>) one level deeper

@@ -222,7 +222,9 @@ def test_synthetic_run_writes_labels_and_groups_and_the_page_shows_intervals(tmp
     from harness.tasks.hard_negatives import accuracy_from_groups
 
     results = tmp_path / "results"
+    # the two tasks this test reads (every task synthetic offers would add the probes' fits)
     code = main(["run", "--model", "tiny-clip-synth", "--dataset", "synthetic", "--limit", "160",
+                 "--task", "zeroshot", "--task", "retrieval",
                  "--batch-size", "32", "--workers", "0", "--results", str(results)])
     assert code == 0, capsys.readouterr().err
     sidecars = {p.parent.name: json.loads(p.read_text()) for p in results.rglob("*.queries.json")}
