@@ -204,3 +204,19 @@ def test_a_model_that_is_not_what_the_key_planned_is_not_recorded():
     with pytest.raises(RuntimeError, match="planned"):
         check_plan(meta, LoadOptions(), built)
     check_plan(meta, LoadOptions(), type("Built", (), {"activation": "quick_gelu"})())
+
+
+def test_the_prefilter_a_task_reads_joins_the_key_with_its_activation():
+    """ViLT reranks ViT-B-32/openai's top-k: that prefilter's activation is part of the run key too."""
+    from harness.run.runner import Resolved, RunSpec, model_plan
+    from harness.tasks.options import RunOptions
+
+    cross = resolve("fusion-early-synth")
+    assert model_plan(cross, LoadOptions(), {"prefilter": "ViT-B-32/openai"}) == \
+        [{"prefilter_build": {"activation": "quick_gelu"}}]
+    assert model_plan(cross, LoadOptions(), {"prefilter": "fusion-late-synth"}) == []
+    run = Resolved.of(RunSpec("fusion-early-synth", "synthetic", "retrieval",
+                              options=RunOptions(prefilter="tiny-clip-synth", rerank_k=4)))
+    assert run.task.auxiliary_models(run.options) == {"prefilter": "tiny-clip-synth"}
+    assert model_plan(run.meta, run.load_options("cpu"), run.task.auxiliary_models(run.options)) == \
+        [{"prefilter_build": {"activation": "gelu"}}]

@@ -97,7 +97,8 @@ class Resolved:
     def run_key(self, data, images: dict) -> str:
         return fingerprint(self.meta.name, self.meta.source, self.dmeta.name, self.split, data.fingerprint,
                            self.task.name, self.options.keyed(), *weights_content(self.meta, self.options, self.task),
-                           *model_plan(self.meta, self.load_options(self.options.device)), images)
+                           *model_plan(self.meta, self.load_options(self.options.device),
+                                       self.task.auxiliary_models(self.options)), images)
 
     def record_path(self, results_root: Path, key: str) -> Path:
         return store.record_path(results_root, self.meta.name, self.dmeta.name, self.split, self.task.name, key)
@@ -194,10 +195,11 @@ def existing_record(spec: RunSpec, results_root: Path) -> Path | None:
         return None
 
 
-def model_plan(meta, load: LoadOptions) -> list[dict]:
+def model_plan(meta, load: LoadOptions, auxiliary: dict[str, str] | None = None) -> list[dict]:
     """The run key's build part: what the loader will build that can change the numbers, known
     before loading (``ModelMeta.plan``: open_clip's MLP activation), plus any model option the
-    plan does not cover; empty (the key of old) for models with neither.
+    plan does not cover, and the plans of the other models the task reads (a prefilter, a
+    judge: loaded with their defaults); empty (the key of old) for models with none of these.
 
     >>> from harness.core.interfaces import ModelKind, ModelMeta
     >>> meta = ModelMeta("m", "f", ModelKind.DUAL, "s", loader=print, plan=lambda o: {"activation": "gelu"})
@@ -206,7 +208,12 @@ def model_plan(meta, load: LoadOptions) -> list[dict]:
     """
     planned = dict(meta.plan(load)) if meta.plan else {}
     build = {**{k: v for k, v in load.model_options if k not in planned}, **planned}
-    return [{"build": build}] if build else []
+    out = {"build": build} if build else {}
+    for role, name in (auxiliary or {}).items():
+        other = _resolve_model(name)
+        if other.plan:
+            out[f"{role}_build"] = dict(other.plan(LoadOptions(device=load.device, precision=load.precision)))
+    return [out] if out else []
 
 
 def check_plan(meta, load: LoadOptions, model) -> None:
