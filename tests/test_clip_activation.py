@@ -118,6 +118,15 @@ def test_a_plain_vit_b_32_file_warns_how_to_ask_for_quick_gelu(tmp_path):
         choice = A.choose("ViT-B-32", None, LoadOptions(weights=str(weights)))
     assert choice.activation == "gelu" and "ViT-B-32 architecture config" in choice.reason
     assert A.choose("ViT-B-32", None, LoadOptions(weights=str(weights), model_options=QUICK)).activation == "quick_gelu"
+    # the same file under the registered OpenAI model: a copy or fine-tune of OpenAI's weights
+    tagged = A.choose("ViT-B-32", "openai", LoadOptions(weights=str(weights)))
+    assert tagged.activation == "quick_gelu" and "pretrained tag ViT-B-32/openai" in tagged.reason
+    assert resolve("ViT-B-32/openai").plan(LoadOptions(weights=str(weights))) == {"activation": "quick_gelu"}
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a LAION-tagged model's file is LAION's: nothing to warn about
+        assert A.choose("ViT-B-32", "laion2b_s34b_b79k", LoadOptions(weights=str(weights))).activation == "gelu"
 
 
 def test_bad_values_are_one_line_errors():

@@ -12,9 +12,10 @@ at all. vlbench decides here, once, before loading, from what is known about the
    as the hub repos ship it): its ``model_cfg.quick_gelu``;
 3. ``--weights FILE`` whose sha256 is one of OpenAI's published checkpoints (open_clip's
    pretrained table names each by the sha256 in its download URL): QuickGELU;
-4. a pretrained tag whose open_clip ``pretrained_cfg`` says ``quick_gelu``: QuickGELU;
-5. else the architecture config's ``quick_gelu`` (a plain ``ViT-B-32`` file that may be a
-   fine-tune of OpenAI's weights gets a one-line warning saying how to ask for QuickGELU).
+4. a pretrained tag whose open_clip ``pretrained_cfg`` says ``quick_gelu`` (``ViT-B-32/openai``,
+   also with ``--weights``: a copy or fine-tune of those weights, sugar-crepe #7's case): QuickGELU;
+5. else the architecture config's ``quick_gelu`` (a plain ``open_clip:ViT-B-32`` file that may
+   be a fine-tune of OpenAI's weights gets a one-line warning saying how to ask for QuickGELU).
 
 The choice is part of the run key (``ModelMeta.plan``), the loader builds exactly it (open_clip's
 ``force_quick_gelu``, or ``quick_gelu=False``), and the built network is checked against it.
@@ -66,8 +67,11 @@ def choose(arch: str, tag: str | None, options: LoadOptions) -> ActivationChoice
         found = _from_weights(Path(options.weights).expanduser())
         if found:
             return found
+        if tag and _pretrained_cfg(arch, tag).get("quick_gelu"):  # a copy or fine-tune of the tag's weights
+            return ActivationChoice("quick_gelu", f"the model's pretrained tag {arch}/{tag} (quick_gelu); "
+                                                  f"--weights {Path(options.weights).name} states no activation")
         default = _config_choice(arch)
-        if not default.quick and openai_tag_wants_quick(arch):
+        if not default.quick and not tag and openai_tag_wants_quick(arch):  # a tag says whose weights
             warnings.warn(f"{arch} --weights {options.weights}: built with GELU ({default.reason}); if these are "
                           f"OpenAI's CLIP weights or a fine-tune of them, add --model-option {OPTION}=quick_gelu "
                           "(they were trained with QuickGELU)", stacklevel=2)
