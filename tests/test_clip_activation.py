@@ -229,3 +229,19 @@ def test_the_prefilter_a_task_reads_joins_the_key_with_its_activation():
     assert run.task.auxiliary_models(run.options) == {"prefilter": "tiny-clip-synth"}
     assert model_plan(run.meta, run.load_options("cpu"), run.task.auxiliary_models(run.options)) == \
         [{"prefilter_build": {"activation": "gelu"}}]
+
+
+def test_a_suite_can_ask_for_an_activation():
+    from harness.run.runner import RunOptions, suite_specs
+    from harness.run.suites import parse_suite
+
+    suite = parse_suite({"name": "s", "description": "d", "options": {"model_options": {"activation": "quick_gelu"}},
+                         "runs": [{"models": ["tiny-clip-synth"], "datasets": ["synthetic"], "tasks": ["retrieval"]}]},
+                        "inline")
+    (spec,) = suite_specs(suite, RunOptions())
+    assert spec.options.model_options == QUICK
+    bad = parse_suite({**{"name": "s", "description": "d"}, "options": {"model_options": ["activation"]},
+                       "runs": [{"models": ["tiny-clip-synth"], "datasets": ["synthetic"], "tasks": ["retrieval"]}]},
+                      "inline")
+    with pytest.raises(OptionError, match="expected KEY=VALUE"):
+        suite_specs(bad, RunOptions())
