@@ -59,6 +59,16 @@ def test_dual_matches_transformers_forward(models, family):
     torch.testing.assert_close(m.encode_texts(tok), ref.text_embeds, rtol=0, atol=1e-5)
 
 
+def test_the_activation_the_config_builds_is_recorded(models):
+    """transformers builds what the config's hidden_act says (a CLIP port: quick_gelu); vlbench states
+    it for verify, and only where both towers agree on gelu or quick_gelu."""
+    clip = models["clip"]
+    want = clip.model.config.text_config.hidden_act
+    assert want == clip.model.config.vision_config.hidden_act == "quick_gelu"  # CLIPConfig's default
+    assert clip.activation == "quick_gelu" and "hidden_act" in clip.activation_from
+    assert models["siglip"].activation is None  # gelu_pytorch_tanh: not a QuickGELU/GELU question
+
+
 def test_text_recipes_per_family(models):
     clip, siglip, align = (models[f].tokenize([LONG, "a red circle"]) for f in ("clip", "siglip", "align"))
     eos = models["clip"].tokenizer.eos_token_id

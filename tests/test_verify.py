@@ -204,3 +204,60 @@ def test_the_page_marks_compared_rows_with_the_reason_as_title() -> None:
     html = render_page(df, options=PageOptions(plots=False))
     assert html.count('class="repro reproduced"') == 1 and html.count('class="repro protocol-differs"') == 1
     assert "\u2713 published" in html and "precision: bf16, the reference used fp32 or amp" in html
+
+
+# RAIVNLab/sugar-crepe issue 3, comment by JieyuZ2 (2023-10-04): row OpenAI of Table 5 per part
+SUGARCREPE_OPENAI_B32 = {"replace_obj": 90.92, "replace_att": 80.08, "replace_rel": 69.20, "swap_obj": 61.38,
+                         "swap_att": 63.96, "add_obj": 77.20, "add_att": 68.79}
+
+
+def test_the_sugarcrepe_reference_is_the_authors_per_part_numbers() -> None:
+    sugar = next(r for r in references.load() if r.id == "sugarcrepe-vit-b-32-openai")
+    assert sugar.metrics == {f"acc_{k}": v for k, v in SUGARCREPE_OPENAI_B32.items()}
+    assert sugar.source["kind"] == "issue" and sugar.source["url"] == "https://github.com/RAIVNLab/sugar-crepe/issues/3"
+    assert sugar.rechecked and sugar.protocol["activation"] == "quick_gelu"
+    assert sugar.cite().startswith("https://github.com/RAIVNLab/sugar-crepe/issues/3 (JieyuZ2")
+    # every reference in the table is now marked as read against its source
+    assert all(r.rechecked for r in references.load())
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ("      date: \"2023-10-04\"\n", "", "the issue source must name date"),
+    ("url: https://github.com/RAIVNLab/sugar-crepe/issues/3", "url: https://example.com/x",
+     "source.url must be an issue of RAIVNLab/sugar-crepe"),
+])
+def test_an_issue_source_must_say_where_and_when(tmp_path, old, new, message) -> None:
+    text = references.TABLE.read_text(encoding="utf-8")
+    assert old in text
+    bad = tmp_path / "references.yaml"
+    bad.write_text(text.replace(old, new, 1), encoding="utf-8")
+    with pytest.raises(references.ReferenceError, match=message) as exc:
+        references.load(bad)
+    assert "sugarcrepe-vit-b-32-openai" in str(exc.value)
+
+
+def sugarcrepe_record(activation: str, shift: float = 0.0) -> ResultRecord:
+    metrics = {f"acc_{k}": v + shift for k, v in SUGARCREPE_OPENAI_B32.items()}
+    raw = make_record("ViT-B-32/openai", dataset="sugarcrepe", split="test", task="caption_selection",
+                      metrics={**metrics, "acc": sum(metrics.values()) / len(metrics)})
+    raw["model"].update(activation=activation, activation_from="test")
+    raw["options"].update(limit=None, scorer="cosine")
+    raw["run_key"] += activation
+    return ResultRecord.from_dict(raw)
+
+
+def test_sugarcrepe_is_compared_only_when_the_activation_matches(tmp_path, capsys) -> None:
+    """A GELU run of OpenAI's weights (sugar-crepe #7) is named, with how to build QuickGELU; the
+    QuickGELU run of the same weights is held to the numbers."""
+    store.save(tmp_path / "gelu", sugarcrepe_record("gelu", shift=-3.0))
+    code, out = verify(capsys, tmp_path / "gelu")
+    assert code == 0 and "vs sugarcrepe-vit-b-32-openai: PROTOCOL DIFFERS" in out
+    assert "activation: gelu, the reference used quick_gelu (--model-option activation=quick_gelu builds it)" in out
+    store.save(tmp_path / "quick", sugarcrepe_record("quick_gelu", shift=0.4))
+    code, out = verify(capsys, tmp_path / "quick")
+    assert code == 0 and "vs sugarcrepe-vit-b-32-openai: REPRODUCED" in out
+    row = next(line for line in out.splitlines() if line.strip().startswith("acc_swap_obj"))
+    assert row.split() == ["acc_swap_obj", "61.38", "61.78", "+0.40", "[60.38,", "62.38]", "reproduced"]
+    store.save(tmp_path / "miss", sugarcrepe_record("quick_gelu", shift=-1.5))
+    code, out = verify(capsys, tmp_path / "miss")
+    assert code == 1 and "vs sugarcrepe-vit-b-32-openai: NOT REPRODUCED" in out

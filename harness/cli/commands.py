@@ -73,6 +73,7 @@ def cmd_list(args) -> int:
 
 def _run_options(args, weights: str | None = None, limit: int | None = None):
     from harness.core.interfaces import Precision
+    from harness.core.model_options import parse_model_options
     from harness.run.runner import RunOptions
     from harness.tasks.options import parse_task_options
 
@@ -92,6 +93,7 @@ def _run_options(args, weights: str | None = None, limit: int | None = None):
                       pair_budget=args.pair_budget, strict=args.strict, shots=args.shots,
                       use_cache=not args.no_cache, chunk_items=_positive(args, "chunk_items"),
                       task_options=parse_task_options(getattr(args, "task_option", None)),
+                      model_options=parse_model_options(getattr(args, "model_option", None)),
                       shard_gallery=args.shard_gallery)
 
 

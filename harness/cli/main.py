@@ -36,6 +36,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="linear_probe: fit on K seeded training images per class (default: the whole train split)")
     p.add_argument("--task-option", action="append", default=[], metavar="KEY=VALUE", dest="task_option",
                    help="an option the task declares itself (repeatable; `vlbench list tasks` shows them)")
+    p.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE", dest="model_option",
+                   help="an option the model declares itself (repeatable): open_clip CLIPs take "
+                        "activation=gelu|quick_gelu (default: what the weights were trained with)")
     p.add_argument("--strict", action="store_true",
                    help="fail on any skipped data (bad lines, duplicate entries, dropped images) instead of warning")
     p.add_argument("--chunk-items", type=int, default=None,

@@ -41,6 +41,12 @@ class LoadOptions:
     device: str = "cpu"
     precision: Precision = Precision.FP32
     weights: str | None = None  # local checkpoint file or directory overriding the source
+    # options the model declares itself (``ModelMeta.model_options``), sorted (key, value) pairs:
+    # ``--model-option activation=quick_gelu``
+    model_options: tuple[tuple[str, str], ...] = ()
+
+    def model_option(self, key: str) -> str | None:
+        return dict(self.model_options).get(key)
 
 
 @runtime_checkable
@@ -155,6 +161,11 @@ class ModelMeta:
     local_files: Callable[[str | None], list[Path]] | None = None
     reads_images: bool = True        # False: scores text alone (reference-based caption metrics)
     also: tuple[ModelKind, ...] = ()  # further kinds the loaded object serves (CoCa: dual + captioner)
+    # ``--model-option`` keys this model takes -> their allowed values (open_clip: activation)
+    model_options: dict[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
+    # What the loader will build that can change the numbers, decided before loading (open_clip:
+    # {"activation": "quick_gelu"}); part of the run key, and checked against the loaded model.
+    plan: Callable[[LoadOptions], dict[str, str]] | None = None
 
     def kinds(self) -> tuple[ModelKind, ...]:
         """Every kind this model serves, its main kind first."""
@@ -162,6 +173,13 @@ class ModelMeta:
 
     def load(self, options: LoadOptions | None = None) -> Any:
         return self.loader(options or LoadOptions())
+
+
+def model_facts(model: Any) -> dict[str, str]:
+    """What a loaded adapter states about how its network computes (open_clip: ``activation``,
+    the MLP activation it was built with): recorded, and part of the embedding-cache key."""
+    act = getattr(model, "activation", None)
+    return {"activation": act} if isinstance(act, str) else {}
 
 
 class WeightsUnavailableError(UserError, RuntimeError):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from harness.core.interfaces import LoadOptions, ModelKind, ModelMeta
 from harness.core.registry import Registry
+from harness.models.activation import MODEL_OPTIONS as OPEN_CLIP_OPTIONS  # torch-free: what open_clip CLIPs take
 
 MODELS: Registry[ModelMeta] = Registry("model")
 OPEN_CLIP_PREFIX = "open_clip:"
@@ -51,13 +52,27 @@ def _tiny_files(stem: str, random_init: bool, weights: str | None) -> list[Path]
     return files + [Path(weights).expanduser() if weights else SHIPPED_DIR / f"{stem}.safetensors"]
 
 
+def _plan_open_clip(arch: str, tag: str | None, options: LoadOptions) -> dict[str, str]:
+    from harness.models.activation import plan
+
+    return plan(arch, tag, options)
+
+
+def _plan_tiny(stem: str, options: LoadOptions) -> dict[str, str]:
+    from harness.models.activation import plan_from_config
+    from harness.models.weights import SHIPPED_DIR
+
+    return plan_from_config(SHIPPED_DIR / f"{stem}.json", options)
+
+
 def open_clip_meta(arch: str, tag: str | None, aliases: tuple[str, ...] = (), params: int | None = None,
                    license: str = "see the open_clip pretrained tag", name: str | None = None) -> ModelMeta:
     name = name or (f"{arch}/{tag}" if tag else arch)
     return ModelMeta(
         name=name, family="open_clip", kind=ModelKind.DUAL,
         source=f"open_clip:{arch}/{tag or 'random-init'}",
-        loader=partial(_open_clip, name, arch, tag), params=params, license=license, aliases=aliases)
+        loader=partial(_open_clip, name, arch, tag), params=params, license=license, aliases=aliases,
+        model_options=OPEN_CLIP_OPTIONS, plan=partial(_plan_open_clip, arch, tag))
 
 
 def _register_builtin() -> None:
@@ -81,7 +96,7 @@ def _register_builtin() -> None:
             source="vlbench:harness/weights/tiny-clip-synth" + ("" if not random_init else " (random init)"),
             loader=partial(_tiny, name, "tiny-clip-synth", random_init), license="Apache-2.0 (vlbench)",
             description=desc, offline=True, local_files=partial(_tiny_files, "tiny-clip-synth", random_init),
-            params=TINY_CLIP_PARAMS))
+            params=TINY_CLIP_PARAMS, model_options=OPEN_CLIP_OPTIONS, plan=partial(_plan_tiny, "tiny-clip-synth")))
     from harness.models.fusion import model as fusion  # torch-free import: specs and metas only
 
     fusion.register(MODELS)

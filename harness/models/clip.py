@@ -16,6 +16,8 @@ from pathlib import Path
 
 from harness.core.interfaces import LoadOptions, WeightsUnavailableError
 from harness.models import weights as W
+from harness.models.activation import ActivationChoice, build_kwargs, check_built, choose, choose_from_config
+from harness.models.activation import mlp_activation as mlp_activation  # re-exported: records and tests name it here
 from harness.models.common import autocast, mmap_torch_load, skip_weight_init, torch_dtype, unit_norm
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
@@ -27,18 +29,11 @@ class OpenClipSource:
     pretrained: str | None = None  # tag ("openai", "laion2b_s34b_b79k") or None for random init
 
 
-def mlp_activation(model) -> str | None:
-    """``quick_gelu`` or ``gelu``: what the transformer MLPs compute. OpenAI's CLIP weights were
-    trained with QuickGELU; open_clip builds it only from a pretrained tag or a ``-quickgelu``
-    architecture, not for a checkpoint given as a file, so the record says which ran."""
-    names = {type(m).__name__ for m in model.modules()}
-    return "quick_gelu" if "QuickGELU" in names else "gelu" if "GELU" in names else None
-
-
 class OpenClipDualEncoder:
     """DualEncoder over an open_clip model; ``tokenizer`` maps list[str] -> LongTensor."""
 
-    def __init__(self, name, model, preprocess, tokenizer, options: LoadOptions, checkpoint: dict):
+    def __init__(self, name, model, preprocess, tokenizer, options: LoadOptions, checkpoint: dict,
+                 activation: ActivationChoice | None = None):
         self.name = name
         self.model = model.eval()
         self._preprocess = preprocess
@@ -50,7 +45,9 @@ class OpenClipDualEncoder:
             else int(model.visual.output_dim)
         self._dtype = torch_dtype(options.precision)
         self._trim = None if can_trim_text(model) else False  # None: decided on the first text batch
-        self.activation = mlp_activation(model)  # recorded: verify names GELU run on QuickGELU weights
+        # recorded, and part of the embedding-cache key: GELU on QuickGELU weights costs points
+        self.activation = mlp_activation(model)
+        self.activation_from = activation.reason if activation else None
 
     def image_transform(self):
         return self._preprocess
@@ -157,10 +154,12 @@ def load_open_clip(name: str, source: OpenClipSource, options: LoadOptions) -> O
     if ckpt and options.weights:
         W.checkpoint_format(ckpt, name)  # random bytes fail here, naming the file, not deep in torch.load
     precision = "fp32" if options.precision.value in ("fp32", "amp") else options.precision.value
+    activation = choose(source.arch, source.pretrained, options)
     try:  # open_clip loads a given checkpoint strictly, so its random init can be skipped
         with skip_weight_init() if _strict_load(ckpt) else contextlib.nullcontext(), mmap_torch_load(ckpt):
             model, _, preprocess = open_clip.create_model_and_transforms(
-                model_name, pretrained=ckpt, precision=precision, device=options.device, weights_only=True)
+                model_name, pretrained=ckpt, precision=precision, device=options.device, weights_only=True,
+                **build_kwargs(activation))
     except FileNotFoundError as exc:
         raise WeightsUnavailableError(f"{name}: {exc}") from None
     except RuntimeError as exc:
@@ -174,9 +173,10 @@ def load_open_clip(name: str, source: OpenClipSource, options: LoadOptions) -> O
         if ckpt:  # torch.load's answers to a damaged file, or to a pickle weights_only refuses
             raise W.checkpoint_error(name, ckpt, exc) from None
         raise
+    check_built(name, activation, model)
     tokenizer = open_clip.get_tokenizer(model_name)
     checkpoint = {"id": ckpt or f"{source.arch}/random-init", "sha256": W.file_digest(ckpt) if ckpt else None}
-    return OpenClipDualEncoder(name, model, preprocess, tokenizer, options, checkpoint)
+    return OpenClipDualEncoder(name, model, preprocess, tokenizer, options, checkpoint, activation)
 
 
 # ---- the embedded tiny CLIPs -------------------------------------------------------------
@@ -244,9 +244,11 @@ def load_tiny_clip(name: str, stem: str, options: LoadOptions, random_init: bool
             raise WeightsUnavailableError(f"{name}: missing {p}; re-create it with benchmarks/train_tiny_clip.py")
     open_clip.add_model_config(cfg_path)
     tokens = json.loads(tokens_path.read_text())
+    activation = choose_from_config(json.loads(cfg_path.read_text()), f"the shipped {cfg_path.name}", options)
     torch.manual_seed(0)  # the random-init reference is the same model every time
     with quiet_logging():  # open_clip warns "initialized randomly" before we load our weights
-        model, _, preprocess = open_clip.create_model_and_transforms(stem, device="cpu")
+        model, _, preprocess = open_clip.create_model_and_transforms(stem, device="cpu", **build_kwargs(activation))
+    check_built(name, activation, model)
     if not random_init:
         state = {k: v.float() for k, v in W.load_safetensors(ckpt, name).items()}
         try:
@@ -259,4 +261,4 @@ def load_tiny_clip(name: str, stem: str, options: LoadOptions, random_init: bool
     tokenizer = CompactTokenizer(tokens["kept_ids"], context)
     checkpoint = {"id": "random-init(seed=0)" if random_init else str(ckpt),
                   "sha256": None if random_init else W.file_digest(ckpt)}
-    return OpenClipDualEncoder(name, model, preprocess, tokenizer, options, checkpoint)
+    return OpenClipDualEncoder(name, model, preprocess, tokenizer, options, checkpoint, activation)

@@ -16,6 +16,8 @@ from __future__ import annotations
 from functools import partial
 
 from harness.core.interfaces import GenerateOptions, LoadOptions, ModelKind, ModelMeta
+from harness.models.activation import MODEL_OPTIONS as OPEN_CLIP_OPTIONS
+from harness.models.activation import plan
 from harness.models.clip import OpenClipDualEncoder, OpenClipSource, load_open_clip
 from harness.models.common import autocast
 from harness.models.decoding import decode
@@ -69,5 +71,6 @@ def register(models) -> None:
         models.register(name, ModelMeta(
             name=name, family="open_clip-coca", kind=ModelKind.DUAL, also=(ModelKind.CAPTIONER,),
             source=f"open_clip:{name}", loader=partial(load_coca, name, arch, tag),
+            model_options=OPEN_CLIP_OPTIONS, plan=partial(plan, arch, tag),
             license="MIT (OpenCLIP); data: LAION-2B" + (", COCO" if "mscoco" in tag else ""),
             description="CoCa: contrastive dual encoder and caption decoder", aliases=aliases), aliases=aliases)

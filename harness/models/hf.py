@@ -52,6 +52,18 @@ def embed_dim(config) -> int:
     return int(config.projection_dim)
 
 
+def config_activation(config) -> str | None:
+    """``gelu`` / ``quick_gelu`` when both towers of a transformers config use it, else None.
+
+    >>> from types import SimpleNamespace as NS
+    >>> config_activation(NS(text_config=NS(hidden_act="quick_gelu"), vision_config=NS(hidden_act="quick_gelu")))
+    'quick_gelu'
+    >>> config_activation(NS(text_config=NS(hidden_act="gelu_pytorch_tanh"), vision_config=NS(hidden_act="gelu_pytorch_tanh")))
+    """
+    acts = {getattr(getattr(config, part, None), "hidden_act", None) for part in ("text_config", "vision_config")}
+    return next(iter(acts)) if len(acts) == 1 and acts <= {"gelu", "quick_gelu"} else None
+
+
 class HFDualEncoder(hub.HubAdapter):
     """DualEncoder over a transformers CLIP / SigLIP / ALIGN model."""
 
@@ -62,6 +74,9 @@ class HFDualEncoder(hub.HubAdapter):
         self.model_type = model.config.model_type
         self.embed_dim = embed_dim(model.config)
         self._transform = hub.ProcessorTransform(image_processor)
+        # transformers builds what the config says (OpenAI's CLIP ports: quick_gelu); recorded for verify
+        self.activation = config_activation(model.config)
+        self.activation_from = "the transformers config's hidden_act" if self.activation else None
 
     def image_transform(self):
         return self._transform

@@ -18,8 +18,9 @@ from typing import Any
 
 from harness.core import faults
 from harness.core.errors import OptionError
-from harness.core.interfaces import LoadOptions, Precision
+from harness.core.interfaces import LoadOptions, Precision, model_facts
 from harness.core.measure import Stage, default_workers
+from harness.core.model_options import check_model_options, parse_model_options
 from harness.datasets import DatasetRequest, resolve_dataset
 from harness.datasets.base import fingerprint
 from harness.parallel import distributed, shard_plan
@@ -80,6 +81,7 @@ class Resolved:
         meta = _resolve_model(spec.model)  # names first: a typo fails before torch is imported
         dmeta, task = resolve_dataset(spec.dataset), TASKS.get(spec.task)
         task.check_model(meta)
+        check_model_options(meta, spec.options.model_options)
         return cls(meta, dmeta, task, spec.split or dmeta.default_split, task.settings(meta, spec.options))
 
     def load_data(self):
@@ -88,10 +90,15 @@ class Resolved:
                                               cache_dir=o.cache_dir, limit=o.limit, seed=o.seed, strict=o.strict,
                                               images=self.meta.reads_images))
 
+    def load_options(self, device: str) -> LoadOptions:
+        o = self.options
+        return LoadOptions(device=device, precision=o.precision, weights=o.weights, model_options=o.model_options)
+
     def run_key(self, data, images: dict) -> str:
         return fingerprint(self.meta.name, self.meta.source, self.dmeta.name, self.split, data.fingerprint,
                            self.task.name, self.options.keyed(), *weights_content(self.meta, self.options, self.task),
-                           images)
+                           *model_plan(self.meta, self.load_options(self.options.device),
+                                       self.task.auxiliary_models(self.options)), images)
 
     def record_path(self, results_root: Path, key: str) -> Path:
         return store.record_path(results_root, self.meta.name, self.dmeta.name, self.split, self.task.name, key)
@@ -126,7 +133,8 @@ def run_one(spec: RunSpec, results_root: Path, force: bool = False) -> RunOutcom
     torch.manual_seed(opts.seed)
     distributed.set_stage("model_load")
     with Stage("model_load", ropts.device, warmup=0) as model_stage:
-        model = meta.load(LoadOptions(device=ropts.device, precision=opts.precision, weights=opts.weights))
+        model = meta.load(run.load_options(ropts.device))
+        check_plan(meta, run.load_options(ropts.device), model)
         prepared = task.prepare(_context(run, model, data, ropts))
     workers = default_workers(ropts.device) if opts.num_workers is None else opts.num_workers
     cache = encode_cache(ropts, meta, model, data, run.split)
@@ -149,6 +157,7 @@ def run_one(spec: RunSpec, results_root: Path, force: bool = False) -> RunOutcom
         options={**opts.keyed(), "num_workers": workers, **precision,
                  "pin_memory": opts.device.startswith("cuda"), "embedding_cache": cache.root is not None,
                  "oom_backoffs": sum(t.oom_backoffs for t in timings.values()),
+                 **({"model_options": dict(opts.model_options)} if opts.model_options else {}),
                  **prepared.record_options, **result.details, **_distributed_options(ctx, opts),
                  **({finite.UNDEFINED_KEY: undefined} if undefined else {})},
         metrics=metrics,
@@ -184,6 +193,36 @@ def existing_record(spec: RunSpec, results_root: Path) -> Path | None:
         return path if path.exists() and store.read_record(path) else None
     except RecordError:
         return None
+
+
+def model_plan(meta, load: LoadOptions, auxiliary: dict[str, str] | None = None) -> list[dict]:
+    """The run key's build part: what the loader will build that can change the numbers, known
+    before loading (``ModelMeta.plan``: open_clip's MLP activation), plus any model option the
+    plan does not cover, and the plans of the other models the task reads (a prefilter, a
+    judge: loaded with their defaults); empty (the key of old) for models with none of these.
+
+    >>> from harness.core.interfaces import ModelKind, ModelMeta
+    >>> meta = ModelMeta("m", "f", ModelKind.DUAL, "s", loader=print, plan=lambda o: {"activation": "gelu"})
+    >>> model_plan(meta, LoadOptions()), model_plan(ModelMeta("n", "f", ModelKind.DUAL, "s", loader=print), LoadOptions())
+    ([{'build': {'activation': 'gelu'}}], [])
+    """
+    planned = dict(meta.plan(load)) if meta.plan else {}
+    build = {**{k: v for k, v in load.model_options if k not in planned}, **planned}
+    out = {"build": build} if build else {}
+    for role, name in (auxiliary or {}).items():
+        other = _resolve_model(name)
+        if other.plan:
+            out[f"{role}_build"] = dict(other.plan(LoadOptions(device=load.device, precision=load.precision)))
+    return [out] if out else []
+
+
+def check_plan(meta, load: LoadOptions, model) -> None:
+    """The loaded model is what the run key says was built; a mismatch is a bug, never a result."""
+    planned = dict(meta.plan(load)) if meta.plan else {}
+    built = model_facts(model)
+    wrong = {k: (v, built.get(k)) for k, v in planned.items() if k in built and built[k] != v}
+    if wrong:
+        raise RuntimeError(f"{meta.name}: the run key planned {wrong} (planned, built); not recording it")
 
 
 def weights_content(meta, opts: RunOptions, task: Task | None = None) -> list[dict]:
@@ -311,10 +350,11 @@ def _params(model, meta) -> int | None:
 
 
 def _model_facts(model) -> dict:
-    """What an adapter states about how its network computes (open_clip: ``activation``),
-    for ``vlbench verify`` to hold against a reference's protocol."""
-    act = getattr(model, "activation", None)
-    return {"activation": act} if isinstance(act, str) else {}
+    """What an adapter states about how its network computes (open_clip: ``activation`` and
+    why it was chosen), for ``vlbench verify`` to hold against a reference's protocol."""
+    facts = model_facts(model)
+    why = getattr(model, "activation_from", None)
+    return {**facts, **({"activation_from": why} if facts and isinstance(why, str) else {})}
 
 
 def _peak_memory(timings: dict) -> dict:
@@ -338,6 +378,8 @@ def suite_specs(suite, options: RunOptions) -> list[RunSpec]:
         overrides["precision"] = Precision(overrides["precision"])
     if "task_options" in overrides:
         overrides["task_options"] = parse_task_options(overrides["task_options"])
+    if "model_options" in overrides:
+        overrides["model_options"] = parse_model_options(overrides["model_options"])
     shared = replace(options, **overrides)
     specs = []
     for e in suite.entries:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.core import progress
+from harness.core.interfaces import model_facts
 from harness.core.measure import Stage
 from harness.datasets.base import ImageSet
 from harness.models import text_limits
@@ -243,7 +244,8 @@ def encode_texts(model, texts: Sequence[str], opts: EncodeOptions, stage: Stage)
 
 def encode_cache(opts, meta, model, data, split: str) -> EncodeCache:
     """The identity that keys this run's cached embeddings: the weights (checkpoint sha256,
-    else a digest of the loaded parameters), precision, device type and dataset. Batch size
+    else a digest of the loaded parameters), how the network computes (``model_facts``: the
+    MLP activation of an open_clip model), precision, device type and dataset. Batch size
     and the items themselves are added by the encode loops."""
     from harness.results.cache import cache_root, module_digest
 
@@ -259,7 +261,8 @@ def encode_cache(opts, meta, model, data, split: str) -> EncodeCache:
         weights = "params:" + module_digest(inner)
     identity = {"model": meta.name, "source": meta.source, **_content_identity(ckpt), "weights": weights,
                 "precision": opts.precision.value, "device_type": opts.device.split(":")[0],
-                "dataset": data.name, "split": split, "dataset_fingerprint": data.fingerprint}
+                "dataset": data.name, "split": split, "dataset_fingerprint": data.fingerprint,
+                **model_facts(model)}  # same weights built with GELU vs QuickGELU embed differently
     return EncodeCache(root=str(cache_root(opts.cache_dir)), identity=identity, chunk_items=_chunk_items(opts),
                        digest_dir=opts.cache_dir)
 

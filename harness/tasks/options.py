@@ -32,6 +32,9 @@ class RunOptions:
     chunk_items: int | None = None  # embedding-cache chunk = unit of work of a sharded run (None: 2048)
     shard_gallery: bool = False     # sharded run: each rank scores a slice of the gallery (same numbers)
     task_options: tuple[tuple[str, str], ...] = ()  # a task's own options, sorted (key, value) pairs
+    # a model's own options (--model-option; ModelMeta.model_options), sorted pairs. Not in keyed():
+    # the run key holds what they make the loader build (ModelMeta.plan), see runner.model_plan
+    model_options: tuple[tuple[str, str], ...] = ()
 
     def keyed(self) -> dict:
         """The options that can change a result (paths to data do not; weights do).

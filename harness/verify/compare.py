@@ -138,7 +138,8 @@ def protocol_differences(rec: ResultRecord, ref: Reference) -> tuple[list[str], 
         if have is None:
             unstated.append(key)
         elif have not in allowed:
-            diffs.append(f"{key}: {_show(have)}, the reference used {' or '.join(map(_show, allowed))}")
+            hint = f" (--model-option activation={allowed[0]} builds it)" if key == "activation" else ""
+            diffs.append(f"{key}: {_show(have)}, the reference used {' or '.join(map(_show, allowed))}{hint}")
     return diffs, unstated
 
 

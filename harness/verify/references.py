@@ -20,8 +20,11 @@ TABLE = Path(__file__).resolve().parent / "references.yaml"
 SCHEMA_VERSION = 1
 PROTOCOL_KEYS = ("full_split", "counts", "precision", "activation", "scorer", "kendall", "text_prompt")
 # what each kind of source must name so that a reader can find the number
+# (an "issue" is a maintainer's or author's comment in a repository's issue thread that states the
+# numbers as text, where the paper shows them only in a table image or not broken down)
 SOURCE_FIELDS = {"repository": ("repo", "path", "commit", "row", "columns"),
-                 "paper": ("title", "authors", "venue", "table")}
+                 "paper": ("title", "authors", "venue", "table"),
+                 "issue": ("repo", "url", "author", "date", "row")}
 
 
 class ReferenceError(UserError):
@@ -48,6 +51,8 @@ class Reference:
         s = self.source
         if s["kind"] == "repository":
             return f"{s['repo']} {s['path']} @ {s['commit'][:12]} ({s['row']})"
+        if s["kind"] == "issue":
+            return f"{s['url']} ({s['author']}, {s['date']}: {s['row']})"
         return f"{s['title']}, {s['venue']}, {s['table']}"
 
     @property
@@ -114,7 +119,9 @@ def _source(s: Any, where: str) -> dict[str, str]:
         raise ReferenceError(f"{where}: source must be a mapping with kind {' or '.join(SOURCE_FIELDS)}")
     missing = [k for k in SOURCE_FIELDS[s["kind"]] if not isinstance(s.get(k), str) or not s[k].strip()]
     if missing:
-        raise ReferenceError(f"{where}: a {s['kind']} source must name {', '.join(missing)}")
+        raise ReferenceError(f"{where}: the {s['kind']} source must name {', '.join(missing)}")
+    if s["kind"] == "issue" and not s["url"].startswith(f"https://github.com/{s['repo']}/issues/"):
+        raise ReferenceError(f"{where}: source.url must be an issue of {s['repo']}, got {s['url']!r}")
     if s["kind"] == "repository" and not (len(s["commit"]) == 40 and all(c in "0123456789abcdef" for c in s["commit"])):
         raise ReferenceError(f"{where}: source.commit must be a full 40-hex commit, got {s['commit']!r}")
     return {k: str(v).strip() for k, v in s.items()}
