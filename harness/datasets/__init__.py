@@ -25,6 +25,7 @@ from harness.datasets import (
     mvsa,
     nlvr,
     nlvr2,
+    nocaps,
     sugarcrepe,
     synthetic,
     synthetic_pairs,
@@ -54,7 +55,7 @@ from harness.datasets.resources import resource
 
 FORMATS: dict[str, Format] = {m.FORMAT.name: m.FORMAT for m in (
     synthetic, flickr8k, karpathy, coco_captions, folder, csvlabels, cifar, hf,
-    sugarcrepe, aro, winoground, valse, flickr8k_judgments,
+    sugarcrepe, aro, winoground, valse, flickr8k_judgments, nocaps,
     hateful_memes, mvsa, mmimdb, nlvr, nlvr2, jsonl_pairs, synthetic_pairs, wds)} | {
     f.name: f for f in multilingual.FORMATS}
 

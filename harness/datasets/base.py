@@ -62,7 +62,11 @@ def loader_view(task: TaskKind) -> TaskKind:
 
 @dataclass
 class RetrievalData:
-    """Images, captions and ground truth: ``caption_to_image[j]`` is the image of caption j."""
+    """Images, captions and ground truth: ``caption_to_image[j]`` is the image of caption j.
+
+    ``image_groups`` are groupings the dataset declares over its images, ``{grouping: one label
+    per image}`` (NoCaps: ``{"domain": ["in-domain", "out-domain", ...]}``); a task that reports
+    per group (captioning) reports each label's images on their own."""
 
     name: str
     split: str
@@ -71,14 +75,22 @@ class RetrievalData:
     caption_to_image: list[int]
     fingerprint: str
     info: dict[str, Any] = field(default_factory=dict)  # subset seed, dropped counts, ...
+    image_groups: dict[str, list[str]] = field(default_factory=dict)
+    image_ids: list[str] = field(default_factory=list)  # the source's own image ids (NoCaps' "id"), if any
 
     def __post_init__(self) -> None:
+        if self.image_ids and len(self.image_ids) != len(self.images):
+            raise DatasetError(f"{self.name}/{self.split}: {len(self.image_ids)} image ids for {len(self.images)} images")
         if len(self.captions) != len(self.caption_to_image):
             raise DatasetError(f"{self.name}/{self.split}: captions and ground truth differ in length")
         n = len(self.images)
         bad = [i for i in self.caption_to_image if not 0 <= i < n]
         if bad:
             raise DatasetError(f"{self.name}/{self.split}: caption points at missing image index {bad[0]}")
+        for grouping, labels in self.image_groups.items():
+            if len(labels) != n or not all(isinstance(g, str) and g for g in labels):
+                raise DatasetError(f"{self.name}/{self.split}: image group {grouping!r} needs one non-empty "
+                                   f"label per image ({len(labels)} labels for {n} images)")
 
     def counts(self) -> dict[str, int]:
         """What a record states of this view besides its images."""
@@ -215,7 +227,9 @@ def restrict_retrieval(data: RetrievalData, keep_images: Sequence[int]) -> Retri
             gt.append(remap[img])
     return RetrievalData(
         name=data.name, split=data.split, images=data.images.subset(keep_images), captions=caps,
-        caption_to_image=gt, fingerprint=fingerprint(data.fingerprint, list(keep_images)), info=dict(data.info))
+        caption_to_image=gt, fingerprint=fingerprint(data.fingerprint, list(keep_images)), info=dict(data.info),
+        image_groups={g: [labels[i] for i in keep_images] for g, labels in data.image_groups.items()},
+        image_ids=[data.image_ids[i] for i in keep_images] if data.image_ids else [])
 
 
 def restrict_classification(data: ClassificationData, keep: Sequence[int]) -> ClassificationData:

@@ -57,6 +57,12 @@ METRICS = (*BLEU_KEYS, "meteor", "rouge_l", "cider", "spice")
 JAVA_METRICS = ("meteor", "spice")
 TOKENIZERS = ("auto", "java", "python")
 SPICE_JARS = ("stanford-corenlp-3.6.0.jar", "stanford-corenlp-3.6.0-models.jar")
+# Metrics whose corpus score is the mean of the per-item scores (pycocoevalcap's Cider, Rouge and
+# Spice return np.mean of their per-item list; CLIP-S and RefCLIP-S are defined as the mean): an
+# interval over images is a bootstrap of that mean (CIDEr-D's document frequencies stay those of
+# the scored corpus). BLEU (summed n-gram statistics, one brevity penalty) and METEOR (its
+# corpus line aggregates alignment statistics) are not means of their per-item scores.
+PER_ITEM_MEAN = ("rouge_l", "cider", "spice", "clip_s", "refclip_s")
 ONE_ITEM_CIDER = ("CIDEr-D over a one-item corpus is 0 whatever the caption (every idf is log(1/1) = 0): "
                   "score several images together")
 
@@ -273,3 +279,28 @@ def spice_scores(gts: dict, res: dict) -> tuple[float, list[float]]:
     total, each = Spice().compute_score(gts, res)
     return float(total), [float(item["All"]["f"]) for item in each]
 
+
+def group_key(metric: str, group: str) -> str:
+    """The record key of ``metric`` over one image group's own corpus (NoCaps' domains).
+
+    >>> group_key("cider", "out-domain"), group_key("bleu4", "Near Domain")
+    ('cider_out_domain', 'bleu4_near_domain')
+    """
+    slug = "".join(c if c.isalnum() else "_" for c in group.strip().lower()).strip("_")
+    if not slug:
+        raise CaptionInputError(f"image group {group!r} has no letter or digit to name its metrics by")
+    return f"{metric}_{slug}"
+
+
+def per_item_mean_metric(key: str) -> str | None:
+    """The metric of ``key`` (a metric or a :func:`group_key`) when its corpus score is the mean
+    of the per-item scores the sidecar keeps under the same key, else None.
+
+    >>> per_item_mean_metric("cider_in_domain"), per_item_mean_metric("refclip_s"), per_item_mean_metric("bleu4")
+    ('cider', 'refclip_s', None)
+    """
+    key = str(key)
+    for metric in sorted(PER_ITEM_MEAN, key=len, reverse=True):  # refclip_s before clip_s
+        if key == metric or (key.startswith(metric + "_") and not key.endswith(("_lo", "_hi"))):
+            return metric
+    return None

@@ -4,9 +4,10 @@ COCO users hand results around), scored by the ``captioning`` task like any capt
 
 An ``image_id`` names a dataset image by its key, its file name, its file stem, or the integer
 at the end of its stem (COCO's ids: ``COCO_val2014_000000391895.jpg`` is 391895; a Flickr
-image ``1000092795.jpg`` is 1000092795). Every image of the evaluated split needs exactly one
-caption; an id that names no image, two entries for one image, or an image with none is an
-error naming which. On a ``--limit`` subset, ids of images outside it are expected and
+image ``1000092795.jpg`` is 1000092795), or, where the dataset keeps its source's own ids,
+that id instead of the stem's integer (NoCaps' integer ``id``, as EvalAI submissions give it).
+Every image of the evaluated split needs exactly one caption; an id that names no image, two
+entries for one image, or an image with none is an error naming which. On a ``--limit`` subset, ids of images outside it are expected and
 counted in the record. The run key hashes the file's contents (``local_files``).
 """
 
@@ -27,16 +28,22 @@ class CaptionFileError(UserError):
     """A captions file that cannot be read or does not match the dataset (one line)."""
 
 
-def image_names(key: str) -> list[str]:
-    """The names an ``image_id`` may give for the image keyed ``key``.
+def image_names(key: str, own_id: str | None = None) -> list[str]:
+    """The names an ``image_id`` may give for the image keyed ``key``. A dataset that keeps its
+    source's own image ids (NoCaps' integer ``id``) gives ``own_id``, which then replaces the
+    integer read off the stem (a hex Open Images name ending in digits would collide with them).
 
     >>> image_names("val2014/COCO_val2014_000000391895.jpg")
     ['val2014/COCO_val2014_000000391895.jpg', 'COCO_val2014_000000391895.jpg', 'COCO_val2014_000000391895', '391895']
+    >>> image_names("0013ea2087020901.jpg", own_id="0")
+    ['0013ea2087020901.jpg', '0013ea2087020901', '0']
     """
     path = Path(key)
     names = [key, path.name, path.stem]
     digits = re.search(r"(\d+)$", path.stem)
-    if digits:
+    if own_id is not None:
+        names.append(own_id)
+    elif digits:
         names.append(str(int(digits.group(1))))
     return list(dict.fromkeys(names))
 
@@ -66,11 +73,12 @@ def read_predictions(path: Path) -> dict[str, str]:
     return out
 
 
-def match(predictions: dict[str, str], keys: list[str], path: Path, subset: bool) -> tuple[list[str], int]:
+def match(predictions: dict[str, str], keys: list[str], path: Path, subset: bool,
+          own_ids: list[str] | None = None) -> tuple[list[str], int]:
     """Each image's caption in image order, and how many ids lie outside a subset."""
     index: dict[str, set[int]] = {}
     for i, key in enumerate(keys):
-        for name in image_names(key):
+        for name in image_names(key, own_ids[i] if own_ids else None):
             index.setdefault(name, set()).add(i)
     caption_of: dict[int, str] = {}
     outside = 0
@@ -107,7 +115,8 @@ class CaptionFile:
 
     def captions_for(self, data) -> tuple[list[str], dict]:
         keys = [data.images.key(i) for i in range(len(data.images))]
-        captions, outside = match(read_predictions(self.path), keys, self.path, "subset" in data.info)
+        captions, outside = match(read_predictions(self.path), keys, self.path, "subset" in data.info,
+                                  getattr(data, "image_ids", None))
         return captions, {"generation": f"none: captions read from {self.path.name} (COCO result format)",
                           **({"captions_outside_subset": outside} if outside else {})}
 

@@ -13,6 +13,11 @@ reference captions (the retrieval view's captions) as the COCO caption evaluatio
   batch size) is timed as a ``generate`` stage: per-batch latency p50/p90/p99 after warm-up,
   images/s, generated tokens/s (the record's ``generated_tokens_per_s``).
 * ``--model captions:FILE`` scores captions made elsewhere (:mod:`.caption_files`).
+* A dataset that declares image groups (``RetrievalData.image_groups``; NoCaps: ``domain``) gets
+  every metric again over each group's own images, keyed ``<metric>_<group>`` (``cider_in_domain``,
+  ``cider_near_domain``, ``cider_out_domain``, ``spice_out_domain``, ...; :func:`group_scores`),
+  beside the overall keys (NoCaps' "entire"); the record's ``image_groups`` detail gives each
+  group's image count, and the sidecar each group's per-image scores under the same keys.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from harness.core.errors import OptionError, UserError
 from harness.core.interfaces import GenerateOptions, ModelKind
 from harness.core.measure import Stage
 from harness.datasets.base import DatasetError, TaskKind
-from harness.metrics.captioning import METRICS, TOKENIZERS, metric_missing, resolve_tokenizer
+from harness.metrics.captioning import METRICS, TOKENIZERS, group_key, metric_missing, resolve_tokenizer
 from harness.tasks import caption_files  # noqa: F401 - registers the captions:FILE scheme
 from harness.tasks.base import Prepared, Task, TaskContext, TaskResult, register
 from harness.tasks.metric_scorers import PROMPT, clip_s, refclip_s
@@ -148,11 +153,56 @@ def evaluate(model, data, opts, gen: GenerateOptions, tokenizer: str, judge=None
         per_query.update(jp)
         timings.update({s.name: s.timing() for s in stages})
         details["judge"] = judge[0].name
+    groups = getattr(data, "image_groups", None) or {}
+    if groups:  # timed as scoring work of its own: every metric runs again per group
+        with Stage("group_scoring", "cpu", warmup=0) as group_stage:
+            gc, gp, details["image_groups"] = group_scores(groups, candidates, references, per_query, wanted,
+                                                           tokenizer)
+            group_stage.add_items(len(candidates))
+        timings["group_scoring"] = group_stage.timing()
+        corpus.update(gc)
+        per_query.update(gp)
+    undefined = {**undefined, **{group_key(k, g): why for k, why in undefined.items()
+                                 for labels in groups.values() for g in sorted(set(labels))}}
     corpus.update({k: float("nan") for k in undefined})
     per_query[CAPTION_KEY] = list(candidates)
     details.update(tokenizer=scores.tokenizer, metric_notes=list(scores.notes), reference_captions=len(data.captions),
                    **({UNDEFINED_KEY: undefined} if undefined else {}))
     return TaskResult(metrics=corpus, main_metric=MAIN, timings=timings, per_query=per_query, details=details)
+
+
+def group_scores(groups: dict[str, list[str]], candidates: list[str], references: list[list[str]],
+                 per_image: dict[str, list], wanted: tuple[str, ...], tokenizer: str) -> tuple[dict, dict, dict]:
+    """Every metric over each image group's own corpus, as the NoCaps evaluation server scores
+    its domains: BLEU's statistics and CIDEr-D's document frequencies come from the group's
+    images alone (so a group's CIDEr-D is not the mean of the overall per-image CIDEr-D). The
+    judge's CLIP-S / RefCLIP-S, per-image by definition, are averaged over the group. Returns
+    the record keys (:func:`group_key`), each group's per-image scores under the same keys (the
+    sidecar: intervals by image per group), and each grouping's image count per label."""
+    from harness.metrics.captioning import evaluate_captions
+
+    corpus: dict[str, float] = {}
+    per: dict[str, list[float]] = {}
+    sizes: dict[str, dict[str, int]] = {}
+    owner: dict[str, str] = {}
+    for grouping, labels in groups.items():
+        sizes[grouping] = {}
+        for label in sorted(set(labels)):
+            clash = owner.setdefault(group_key("cider", label), f"{grouping}={label}")
+            if clash != f"{grouping}={label}":
+                raise DatasetError(f"image groups {clash} and {grouping}={label} would share record keys")
+            idx = [i for i, g in enumerate(labels) if g == label]
+            sizes[grouping][label] = len(idx)
+            scores = evaluate_captions([candidates[i] for i in idx], [references[i] for i in idx], wanted, tokenizer)
+            for metric, value in scores.corpus.items():
+                corpus[group_key(metric, label)] = value
+                per[group_key(metric, label)] = scores.per_item[metric]
+            for metric in JUDGE_KEYS:
+                if metric in per_image:
+                    values = [per_image[metric][i] for i in idx]
+                    corpus[group_key(metric, label)] = sum(values) / len(values)
+                    per[group_key(metric, label)] = values
+    return corpus, per, sizes
 
 
 def _metrics_here(tokenizer: str, metrics: tuple[str, ...] | None) -> tuple[tuple[str, ...], dict[str, str]]:
