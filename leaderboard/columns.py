@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from .captioning import group_columns
 from .frame import RETRIEVAL_METRICS, ZEROSHOT_METRICS
 from .uncertainty import has_interval
 
@@ -75,6 +76,7 @@ def page_columns(task: str, rows: pd.DataFrame) -> list[Col]:
     metrics = list(TASK_METRICS.get(task, []))
     if task == "captioning":  # the metrics a run could compute here (no SPICE models, no judge: absent)
         metrics = [m for m in CAPTION_METRICS if m in rows.columns and rows[m].notna().any()]
+        metrics += group_columns(rows.columns, lambda c: rows[c].notna().any())  # NoCaps: per domain
     if task == "caption_selection":
         from .selection import caption_columns
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import agreement, mm_classification, perf, suite_section
+from . import agreement, captioning, mm_classification, perf, suite_section
 from .columns import Col, page_columns
 from .frame import not_measured
 from .tables import group_title, main_metrics
@@ -181,7 +181,8 @@ def _section(key, rows: pd.DataFrame, history: pd.DataFrame | None, cache: Query
     return (f'<section class="group" data-task="{esc(task)}" data-dataset="{esc(dataset)}">\n'
             f"<h2>{esc(group_title(key))}</h2>\n<p class=\"meta\">{esc(' · '.join(meta))}</p>\n"
             f'<div class="scroll"><table class="sortable">\n<thead><tr>{head}</tr></thead>\n'
-            f"<tbody>\n{body}\n</tbody>\n</table></div>\n{_sidecar_notes(rows)}{plots}</section>")
+            f"<tbody>\n{body}\n</tbody>\n</table></div>\n{_sidecar_notes(rows)}"
+            f"{captioning.table_note(task, options.uncertainty.n_boot)}{plots}</section>")
 
 
 def _sidecar_notes(rows: pd.DataFrame) -> str:

@@ -22,6 +22,7 @@ import pandas as pd
 from harness.metrics.keys import KENDALL_KEYS, MetricKey, QueryKey, is_caption_selection_key, is_hard_negative_key
 
 from . import selection, stats
+from .captioning import caption_parts, has_caption_interval
 
 RECALL_METRICS = [k.value for k in (MetricKey.T2I_R1, MetricKey.T2I_R5, MetricKey.T2I_R10,
                                     MetricKey.I2T_R1, MetricKey.I2T_R5, MetricKey.I2T_R10)]
@@ -34,12 +35,14 @@ GROUP = ["task", "dataset", "split_view"]  # split_view: a --limit subset is its
 def has_interval(metric: str) -> bool:
     """Whether ``annotate`` can give ``metric`` an interval: the fixed ones, every ``hn_*`` and
     the caption-selection keys (``acc``, ``acc_<subset>``, Winoground's scores)."""
-    return metric in CI_METRICS or is_hard_negative_key(metric) or is_caption_selection_key(metric)
+    return (metric in CI_METRICS or is_hard_negative_key(metric) or is_caption_selection_key(metric)
+            or has_caption_interval(metric))
 
 
 def interval_metrics(columns) -> list[str]:
     """The metrics of a frame's columns that get ``_lo`` / ``_hi`` columns, in order."""
-    return [*CI_METRICS, *(c for c in columns if (is_hard_negative_key(c) or is_caption_selection_key(c))
+    return [*CI_METRICS, *(c for c in columns if (is_hard_negative_key(c) or is_caption_selection_key(c)
+                                                  or has_caption_interval(c))
                            and c not in CI_METRICS and not str(c).endswith(("_lo", "_hi")))]
 
 
@@ -93,7 +96,7 @@ def metric_parts(queries: dict[str, np.ndarray] | None, metric: str) -> list[np.
     if metric == MetricKey.ACC1:
         correct = queries.get(QueryKey.CORRECT.value)
         return None if correct is None or correct.size == 0 else [100.0 * correct.astype(np.float64)]
-    return None
+    return caption_parts(queries, metric)  # captioning: per-image scores whose mean is the metric
 
 
 @dataclass(frozen=True)
@@ -196,6 +199,10 @@ def _intervals(queries: dict[str, np.ndarray], row: pd.Series,
     if labels is not None and preds is not None and labels.size and set(CLASSIFICATION_METRICS) & set(wanted):
         cis = stats.classification_cis(labels, preds, **boot)
         out.update({m: ci for m, ci in cis.items() if m in wanted})
+    for metric in (m for m in wanted if has_caption_interval(m)):
+        parts = caption_parts(queries, metric)
+        if parts is not None:
+            out[metric] = stats.sum_of_means_ci(parts, **boot)
     caption_keys = [m for m in wanted if is_caption_selection_key(m)]
     if caption_keys:  # resampled items within subsets, through the run's own metric function
         out.update(selection.selection_cis(queries, caption_keys, **boot))

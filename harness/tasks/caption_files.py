@@ -7,8 +7,8 @@ at the end of its stem (COCO's ids: ``COCO_val2014_000000391895.jpg`` is 391895;
 image ``1000092795.jpg`` is 1000092795), or, where the dataset keeps its source's own ids,
 that id instead of the stem's integer (NoCaps' integer ``id``, as EvalAI submissions give it).
 Every image of the evaluated split needs exactly one caption; an id that names no image, two
-entries for one image, or an image with none is an error naming which. On a ``--limit`` subset, ids of images outside it are expected and
-counted in the record. The run key hashes the file's contents (``local_files``).
+entries for one image, or an image with none is an error naming which. On a ``--limit``
+subset, ids of images outside it are expected and counted in the record. The run key hashes the file's contents (``local_files``).
 """
 
 from __future__ import annotations
