@@ -22,7 +22,7 @@ import pandas as pd
 from harness.metrics.keys import KENDALL_KEYS, MetricKey, QueryKey, is_caption_selection_key, is_hard_negative_key
 
 from . import selection, stats
-from .captioning import caption_parts, has_caption_interval
+from .captioning import bleu_units, caption_parts, has_caption_interval
 
 RECALL_METRICS = [k.value for k in (MetricKey.T2I_R1, MetricKey.T2I_R5, MetricKey.T2I_R10,
                                     MetricKey.I2T_R1, MetricKey.I2T_R5, MetricKey.I2T_R10)]
@@ -131,7 +131,8 @@ def metric_units(queries: dict[str, np.ndarray] | None, metric: str) -> Units | 
         if groups is None or groups.size == 0:
             return None
         return Units(stats.group_rows(groups, metric), stats.pooled_rate)
-    return None
+    bleu = bleu_units(queries, metric)  # captioning: corpus BLEU of resampled images' statistics
+    return None if bleu is None else Units(*bleu)
 
 
 UNUSABLE = "per-query file unusable"
@@ -200,9 +201,11 @@ def _intervals(queries: dict[str, np.ndarray], row: pd.Series,
         cis = stats.classification_cis(labels, preds, **boot)
         out.update({m: ci for m, ci in cis.items() if m in wanted})
     for metric in (m for m in wanted if has_caption_interval(m)):
-        parts = caption_parts(queries, metric)
+        parts, bleu = caption_parts(queries, metric), bleu_units(queries, metric)
         if parts is not None:
             out[metric] = stats.sum_of_means_ci(parts, **boot)
+        elif bleu is not None:
+            out[metric] = stats.units_ci(*bleu, **boot)
     caption_keys = [m for m in wanted if is_caption_selection_key(m)]
     if caption_keys:  # resampled items within subsets, through the run's own metric function
         out.update(selection.selection_cis(queries, caption_keys, **boot))

@@ -1,6 +1,7 @@
 """The captioning table on the page: bootstrap intervals by image and the paired lead test for
 the metrics that are means of per-image scores (CIDEr-D, ROUGE-L, SPICE, CLIP-S, RefCLIP-S, and
-their per-group keys), none for BLEU and METEOR, and the note saying why."""
+their per-group keys), BLEU recomputed from resampled images' statistics, none for METEOR, and
+the note saying how."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ import hashlib
 import numpy as np
 import pytest
 
+from harness.metrics.captioning import bleu_from_statistics
 from harness.results import store
 from harness.results.records import ResultRecord, StageTiming
 from leaderboard import stats
-from leaderboard.captioning import caption_parts, group_columns, has_caption_interval
+from leaderboard.captioning import bleu_units, caption_parts, group_columns, has_caption_interval
 from leaderboard.frame import load
 from leaderboard.page import PageOptions, render_page
 from leaderboard.uncertainty import UncertaintyOptions, annotate
@@ -31,12 +33,17 @@ def per_image(seed: int, shift: float) -> dict[str, list[float]]:
     for domain in ("in_domain", "out_domain"):  # a group's own corpus: other document frequencies
         idx = [i for i, d in enumerate(DOMAIN) if d.replace("-", "_") == domain]
         out[f"cider_{domain}"] = (cider[idx] * 1.1).tolist()
+    testlen = rng.integers(4, 13, N)
+    guess = np.maximum(0, testlen[:, None] - np.arange(4)[None, :])
+    correct = np.minimum(guess, np.sort(rng.integers(0, 9, (N, 4)), axis=1)[:, ::-1])
+    out["bleu_stats"] = np.column_stack([testlen, testlen + rng.integers(-2, 3, N), guess, correct]).tolist()
     return out
 
 
 def record(model: str, queries: dict, minute: int) -> ResultRecord:
-    metrics = {k: float(np.mean(v)) for k, v in queries.items() if k != "caption"}
-    metrics["bleu4"] = 21.5  # a corpus statistic: not the mean of the per-image scores
+    metrics = {k: float(np.mean(v)) for k, v in queries.items() if k not in ("caption", "bleu_stats")}
+    # a corpus statistic, not the mean of the per-image scores: from the summed statistics
+    metrics["bleu4"] = float(bleu_from_statistics(np.asarray(queries["bleu_stats"]).sum(axis=0))[3])
     return ResultRecord(
         model={"name": model, "family": "tiny-captioner", "kind": "captioner", "source": {"test": True},
                "checkpoint": f"{model}.safetensors", "checkpoint_sha256": "ab" * 32, "params": 1000},
@@ -62,9 +69,9 @@ def board(tmp_path):
 
 
 def test_which_caption_keys_get_intervals():
-    assert [has_caption_interval(k) for k in ("cider", "rouge_l", "spice", "clip_s", "refclip_s",
-                                              "cider_out_domain", "refclip_s_in_domain")] == [True] * 7
-    assert [has_caption_interval(k) for k in ("bleu1", "bleu4", "meteor", "meteor_in_domain", "cider_lo")] == [False] * 5
+    assert [has_caption_interval(k) for k in ("cider", "rouge_l", "spice", "clip_s", "refclip_s", "cider_out_domain",
+                                              "refclip_s_in_domain", "bleu1", "bleu4_in_domain")] == [True] * 9
+    assert [has_caption_interval(k) for k in ("meteor", "meteor_in_domain", "cider_lo", "bleu5")] == [False] * 4
     assert caption_parts({"cider": np.array(["a", "b"])}, "cider") is None  # not numbers: no interval
     assert group_columns(["cider", "cider_in_domain", "bleu4_in_domain", "spice_out_domain", "rouge_l_in_domain"],
                          lambda c: True) == ["cider_in_domain", "spice_out_domain"]
@@ -79,7 +86,11 @@ def test_intervals_and_the_lead_test_come_from_the_per_image_scores(board):
         got = (rows.at["captioner-strong", f"{key}_lo"], rows.at["captioner-strong", f"{key}_hi"])
         assert got == pytest.approx(want, abs=1e-12)
         assert got[0] <= rows.at["captioner-strong", key] <= got[1]
-    assert "bleu4_lo" not in rows.columns
+    rows_of, statistic = bleu_units({"bleu_stats": np.asarray(strong["bleu_stats"])}, "bleu4")
+    want = stats.units_ci(rows_of, statistic, n_boot=300, seed=0)
+    assert (rows.at["captioner-strong", "bleu4_lo"], rows.at["captioner-strong", "bleu4_hi"]) == pytest.approx(want)
+    assert want[0] <= rows.at["captioner-strong", "bleu4"] <= want[1] and want[0] < want[1]
+    assert "meteor_lo" not in rows.columns
     p = stats.paired_sum_pvalue([np.asarray(strong["cider"])], [np.asarray(weak["cider"])], n_boot=300, seed=0)
     assert rows.at["captioner-strong", "lead_p"] == pytest.approx(p) and p < 0.05
     assert rows.at["captioner-strong", "lead_over"] == "captioner-weak"
@@ -92,4 +103,4 @@ def test_the_page_shows_them_with_the_note(board):
     lo, hi = stats.sum_of_means_ci([np.asarray(strong["cider_out_domain"])], n_boot=200, seed=0)
     assert f"{lo:.2f}\u2013{hi:.2f}" in section  # the per-domain CIDEr-D column with its interval
     assert ">cider_in_domain<" in section and ">cider_out_domain<" in section
-    assert "BLEU and METEOR have none" in section and "200 times" in section
+    assert "summed statistics" in section and "METEOR has none" in section and "200 resamples" in section

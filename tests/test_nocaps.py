@@ -139,6 +139,7 @@ def test_captioning_reports_each_domain_as_its_own_corpus(tmp_path, monkeypatch)
         for m in keys:
             assert rec.metrics[group_key(m, domain)] == pytest.approx(own.corpus[m], abs=1e-9)
         assert sidecar[group_key("cider", domain)] == pytest.approx(own.per_item["cider"], abs=1e-9)
+        assert sidecar[group_key("bleu_stats", domain)] == own.bleu_stats and len(own.bleu_stats) == len(idx)
         assert rec.metrics[group_key("meteor", domain)] is None
         assert rec.options["undefined_metrics"][group_key("meteor", domain)] == "no Java in this test"
     near = [overall.per_item["cider"][i] for i, d in enumerate(DOMAINS) if d == "near-domain"]

@@ -83,6 +83,9 @@ class CaptionScores:
     per_item: dict[str, list[float]]
     tokenizer: str
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # each item's BLEU statistics (:func:`bleu_statistics`) when BLEU was computed: what a
+    # resample of items needs to recompute corpus BLEU
+    bleu_stats: list[list[int]] = field(default_factory=list)
 
 
 def spice_missing() -> str | None:
@@ -215,7 +218,52 @@ def evaluate_captions(candidates: Sequence[str], references: Sequence, metrics: 
         warnings.warn(ONE_ITEM_CIDER, stacklevel=2)
         notes.append(ONE_ITEM_CIDER)
     order = [m for m in METRICS if m in corpus]
-    return CaptionScores({m: corpus[m] for m in order}, {m: per_item[m] for m in order}, f"ptb-{tok}", tuple(notes))
+    stats = bleu_statistics(gts, res) if any(m in BLEU_KEYS for m in metrics) else []
+    return CaptionScores({m: corpus[m] for m in order}, {m: per_item[m] for m in order}, f"ptb-{tok}", tuple(notes),
+                         stats)
+
+
+BLEU_STATS_KEY = "bleu_stats"  # the sidecar's per-image BLEU statistics (group_key(BLEU_STATS_KEY, g) per group)
+BLEU_STAT_COLUMNS = ("testlen", "reflen", "guess1", "guess2", "guess3", "guess4",
+                     "correct1", "correct2", "correct3", "correct4")
+
+
+def bleu_statistics(gts: dict, res: dict) -> list[list[int]]:
+    """Each item's BLEU sufficient statistics (:data:`BLEU_STAT_COLUMNS`), as pycocoevalcap's
+    ``BleuScorer`` cooks them from tokenised captions: candidate length, the closest reference
+    length (a tie goes to the shorter), candidate n-grams and clipped matches for n = 1..4.
+    Corpus BLEU is a function of their sums (:func:`bleu_from_statistics`), so a resample of
+    items recomputes it exactly (sacrebleu's paired bootstrap works the same way)."""
+    from pycocoevalcap.bleu.bleu_scorer import cook_refs, cook_test
+
+    out = []
+    for i in res:
+        comps = cook_test(res[i][0], cook_refs(gts[i], n=4), eff="closest", n=4)
+        out.append([int(comps["testlen"]), int(comps["reflen"]), *map(int, comps["guess"]), *map(int, comps["correct"])])
+    return out
+
+
+def bleu_from_statistics(totals):
+    """Corpus BLEU-1..4 x100 from summed statistics, ``(..., 10) -> (..., 4)``, with
+    pycocoevalcap's constants (each precision is (matches + 1e-15) / (n-grams + 1e-9)) and its
+    brevity penalty on the closest reference lengths.
+
+    By hand, 7 candidate words (7 in the closest references: no penalty), 7/5/3/1 n-grams of
+    which 7/3/1/0 match: BLEU-1 = 7/7; BLEU-2 = (1 x 3/5)^(1/2) = 0.7746; BLEU-3 = (1 x 3/5 x
+    1/3)^(1/3) = 0.5848; BLEU-4 = (0.2 x 1e-15)^(1/4) = 0.0001 (pycocoevalcap's "0"):
+
+    >>> bleu_from_statistics([7, 7, 7, 5, 3, 1, 7, 3, 1, 0]).round(2).tolist()
+    [100.0, 77.46, 58.48, 0.01]
+    """
+    import numpy as np
+
+    t = np.asarray(totals, dtype=np.float64)
+    testlen, reflen, guess, correct = t[..., 0], t[..., 1], t[..., 2:6], t[..., 6:10]
+    cumulative = np.cumprod((correct + 1e-15) / (guess + 1e-9), axis=-1)
+    bleus = cumulative ** (1.0 / np.arange(1, 5))
+    ratio = (testlen + 1e-15) / (reflen + 1e-9)
+    penalty = np.where(ratio < 1, np.exp(1 - 1 / np.maximum(ratio, 1e-300)), 1.0)
+    return 100.0 * bleus * penalty[..., None]
 
 
 def _run_scorers(gts: dict, res: dict, metrics: tuple[str, ...]) -> dict[str, tuple]:

@@ -18,6 +18,8 @@ reference captions (the retrieval view's captions) as the COCO caption evaluatio
   ``cider_near_domain``, ``cider_out_domain``, ``spice_out_domain``, ...; :func:`group_scores`),
   beside the overall keys (NoCaps' "entire"); the record's ``image_groups`` detail gives each
   group's image count, and the sidecar each group's per-image scores under the same keys.
+* The sidecar keeps each image's caption, its score per metric, and its BLEU statistics
+  (``bleu_stats``: a resample of images recomputes corpus BLEU from them).
 """
 
 from __future__ import annotations
@@ -29,7 +31,14 @@ from harness.core.errors import OptionError, UserError
 from harness.core.interfaces import GenerateOptions, ModelKind
 from harness.core.measure import Stage
 from harness.datasets.base import DatasetError, TaskKind
-from harness.metrics.captioning import METRICS, TOKENIZERS, group_key, metric_missing, resolve_tokenizer
+from harness.metrics.captioning import (
+    BLEU_STATS_KEY,
+    METRICS,
+    TOKENIZERS,
+    group_key,
+    metric_missing,
+    resolve_tokenizer,
+)
 from harness.tasks import caption_files  # noqa: F401 - registers the captions:FILE scheme
 from harness.tasks.base import Prepared, Task, TaskContext, TaskResult, register
 from harness.tasks.metric_scorers import PROMPT, clip_s, refclip_s
@@ -147,6 +156,8 @@ def evaluate(model, data, opts, gen: GenerateOptions, tokenizer: str, judge=None
     timings["scoring"] = score_stage.timing()
     corpus = dict(scores.corpus)
     per_query: dict[str, list] = {k: v for k, v in scores.per_item.items()}
+    if scores.bleu_stats:  # what a resample of images needs to recompute corpus BLEU (the page's intervals)
+        per_query[BLEU_STATS_KEY] = scores.bleu_stats
     if judge is not None:
         jc, jp, stages = judge_scores(judge, candidates, references, data.images, opts)
         corpus.update(jc)
@@ -197,6 +208,8 @@ def group_scores(groups: dict[str, list[str]], candidates: list[str], references
             for metric, value in scores.corpus.items():
                 corpus[group_key(metric, label)] = value
                 per[group_key(metric, label)] = scores.per_item[metric]
+            if scores.bleu_stats:
+                per[group_key(BLEU_STATS_KEY, label)] = scores.bleu_stats
             for metric in JUDGE_KEYS:
                 if metric in per_image:
                     values = [per_image[metric][i] for i in idx]
