@@ -212,10 +212,26 @@ def cmd_fit(args) -> int:
     meta = MODELS.get(args.model)
     if meta.name not in SPECS:
         raise UserError(f"fit trains fusion heads; {meta.name!r} is not one (fusion models: {', '.join(SPECS)})")
-    from harness.training.fusion_fit import fit_command
-
+    task = _fit_task(args.task)
+    if task == "image_text_classification":
+        from harness.training.classifier_fit import fit_command
+    else:
+        from harness.training.fusion_fit import fit_command
+        if args.limit is not None or args.name is not None:
+            raise UserError("--limit and --name apply to fit --task image_text_classification")
     fit_command(SPECS[meta.name], args)
     return 0
+
+
+def _fit_task(name: str | None) -> str:
+    """What ``fit --task`` trains for: matching (retrieval, the default) or a classifier."""
+    from harness.tasks import TASKS
+
+    task = TASKS.get(name).name if name else "retrieval"
+    if task not in ("retrieval", "image_text_classification"):
+        raise UserError(f"fit --task {name}: fusion heads are fitted for retrieval (matching) or "
+                        "image_text_classification")
+    return task
 
 
 def cmd_leaderboard(args) -> int:

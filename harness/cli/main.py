@@ -114,14 +114,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("fit", help="train a fusion head over frozen encoders (fixed, seeded recipe)")
     p.add_argument("model", help="a fusion model (vlbench list models, family fusion)")
-    p.add_argument("--dataset", default=None, help="default: the data the model's shipped checkpoint used")
+    p.add_argument("--task", default=None, help="retrieval (default: the matching head) or image_text_classification "
+                                                "(a classifier of --dataset's labels)")
+    p.add_argument("--dataset", default=None, help="default: the data the model's shipped checkpoint used; "
+                                                   "jsonl:DIR for your own image + text -> label folder")
     p.add_argument("--split", default="train")
     p.add_argument("--select-split", default=None, help="split the best epoch is chosen on (default val/dev)")
     p.add_argument("--out", default=None, help="folder for <model>.safetensors + card (default results/fits)")
+    p.add_argument("--name", default=None, help="classifier: file name (default <model>-<dataset>)")
     p.add_argument("--epochs", type=int, default=None, help="default: the model's recipe")
     p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--lr", type=float, default=None, help="classifier default: a grid chosen on held-out train")
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--limit", type=int, default=None, help="classifier: a seeded subset of N train items")
     p.add_argument("--max-train-images", type=int, default=None,
                    help="train on a seeded subset of whole hard-negative families (default: the recipe's)")
     p.add_argument("--prefilter-weights", default=None,

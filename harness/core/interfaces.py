@@ -115,6 +115,33 @@ class JointEncoder(Protocol):
         """(B, C, H, W) pixels and B texts -> (B, D) float joint features of the aligned pairs."""
 
 
+@runtime_checkable
+class LabelPredictor(Protocol):
+    """Optional: a model fitted to one label set (``vlbench fit MODEL --task
+    image_text_classification``) that predicts labels itself. ``label_space`` has
+    ``classnames``, ``kind`` (binary / multiclass / multilabel) and ``thresholds``; ``design``
+    names the fitted head (late / early / xattn)."""
+
+    name: str
+    label_space: Any
+    design: str
+
+    def image_transform(self) -> Callable[[Image.Image], torch.Tensor]: ...
+
+    def image_features(self, pixels: torch.Tensor) -> dict:
+        """Per image, once: {"prep": what the head keeps (tensors, first dim = images),
+        "pooled": (B, Di) the unimodal feature the image-only ablation probes}."""
+
+    def text_features(self, texts: Sequence[str]) -> dict:
+        """Per text, once: {"prep": ..., "pooled": (B, Dt)}."""
+
+    def classify_features(self, image_prep: dict, text_prep: dict) -> torch.Tensor:
+        """Aligned prepared features -> (B, K) label logits."""
+
+    def decide(self, logits: torch.Tensor) -> dict:
+        """(N, K) logits -> {"pred", "indicators" (multi-label), "score" (binary)}."""
+
+
 @dataclass(frozen=True)
 class GenerateOptions:
     """How a captioner decodes; every field can change the captions, so the record states them.

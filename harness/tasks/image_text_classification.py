@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from harness.core.errors import OptionError
-from harness.core.interfaces import ModelKind
+from harness.core.interfaces import LabelPredictor, ModelKind
 from harness.core.measure import Stage
 from harness.datasets.base import TaskKind
 from harness.metrics.keys import QueryKey
@@ -103,7 +103,6 @@ def _consistency(correct: list[bool], groups) -> float | None:
 
 def evaluate(model, data, opts: EncodeOptions, head: str = "interact", features: str = "embeddings",
              probe_opts=None, label_check: dict | None = None) -> TaskResult:
-    from harness.metrics.multimodal_cls import modality_gain
     from harness.metrics.probe import ProbeOptions
 
     probe_opts = probe_opts or ProbeOptions()
@@ -119,6 +118,51 @@ def evaluate(model, data, opts: EncodeOptions, head: str = "interact", features:
         fused = _metrics(fits["fused"], ev)
         alone = {v: _metrics(fits[v], ev) for v in ABLATIONS}
         score_stage.add_items(len(ev))
+    details = _details(fits, fused, ev, head, features, probe_opts, label_check)
+    timings = {**train_t, **eval_t, "fit": fit_stage.timing(), "scoring": score_stage.timing()}
+    return _result(fits, fused, alone, ev, details, timings)
+
+
+def evaluate_fitted(model, data, opts: EncodeOptions, probe_opts=None, label_check: dict | None = None) -> TaskResult:
+    """A fitted classifier (``vlbench fit --task image_text_classification``): the fused
+    prediction is the fitted head's own; the two ablations are probes on the towers' unimodal
+    features (:mod:`harness.tasks.fitted_labels`), fitted on train as in :func:`evaluate`."""
+    from harness.metrics.probe import ProbeOptions
+    from harness.tasks.fitted_labels import fitted_outputs
+
+    probe_opts = probe_opts or ProbeOptions()
+    train, ev = data.train, data.eval
+    _, train_f, train_t = fitted_outputs(model, train, _split_opts(opts, train), "train_")
+    logits, eval_f, eval_t = fitted_outputs(model, ev, _split_opts(opts, ev), "")
+    fits = {}
+    with Stage("fit", opts.device, warmup=0) as fit_stage:
+        for variant in ABLATIONS:
+            fits[variant] = _fit_and_predict(train_f.variant(variant), eval_f.variant(variant), train, ev, probe_opts)
+        fit_stage.add_items(2 * len(train))
+    with Stage("scoring", opts.device, warmup=0) as score_stage:
+        fits["fused"] = {**model.decide(logits), "c": None, "search": None}
+        fused = _metrics(fits["fused"], ev)
+        alone = {v: _metrics(fits[v], ev) for v in ABLATIONS}
+        score_stage.add_items(len(ev))
+    details = _details(fits, fused, ev, "fitted", "fitted", probe_opts, label_check)
+    details.update(_fitted_details(model))
+    timings = {**train_t, **eval_t, "fit": fit_stage.timing(), "scoring": score_stage.timing()}
+    return _result(fits, fused, alone, ev, details, timings)
+
+
+def _fitted_details(model) -> dict:
+    from harness.tasks.fitted_labels import ABLATION_NOTE
+
+    space = model.label_space
+    out = {"fitted_design": model.design, "fitted_labels": list(space.classnames), "ablation": ABLATION_NOTE}
+    if space.thresholds is not None:
+        out["fitted_thresholds"] = list(space.thresholds)
+    return out
+
+
+def _result(fits: dict, fused: dict, alone: dict, ev, details: dict, timings: dict) -> TaskResult:
+    from harness.metrics.multimodal_cls import modality_gain
+
     metrics = {k: v for k, v in fused.items() if k not in ("per_class_f1", "confusion")}
     for v in ABLATIONS:
         metrics[f"acc_{v}"], metrics[f"macro_f1_{v}"] = alone[v]["acc"], alone[v]["macro_f1"]
@@ -134,8 +178,6 @@ def evaluate(model, data, opts: EncodeOptions, head: str = "interact", features:
         per_query[QueryKey.SCORE.value] = fits["fused"]["score"]
     if ev.groups is not None:
         per_query[QueryKey.GROUP.value] = list(ev.groups)
-    details = _details(fits, fused, ev, head, features, probe_opts, label_check)
-    timings = {**train_t, **eval_t, "fit": fit_stage.timing(), "scoring": score_stage.timing()}
     return TaskResult(metrics=metrics, main_metric="macro_f1", timings=timings, per_query=per_query, details=details)
 
 
@@ -211,8 +253,32 @@ class ImageTextClassification(Task):
         label_check = check_labels(ctx.data.train, ctx.data.eval)
         check_holdout(ctx.data.train)
         own = dict(ctx.options.task_options)
+        probe_opts = ProbeOptions(seed=ctx.options.seed)
+        if isinstance(ctx.model, LabelPredictor):
+            self._check_fitted(ctx)
+            return Prepared({"fitted": True, "label_check": label_check, "probe_opts": probe_opts})
         return Prepared({"head": own["head"], "features": own["features"], "label_check": label_check,
-                         "probe_opts": ProbeOptions(seed=ctx.options.seed)})
+                         "probe_opts": probe_opts})
+
+    def _check_fitted(self, ctx: TaskContext) -> None:
+        """A fitted classifier predicts its own label set: the data's must be the same, and the
+        probe's head / features options (anything but their defaults) do not apply."""
+        space, ev = ctx.model.label_space, ctx.data.eval
+        if list(space.classnames) != list(ev.classnames) or space.multilabel != ev.multilabel:
+            raise OptionError(f"{ctx.model.checkpoint.get('id')}: fitted for labels {_names(space.classnames)} "
+                              f"({space.kind}), but {ev.name}/{ev.split} has labels {_names(ev.classnames)} "
+                              f"({ev.kind})")
+        defaults = self.settings(ctx.meta, replace(ctx.options, task_options=())).task_options
+        if tuple(ctx.options.task_options) != tuple(defaults):
+            raise OptionError(f"{ctx.meta.name} with fitted classifier weights predicts by its fitted head; "
+                              "--task-option head/features apply to probes: drop them")
 
     def evaluate(self, model, data, opts, **kwargs) -> TaskResult:
+        if kwargs.pop("fitted", False):
+            return evaluate_fitted(model, data, opts, **kwargs)
         return evaluate(model, data, opts, **kwargs)
+
+
+def _names(classnames, most: int = 8) -> str:
+    names = list(classnames)
+    return "[" + ", ".join(names[:most]) + (f", ... ({len(names)} in all)" if len(names) > most else "") + "]"

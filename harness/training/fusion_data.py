@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 
-from harness.datasets import DATASETS, DatasetRequest, RetrievalData, TaskKind
+from harness.datasets import DatasetRequest, RetrievalData, TaskKind, resolve_dataset
 from harness.datasets.base import DatasetError, fingerprint, restrict_retrieval
 
 
@@ -34,7 +34,10 @@ def family_subset(families: list, n_images: int, seed: int) -> list[int]:
 def load_split(dataset: str, split: str, data_root: str | None = None, max_images: int | None = None,
                seed: int = 0) -> RetrievalData:
     """A retrieval split; ``max_images`` keeps whole hard-negative families where the data has them."""
-    meta = DATASETS.get(dataset)
+    meta = resolve_dataset(dataset)
+    if TaskKind.RETRIEVAL not in meta.tasks:
+        raise DatasetError(f"{meta.name}: fusion models train for matching on a retrieval view; it has "
+                           f"{', '.join(t.value for t in meta.tasks)} (classifiers: --task image_text_classification)")
     data = meta.load(DatasetRequest(split=split, task=TaskKind.RETRIEVAL, data_root=data_root))
     if not isinstance(data, RetrievalData):
         raise DatasetError(f"{dataset}/{split}: fusion models train on a retrieval view")

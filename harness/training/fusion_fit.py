@@ -255,11 +255,11 @@ def fit(spec: FU.FusionSpec, dataset: str, split: str, select_split: str, out: P
 # --------------------------------------------------------------------------------- CLI
 
 def _select_split(dataset: str, spec: FU.FusionSpec) -> str:
-    from harness.datasets import DATASETS
+    from harness.datasets import resolve_dataset
 
     if dataset == spec.dataset:
         return spec.select_split
-    splits = DATASETS.get(dataset).splits
+    splits = resolve_dataset(dataset).splits
     for name in ("val", "dev"):
         if name in splits:
             return name
@@ -269,9 +269,9 @@ def _select_split(dataset: str, spec: FU.FusionSpec) -> str:
 def fit_command(spec: FU.FusionSpec, args) -> dict:
     """``vlbench fit``: resolve defaults, train, print the card's headline; the card records
     the full command with every recipe value spelled out, so it re-creates the checkpoint."""
-    from harness.datasets import DATASETS
+    from harness.datasets import resolve_dataset
 
-    dataset = DATASETS.get(args.dataset or spec.dataset).name
+    dataset = resolve_dataset(args.dataset or spec.dataset).name  # a registered name, or jsonl:DIR
     select = args.select_split or _select_split(dataset, spec)
     if select == args.split:
         raise OptionError(f"--select-split {select} is the training split; choose a held-out split")

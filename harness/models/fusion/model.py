@@ -118,13 +118,14 @@ def card_path(checkpoint: str | Path) -> Path:
 
 # ------------------------------------------------------------------------- checkpoints
 
-def save_checkpoint(path: str | Path, head, towers: TowerSpec) -> None:
-    """Head weights (fp16) + config metadata, written atomically."""
+def save_checkpoint(path: str | Path, head, towers: TowerSpec, extra: dict | None = None) -> None:
+    """Head weights (fp16) + config metadata (+ ``extra`` entries: a fitted classifier's
+    ``classifier``), written atomically."""
     import os
 
     from safetensors.torch import save_file
 
-    meta = {"format": CHECKPOINT_FORMAT, "head": head.cfg.to_dict(), "towers": towers.to_dict()}
+    meta = {"format": CHECKPOINT_FORMAT, "head": head.cfg.to_dict(), "towers": towers.to_dict(), **(extra or {})}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
@@ -133,11 +134,9 @@ def save_checkpoint(path: str | Path, head, towers: TowerSpec) -> None:
     os.replace(tmp, path)
 
 
-def load_head(path: str | Path, what: str):
-    """(head in eval mode, TowerSpec) from a checkpoint; strict: no missing/unexpected keys."""
+def read_metadata(path: str | Path, what: str) -> dict:
+    """A vlbench fusion checkpoint's metadata (head config, towers, classifier if fitted)."""
     from safetensors import safe_open
-
-    from harness.models.fusion.heads import HeadConfig, build_head
 
     if W.checkpoint_format(path, what) != "safetensors":
         raise W.checkpoint_error(what, path, f"not a safetensors file; {what} reads vlbench fusion .safetensors")
@@ -152,6 +151,17 @@ def load_head(path: str | Path, what: str):
     if meta.get("format") != CHECKPOINT_FORMAT:
         raise WeightsUnavailableError(f"{what}: {path} has checkpoint format {meta.get('format')}, "
                                       f"expected {CHECKPOINT_FORMAT}")
+    return meta
+
+
+def load_head(path: str | Path, what: str):
+    """(head in eval mode, TowerSpec) from a checkpoint; strict: no missing/unexpected keys."""
+    from harness.models.fusion.heads import HeadConfig, build_head
+
+    meta = read_metadata(path, what)
+    if "classifier" in meta:
+        raise WeightsUnavailableError(f"{what}: {path} is a fitted classifier (labels "
+                                      f"{meta['classifier']['classnames']}), not a matching head")
     head = build_head(HeadConfig(**meta["head"]))
     state = {k: v.float() for k, v in W.load_safetensors(path, what).items()}
     result = head.load_state_dict(state, strict=False)
@@ -257,12 +267,21 @@ def load_fusion(name: str, options: LoadOptions):
         raise WeightsUnavailableError(
             f"{name}: checkpoint {path} is missing; train it with `vlbench fit {name} --dataset {spec.dataset}`"
             " or pass --weights PATH")
-    head, towers_spec = load_head(path, name)
+    meta = read_metadata(path, name)
+    if "classifier" in meta:  # fitted by `vlbench fit --task image_text_classification`
+        from harness.models.fusion import classifier as C
+
+        head = C.load_state(C.build(meta), W.load_safetensors(path, name), name, path)
+    else:
+        head, _ = load_head(path, name)
     if head.cfg.kind != spec.head:
         raise WeightsUnavailableError(f"{name}: {path} holds a {head.cfg.kind} head, expected {spec.head}")
-    towers = load_towers(towers_spec, options)
+    towers = load_towers(TowerSpec(**meta["towers"]), options)
     # the towers' own checkpoints (ids + sha256) are part of what the numbers depend on
-    return wrap(name, head, towers, {"id": str(path), "sha256": W.file_digest(path), "components": towers.checkpoint})
+    checkpoint = {"id": str(path), "sha256": W.file_digest(path), "components": towers.checkpoint}
+    if "classifier" in meta:
+        return C.FittedFusionClassifier(name, towers, head, checkpoint)
+    return wrap(name, head, towers, checkpoint)
 
 
 def register(models) -> None:
