@@ -65,9 +65,12 @@ def fit_logistic(x: torch.Tensor, y: torch.Tensor, num_classes: int, c: float, m
     gradient, stopped where ``LogisticRegression(tol=tol, max_iter=max_iter)`` stops (largest
     gradient entry <= ``tol``, or a relative loss change <= 64 eps). The fit runs in numpy on
     the CPU whatever the features' device: numpy's element-wise work spawns no threads, and its
-    BLAS threads only the large products (torch's OpenMP threads cost more than a small fit)."""
+    BLAS threads only the large products (torch's OpenMP threads cost more than a small fit).
+    L-BFGS-B's own vector work runs on one BLAS thread: threads woken for vectors of a few
+    thousand entries made it 15-25x slower on two busy cores (benchmarks/RESULTS.md)."""
     import numpy as np
     from scipy.optimize import minimize
+    from threadpoolctl import ThreadpoolController
 
     xs = x.detach().double().cpu().numpy()
     n, d = xs.shape
@@ -77,24 +80,33 @@ def fit_logistic(x: torch.Tensor, y: torch.Tensor, num_classes: int, c: float, m
     if init is not None:
         theta[: d * num_classes] = init.weight.double().cpu().numpy().ravel()
         theta[d * num_classes:] = init.bias.double().cpu().numpy()
-    objective = _Objective(xs, y.long().cpu().numpy(), num_classes, l2=1.0 / (c * n))
-    res = minimize(objective, theta, jac=True, method="L-BFGS-B",
-                   options={"maxiter": max_iter, "gtol": tol, "ftol": 64 * np.finfo(float).eps, "maxls": 50})
+    blas = ThreadpoolController().select(user_api="blas")
+    threads = max([lib["num_threads"] for lib in blas.info()], default=1)
+    objective = _Objective(xs, y.long().cpu().numpy(), num_classes, l2=1.0 / (c * n),
+                           threads=lambda: blas.limit(limits=threads))
+    with blas.limit(limits=1):
+        res = minimize(objective, theta, jac=True, method="L-BFGS-B",
+                       options={"maxiter": max_iter, "gtol": tol, "ftol": 64 * np.finfo(float).eps, "maxls": 50})
     w = torch.from_numpy(res.x[: d * num_classes].reshape(d, num_classes).copy()).to(x.device)
     return LinearProbe(w, torch.from_numpy(res.x[d * num_classes:].copy()).to(x.device), c)
 
 
 class _Objective:
     """``mean CE + l2 / 2 * ||W||^2`` and its gradient for scipy: one product of the features
-    forward (x @ W) and one back (x^T @ residual), both (N, D) x (D, classes)-shaped for BLAS."""
+    forward (x @ W) and one back (x^T @ residual), both (N, D) x (D, classes)-shaped for BLAS,
+    inside ``threads()`` (a context giving BLAS its threads back for them)."""
 
-    def __init__(self, x, y, num_classes: int, l2: float):
+    def __init__(self, x, y, num_classes: int, l2: float, threads):
         import numpy as np
 
-        self.x, self.y, self.k, self.l2 = x, y, num_classes, l2
+        self.x, self.y, self.k, self.l2, self.threads = x, y, num_classes, l2, threads
         self.rows = np.arange(len(y))
 
     def __call__(self, theta):
+        with self.threads():
+            return self._loss_grad(theta)
+
+    def _loss_grad(self, theta):
         import numpy as np
 
         n, d = self.x.shape
