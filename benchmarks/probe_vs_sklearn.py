@@ -9,8 +9,7 @@ for both sides. Three timed runs per class count:
 - sklearn, same protocol: the C values vlbench's search tried, in its order, each fitted by
   ``LogisticRegression`` on the same fitted part, warm-started from the same neighbour vlbench
   started from, scored on the same held-out part; C chosen by vlbench's rule
-  (:func:`choose_c`) on those scores; the refit on all (``max_iter`` 1000) starting from the
-  held-out fit at that C;
+  (:func:`choose_c`) on those scores; the refit on all (``max_iter`` 1000) from zeros;
 - sklearn, its own search: ``LogisticRegressionCV`` over the same C values (ascending, its own
   warm-started path), scored on the same held-out part (``PredefinedSplit``), its own refit.
 
@@ -26,6 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
+import os
 import time
 import warnings
 
@@ -78,9 +78,7 @@ def sklearn_same_protocol(x, y, tried: list[float], opts):
             scores[c] = (100.0 * clf.score(xs[held], ys[held]), float(ll.mean()), float(ll.std(ddof=1) / math.sqrt(len(ll))))
             fits[c] = clf
         best = choose_c(scores, len(held), opts.tie_images)
-        final = LogisticRegression(C=best, max_iter=opts.max_iter, tol=opts.tol, warm_start=True)
-        final.coef_, final.intercept_ = fits[best].coef_.copy(), fits[best].intercept_.copy()
-        final.fit(xs, ys)
+        final = LogisticRegression(C=best, max_iter=opts.max_iter, tol=opts.tol).fit(xs, ys)
     return best, final
 
 
@@ -118,7 +116,8 @@ def main() -> None:
     ap.add_argument("--no-own-search", action="store_true", help="skip the LogisticRegressionCV run")
     args = ap.parse_args()
     opts = ProbeOptions()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.items} items x {args.dim}-d", flush=True)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.items} items x {args.dim}-d; "
+          f"load average {os.getloadavg()[0]:.1f}", flush=True)
     for k in args.classes:
         x, y, xt, yt = data(args.items, args.dim, k, sep=args.separation)
         ours, probe = timed(fit_probe, x, y, k, opts)
@@ -139,7 +138,7 @@ def main() -> None:
         with _quiet():
             ref = LogisticRegression(C=probe.c, max_iter=opts.max_iter).fit(x.numpy(), y.numpy())
         print(f"            untimed LogisticRegression(C={probe.c:g}) from zeros: same test predictions "
-              f"{100 * (pred == ref.predict(xt.numpy())).mean():.2f}%", flush=True)
+              f"{100 * (pred == ref.predict(xt.numpy())).mean():.2f}%; load average {os.getloadavg()[0]:.1f}", flush=True)
 
 
 if __name__ == "__main__":

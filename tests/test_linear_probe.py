@@ -212,9 +212,9 @@ def overlapping(n=2000, d=32, k=4, seed=0):
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_probe_predicts_as_sklearn_does_at_the_recorded_c(seed) -> None:
-    """The whole protocol (search, refit from the search's fit, sklearn's stopping rule): at the
-    C it records, its test predictions are LogisticRegression(C)'s, default tolerance, CLIP's
-    max_iter, on >= 99.5% of the items."""
+    """The whole protocol (search, refit, sklearn's stopping rule): at the C it records, its test
+    predictions are LogisticRegression(C)'s, default tolerance, CLIP's max_iter, on >= 99.5% of
+    the items."""
     x, y, xt, yt = overlapping(seed=seed)
     probe = P.fit_probe(x, y, 4)
     ours = probe.logits(xt).argmax(1).numpy()
@@ -238,7 +238,7 @@ def test_a_fit_stops_where_sklearn_stops() -> None:
     assert max_grad(tight) <= 1e-7 < 1e-5 < max_grad(loose) <= 1e-4
 
 
-def test_the_refit_starts_from_the_search_fit_at_the_chosen_c() -> None:
+def test_the_search_returns_its_fit_at_the_chosen_c() -> None:
     x, y, _, _ = overlapping(n=400, seed=3)
     opts = P.ProbeOptions(c_grid=(1e-2, 1.0, 1e2), refine=1)
     c, search, start = P.search_c(x, y, 4, opts)
@@ -246,4 +246,4 @@ def test_the_refit_starts_from_the_search_fit_at_the_chosen_c() -> None:
     fit, _ = P.stratified_holdout(y.tolist(), opts.holdout, opts.seed)
     cold = P.fit_logistic(x[fit], y[fit], 4, c, opts.search_iter)
     assert torch.allclose(start.logits(x).softmax(1), cold.logits(x).softmax(1), atol=2e-3)
-    assert P.search_c(x[:3], y[:3], 4, opts)[2] is None  # nothing held out: the refit starts from zeros
+    assert P.search_c(x[:3], y[:3], 4, opts)[2] is None  # nothing held out, nothing fitted

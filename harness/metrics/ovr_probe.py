@@ -2,7 +2,7 @@
 regression per label (:mod:`harness.metrics.probe`), its C chosen on a seeded held-out part of
 train (:func:`harness.metrics.probe.search_c`), its decision threshold chosen there too
 (:func:`harness.metrics.multimodal_cls.best_threshold`, on the held-out scores of the search's
-fit at that C, which never saw them), then refitted on all of train from that fit. scikit-learn's
+fit at that C, which never saw them), then refitted on all of train from zeros. scikit-learn's
 ``OneVsRestClassifier(LogisticRegression(C))`` at the same C's gives the same probabilities
 (each label's problem is the binary one :mod:`probe` matches).
 
@@ -57,7 +57,7 @@ def fit_ovr(x: torch.Tensor, y: torch.Tensor, opts: ProbeOptions = ProbeOptions(
             held = torch.as_tensor(split[1], device=x.device)
             held_scores = part.logits(x[held]).softmax(-1)[:, 1]
             threshold = best_threshold(held_scores.cpu().numpy(), target[held].cpu().numpy())
-        probe = fit_logistic(x, target, 2, c, opts.max_iter, part, opts.tol)
+        probe = fit_logistic(x, target, 2, c, opts.max_iter, tol=opts.tol)
         probes.append(probe)
         thresholds.append(threshold)
         searches.append(search)
