@@ -169,10 +169,12 @@ def sample_shots(labels: list[int], shots: int, seed: int) -> list[int]:
                                                         if len(by_class[y]) > shots else by_class[y]))
 
 
-def _heldout_fit(x, y, fit, held, num_classes, c, opts, init) -> tuple[tuple[float, float, float], LinearProbe]:
-    """((held-out top-1 %, held-out mean log-likelihood, its standard error), probe)."""
-    probe = fit_logistic(x[fit], y[fit], num_classes, c, opts.search_iter, init, opts.tol)
-    logits, target = probe.logits(x[held]), y[held].to(x.device)
+def _heldout_fit(parts, num_classes, c, opts, init) -> tuple[tuple[float, float, float], LinearProbe]:
+    """((held-out top-1 %, held-out mean log-likelihood, its standard error), probe);
+    ``parts`` = (fitted x, fitted y, held-out x, held-out y)."""
+    x_fit, y_fit, x_held, target = parts
+    probe = fit_logistic(x_fit, y_fit, num_classes, c, opts.search_iter, init, opts.tol)
+    logits = probe.logits(x_held)
     acc = float((logits.argmax(1) == target).double().mean()) * 100.0
     ce = torch.nn.functional.cross_entropy(logits, target, reduction="none")
     se = float(ce.std() / math.sqrt(len(ce))) if len(ce) > 1 else 0.0
@@ -217,13 +219,15 @@ def search_c(x: torch.Tensor, y: torch.Tensor, num_classes: int,
     if split is None:
         return opts.default_c, [{"c": opts.default_c, "heldout_acc1": None, "note": "a class has < 2 images"}], None
     fit, held = (torch.as_tensor(s, device=x.device) for s in split)
+    y = y.to(x.device)
+    parts = (x[fit], y[fit], x[held], y[held])  # gathered once, not once per C
     tried: dict[float, tuple[float, float, float]] = {}
     fits: dict[float, LinearProbe] = {}
 
     def score(c: float) -> tuple[float, float, float]:
         if c not in tried:  # warm start from the fit of the nearest C already tried
             near = min(fits, key=lambda k: abs(math.log10(k) - math.log10(c)), default=None)
-            tried[c], fits[c] = _heldout_fit(x, y, fit, held, num_classes, c, opts, fits.get(near))
+            tried[c], fits[c] = _heldout_fit(parts, num_classes, c, opts, fits.get(near))
         return tried[c]
 
     def best() -> float:
