@@ -247,3 +247,12 @@ def test_the_search_returns_its_fit_at_the_chosen_c() -> None:
     cold = P.fit_logistic(x[fit], y[fit], 4, c, opts.search_iter)
     assert torch.allclose(start.logits(x).softmax(1), cold.logits(x).softmax(1), atol=2e-3)
     assert P.search_c(x[:3], y[:3], 4, opts)[2] is None  # nothing held out, nothing fitted
+
+
+def test_a_fit_leaves_the_blas_threads_as_it_found_them() -> None:
+    """L-BFGS-B runs on one BLAS thread inside the fit; the caller's setting comes back after."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    before = [lib["num_threads"] for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas"]
+    x, y, _, _ = overlapping(n=200, seed=4)
+    P.fit_logistic(x.float(), y, 4, 1.0)
+    assert [lib["num_threads"] for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas"] == before
