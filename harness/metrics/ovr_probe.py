@@ -1,8 +1,8 @@
 """One-vs-rest linear probes for multi-label data (MM-IMDb's genres): one binary L-BFGS logistic
 regression per label (:mod:`harness.metrics.probe`), its C chosen on a seeded held-out part of
-train (:func:`harness.metrics.probe.select_c`), its decision threshold chosen there too
-(:func:`harness.metrics.multimodal_cls.best_threshold`, refitted on the fitted part at that C so
-the held-out scores are honest), then refitted on all of train. scikit-learn's
+train (:func:`harness.metrics.probe.search_c`), its decision threshold chosen there too
+(:func:`harness.metrics.multimodal_cls.best_threshold`, on the held-out scores of the search's
+fit at that C, which never saw them), then refitted on all of train from zeros. scikit-learn's
 ``OneVsRestClassifier(LogisticRegression(C))`` at the same C's gives the same probabilities
 (each label's problem is the binary one :mod:`probe` matches).
 
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import torch
 
 from harness.metrics.multimodal_cls import best_threshold
-from harness.metrics.probe import LinearProbe, ProbeOptions, fit_logistic, select_c, stratified_holdout
+from harness.metrics.probe import LinearProbe, ProbeOptions, fit_logistic, search_c, stratified_holdout
 
 __all__ = ["OneVsRest", "fit_ovr", "ProbeOptions"]
 
@@ -50,15 +50,14 @@ def fit_ovr(x: torch.Tensor, y: torch.Tensor, opts: ProbeOptions = ProbeOptions(
     probes, thresholds, searches = [], [], []
     for label in range(y.shape[1]):
         target = y[:, label].long().to(x.device)
-        c, search = select_c(x, target, 2, opts)
+        c, search, part = search_c(x, target, 2, opts)
         split = stratified_holdout(target.tolist(), opts.holdout, opts.seed)
         threshold = 0.5
-        if split is not None and 0 < int(target.sum()) < len(target):
-            fit, held = (torch.as_tensor(s, device=x.device) for s in split)
-            part = fit_logistic(x[fit], target[fit], 2, c, opts.max_iter)
+        if split is not None and part is not None and 0 < int(target.sum()) < len(target):
+            held = torch.as_tensor(split[1], device=x.device)
             held_scores = part.logits(x[held]).softmax(-1)[:, 1]
             threshold = best_threshold(held_scores.cpu().numpy(), target[held].cpu().numpy())
-        probe = fit_logistic(x, target, 2, c, opts.max_iter)
+        probe = fit_logistic(x, target, 2, c, opts.max_iter, tol=opts.tol)
         probes.append(probe)
         thresholds.append(threshold)
         searches.append(search)

@@ -24,7 +24,7 @@ import torch
 from harness.core.errors import OptionError
 
 __all__ = ["ProbeOptions", "LinearProbe", "fit_logistic", "stratified_holdout", "sample_shots", "choose_c",
-           "select_c", "fit_probe"]
+           "select_c", "search_c", "fit_probe"]
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,10 @@ class ProbeOptions:
     c_grid: tuple[float, ...] = (1e-6, 1e-4, 1e-2, 1.0, 1e2, 1e4, 1e6)
     refine: int = 3
     search_iter: int = 100      # L-BFGS iterations per fit of the search (scikit-learn's default)
-    max_iter: int = 1000        # ... of the final refit on all of train
+    max_iter: int = 1000        # ... of the final refit on all of train (CLIP's max_iter)
+    # every fit stops where LogisticRegression(tol=1e-4) stops: largest gradient entry of the mean
+    # objective <= tol; tighter costs iterations that change no prediction (benchmarks/RESULTS.md)
+    tol: float = 1e-4
     default_c: float = 1.0      # when some class has too few images to hold any out (e.g. 1-shot)
     # held-out top-1 within this many held-out images of the best is a tie, and a tie goes to the
     # smallest C (the strongest L2): embeddings that differ in their last bits between CPU kernels
@@ -56,31 +59,72 @@ class LinearProbe:
 
 
 def fit_logistic(x: torch.Tensor, y: torch.Tensor, num_classes: int, c: float, max_iter: int = 1000,
-                 init: LinearProbe | None = None) -> LinearProbe:
-    """Full-batch L-BFGS (strong Wolfe line search) on the objective above, in float64, from
-    zeros or from ``init`` (a warm start: the search fits neighbouring C values)."""
-    x, y = x.double(), y.long().to(x.device)
-    n, d = x.shape
+                 init: LinearProbe | None = None, tol: float = 1e-4) -> LinearProbe:
+    """scikit-learn's solver on the objective above, in float64, from zeros or from ``init`` (a
+    warm start: the search fits neighbouring C values): scipy's L-BFGS-B on a fused loss and
+    gradient, stopped where ``LogisticRegression(tol=tol, max_iter=max_iter)`` stops (largest
+    gradient entry <= ``tol``, or a relative loss change <= 64 eps). The fit runs in numpy on
+    the CPU whatever the features' device: numpy's element-wise work spawns no threads, and its
+    BLAS threads only the large products (torch's OpenMP threads cost more than a small fit).
+    L-BFGS-B's own vector work runs on one BLAS thread: threads woken for vectors of a few
+    thousand entries made it 15-25x slower on two busy cores (benchmarks/RESULTS.md)."""
+    import numpy as np
+    from scipy.optimize import minimize
+    from threadpoolctl import ThreadpoolController
+
+    xs = x.detach().double().cpu().numpy()
+    n, d = xs.shape
     if n == 0:
         raise ValueError("no training samples")
-    w = torch.zeros(d, num_classes, dtype=torch.float64, device=x.device)
-    b = torch.zeros(num_classes, dtype=torch.float64, device=x.device)
+    theta = np.zeros(d * num_classes + num_classes)  # W (D, classes) row-major, then the bias
     if init is not None:
-        w, b = init.weight.clone().double(), init.bias.clone().double()
-    w.requires_grad_(True)
-    b.requires_grad_(True)
-    opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=max_iter, tolerance_grad=1e-9, tolerance_change=1e-12,
-                            history_size=20, line_search_fn="strong_wolfe")
-    reg = 1.0 / (2.0 * c * n)
+        theta[: d * num_classes] = init.weight.double().cpu().numpy().ravel()
+        theta[d * num_classes:] = init.bias.double().cpu().numpy()
+    blas = ThreadpoolController().select(user_api="blas")
+    threads = max([lib["num_threads"] for lib in blas.info()], default=1)
+    objective = _Objective(xs, y.long().cpu().numpy(), num_classes, l2=1.0 / (c * n),
+                           threads=lambda: blas.limit(limits=threads))
+    with blas.limit(limits=1):
+        res = minimize(objective, theta, jac=True, method="L-BFGS-B",
+                       options={"maxiter": max_iter, "gtol": tol, "ftol": 64 * np.finfo(float).eps, "maxls": 50})
+    w = torch.from_numpy(res.x[: d * num_classes].reshape(d, num_classes).copy()).to(x.device)
+    return LinearProbe(w, torch.from_numpy(res.x[d * num_classes:].copy()).to(x.device), c)
 
-    def closure():
-        opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(x @ w + b, y) + reg * (w * w).sum()
-        loss.backward()
-        return loss
 
-    opt.step(closure)
-    return LinearProbe(w.detach(), b.detach(), c)
+class _Objective:
+    """``mean CE + l2 / 2 * ||W||^2`` and its gradient for scipy: one product of the features
+    forward (x @ W) and one back (x^T @ residual), both (N, D) x (D, classes)-shaped for BLAS,
+    inside ``threads()`` (a context giving BLAS its threads back for them)."""
+
+    def __init__(self, x, y, num_classes: int, l2: float, threads):
+        import numpy as np
+
+        self.x, self.y, self.k, self.l2, self.threads = x, y, num_classes, l2, threads
+        self.rows = np.arange(len(y))
+
+    def __call__(self, theta):
+        with self.threads():
+            return self._loss_grad(theta)
+
+    def _loss_grad(self, theta):
+        import numpy as np
+
+        n, d = self.x.shape
+        w, b = theta[: d * self.k].reshape(d, self.k), theta[d * self.k:]
+        z = self.x @ w
+        z += b
+        top = z.max(axis=1, keepdims=True)  # log-sum-exp without overflow
+        p = np.exp(z - top)
+        total = p.sum(axis=1)
+        loss = (np.log(total).sum() + top.sum() - z[self.rows, self.y].sum()) / n + 0.5 * self.l2 * w.ravel() @ w.ravel()
+        p /= total[:, None]           # softmax; minus the one-hot, over n: d loss / d z
+        p[self.rows, self.y] -= 1.0
+        p /= n
+        grad = np.empty_like(theta)
+        np.matmul(self.x.T, p, out=grad[: d * self.k].reshape(d, self.k))
+        grad[: d * self.k] += self.l2 * w.ravel()
+        grad[d * self.k:] = p.sum(axis=0)
+        return float(loss), grad
 
 
 def stratified_holdout(labels: list[int], frac: float, seed: int) -> tuple[list[int], list[int]] | None:
@@ -125,10 +169,12 @@ def sample_shots(labels: list[int], shots: int, seed: int) -> list[int]:
                                                         if len(by_class[y]) > shots else by_class[y]))
 
 
-def _heldout_fit(x, y, fit, held, num_classes, c, max_iter, init) -> tuple[tuple[float, float, float], LinearProbe]:
-    """((held-out top-1 %, held-out mean log-likelihood, its standard error), probe)."""
-    probe = fit_logistic(x[fit], y[fit], num_classes, c, max_iter, init)
-    logits, target = probe.logits(x[held]), y[held].to(x.device)
+def _heldout_fit(parts, num_classes, c, opts, init) -> tuple[tuple[float, float, float], LinearProbe]:
+    """((held-out top-1 %, held-out mean log-likelihood, its standard error), probe);
+    ``parts`` = (fitted x, fitted y, held-out x, held-out y)."""
+    x_fit, y_fit, x_held, target = parts
+    probe = fit_logistic(x_fit, y_fit, num_classes, c, opts.search_iter, init, opts.tol)
+    logits = probe.logits(x_held)
     acc = float((logits.argmax(1) == target).double().mean()) * 100.0
     ce = torch.nn.functional.cross_entropy(logits, target, reduction="none")
     se = float(ce.std() / math.sqrt(len(ce))) if len(ce) > 1 else 0.0
@@ -159,19 +205,29 @@ def choose_c(tried: dict[float, tuple[float, float, float]], n_held: int, tie_im
 def select_c(x: torch.Tensor, y: torch.Tensor, num_classes: int, opts: ProbeOptions) -> tuple[float, list[dict]]:
     """The C with the best held-out top-1 accuracy, a tie within ``opts.tie_images`` going to
     the smallest C its likelihood allows (:func:`choose_c`), and every C tried, in order."""
+    c, search, _ = search_c(x, y, num_classes, opts)
+    return c, search
+
+
+def search_c(x: torch.Tensor, y: torch.Tensor, num_classes: int,
+             opts: ProbeOptions) -> tuple[float, list[dict], LinearProbe | None]:
+    """:func:`select_c`, plus the probe fitted on the fitted part at the chosen C (None when no
+    class could be held out): its held-out scores never saw the held-out part (the one-vs-rest
+    probe chooses its thresholds on them)."""
     x = x.double()  # float64 from here on: the search compares fits, not float32 rounding
     split = stratified_holdout(y.tolist(), opts.holdout, opts.seed)
     if split is None:
-        return opts.default_c, [{"c": opts.default_c, "heldout_acc1": None, "note": "a class has < 2 images"}]
+        return opts.default_c, [{"c": opts.default_c, "heldout_acc1": None, "note": "a class has < 2 images"}], None
     fit, held = (torch.as_tensor(s, device=x.device) for s in split)
+    y = y.to(x.device)
+    parts = (x[fit], y[fit], x[held], y[held])  # gathered once, not once per C
     tried: dict[float, tuple[float, float, float]] = {}
     fits: dict[float, LinearProbe] = {}
 
     def score(c: float) -> tuple[float, float, float]:
         if c not in tried:  # warm start from the fit of the nearest C already tried
             near = min(fits, key=lambda k: abs(math.log10(k) - math.log10(c)), default=None)
-            tried[c], fits[c] = _heldout_fit(x, y, fit, held, num_classes, c, opts.search_iter,
-                                             fits.get(near))
+            tried[c], fits[c] = _heldout_fit(parts, num_classes, c, opts, fits.get(near))
         return tried[c]
 
     def best() -> float:
@@ -185,16 +241,21 @@ def select_c(x: torch.Tensor, y: torch.Tensor, num_classes: int, opts: ProbeOpti
         for c in (centre * 10 ** -step, centre * 10 ** step):
             score(float(f"{c:.6g}"))
         step /= 2
-    return best(), [{"c": c, "heldout_acc1": a, "heldout_loglik": ll, "heldout_loglik_se": se}
-                    for c, (a, ll, se) in tried.items()]
+    chosen = best()
+    return chosen, [{"c": c, "heldout_acc1": a, "heldout_loglik": ll, "heldout_loglik_se": se}
+                    for c, (a, ll, se) in tried.items()], fits[chosen]
 
 
 def fit_probe(x: torch.Tensor, y: torch.Tensor, num_classes: int, opts: ProbeOptions = ProbeOptions()) -> LinearProbe:
-    """Choose C on a held-out part of (x, y), then refit on all of it with that C."""
+    """Choose C on a held-out part of (x, y), then refit on all of it with that C, from zeros:
+    the refit then takes ``LogisticRegression(C)``'s own path and stops where it stops, so the
+    probe predicts as scikit-learn's does (a warm start from the held-out fit saved iterations
+    but stopped elsewhere within the tolerance: 99.33% identical test predictions at 10k x 1024,
+    benchmarks/RESULTS.md)."""
     if not math.isfinite(float(x.abs().max())):
         raise ValueError("features contain NaN or inf")
     x = x.double()
     c, search = select_c(x, y, num_classes, opts)
-    probe = fit_logistic(x, y, num_classes, c, opts.max_iter)
+    probe = fit_logistic(x, y, num_classes, c, opts.max_iter, tol=opts.tol)
     probe.search = search
     return probe
