@@ -183,3 +183,20 @@ def test_safetensors_header_is_read_without_the_data(tmp_path):
         path.write_bytes(bad)
         with pytest.raises(ValueError, match=why):
             safetensors_header(path)
+
+
+def test_a_new_task_revision_is_rerun_not_taken_from_the_store(tmp_path, monkeypatch):
+    """A task that changes what it computes from the same inputs (the probes' new solver) raises
+    its revision: a stored result of the old method is not skipped into the new one."""
+    opts = runner.RunOptions(batch_size=16, limit=16, num_workers=0, use_cache=False)
+    spec = runner.RunSpec("tiny-clip-synth", "synthetic", "retrieval", "val", opts)
+    results = tmp_path / "results"
+    task = type(TASKS.get("retrieval"))
+    assert task.revision == 0  # revision 0 adds nothing: keys made before revisions existed stay valid
+    first = runner.run_one(spec, results)
+    assert runner.run_one(spec, results).status == runner.RunStatus.SKIPPED
+    monkeypatch.setattr(task, "revision", 1)
+    changed = runner.run_one(spec, results)
+    assert changed.status == runner.RunStatus.DONE and changed.record.run_key != first.record.run_key
+    assert changed.record.metrics == first.record.metrics
+    assert TASKS.get("linear_probe").revision >= 1 and TASKS.get("image_text_classification").revision >= 1

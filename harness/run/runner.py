@@ -95,8 +95,9 @@ class Resolved:
         return LoadOptions(device=device, precision=o.precision, weights=o.weights, model_options=o.model_options)
 
     def run_key(self, data, images: dict) -> str:
+        revision = (("task_revision", self.task.revision),) if self.task.revision else ()
         return fingerprint(self.meta.name, self.meta.source, self.dmeta.name, self.split, data.fingerprint,
-                           self.task.name, self.options.keyed(), *weights_content(self.meta, self.options, self.task),
+                           self.task.name, *revision, self.options.keyed(), *weights_content(self.meta, self.options, self.task),
                            *model_plan(self.meta, self.load_options(self.options.device),
                                        self.task.auxiliary_models(self.options)), images)
 

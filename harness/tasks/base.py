@@ -80,6 +80,9 @@ class Task:
     sweep_kinds: ClassVar[frozenset[ModelKind] | None] = None
     family_options: ClassVar[tuple[str, ...]] = ()   # of FAMILY_OPTIONS, those this task reads
     task_options: ClassVar[dict[str, tuple[str, ...]]] = {}  # own option -> allowed values ("" first: default)
+    # the method's revision, in the run key when > 0: raised when what the task computes from the
+    # same inputs changes (a new solver), so a store's results of the old method are not reused
+    revision: ClassVar[int] = 0
 
     # -- before anything loads -------------------------------------------------------------
     def accepts(self, meta) -> bool:

@@ -97,6 +97,7 @@ class LinearProbe(Task):
     name = "linear_probe"
     view = TaskKind.LINEAR_PROBE
     main_metric = "acc1"
+    revision = 1  # 1: scipy L-BFGS-B stopped at scikit-learn's tol, the refit from zeros
     description = "logistic regression on frozen image embeddings (CLIP protocol: L-BFGS, L2 chosen on held-out train)"
     aliases = ("linear-probe", "probe")
     family_options = ("shots",)
