@@ -101,7 +101,9 @@ def read_captions(obj: Any, path: Path, name: str, strict: bool) -> tuple[list[t
     return list(by_id.values()), counts
 
 
-def _find_image(root: Path, release_split: str, file_name: str, listings: dict[Path, set[str]]) -> Path | None:
+def find_image(root: Path, release_split: str, file_name: str, listings: dict[Path, set[str]]) -> Path | None:
+    """``file_name`` in ``<root>/<release>/``, ``<root>/images/<release>/`` or ``<root>/images/``
+    (COCO's and NoCaps' folder layouts); each folder is listed once into ``listings``."""
     for folder in (root / release_split, root / "images" / release_split, root / "images"):
         if folder not in listings:
             try:
@@ -127,7 +129,7 @@ def load(spec, request: DatasetRequest) -> RetrievalData:
     items, counts = read_captions(obj, path, spec.name, request.strict)
     release = _release_split(spec, request.split)
     listings: dict[Path, set[str]] = {}
-    images = [(fn, _find_image(root, release, fn, listings), caps) for fn, caps in items]
+    images = [(fn, find_image(root, release, fn, listings), caps) for fn, caps in items]
     sha = hashlib.sha256(blob).hexdigest()
     info = {"root": str(root), "annotation_file": str(path), "sha256": {path.name: sha}, **counts}
     return assemble_retrieval(spec.name, request.split, images, f"(looked in {', '.join(map(str, listings))})",

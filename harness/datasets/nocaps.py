@@ -34,7 +34,7 @@ from typing import Any
 
 from .assemble import assemble_retrieval
 from .base import LOCAL_COPY_HINT, DatasetError, DatasetRequest, Format, RetrievalData, TaskKind, apply_limit, find_in_roots
-from .coco_captions import read_captions
+from .coco_captions import find_image, read_captions
 
 DOMAINS = ("in-domain", "near-domain", "out-domain")
 GROUPING = "domain"  # the image group the captioning task reports per label
@@ -89,18 +89,6 @@ def image_domains(obj: dict, path: Path) -> dict[str, tuple[str, str]]:
     return out
 
 
-def _find_image(root: Path, release: str, file_name: str, listings: dict[Path, set[str]]) -> Path | None:
-    for folder in (root / release, root / "images" / release, root / "images"):
-        if folder not in listings:
-            try:
-                listings[folder] = {p.name for p in folder.iterdir()}
-            except OSError:
-                listings[folder] = set()
-        if file_name in listings[folder]:
-            return folder / file_name
-    return None
-
-
 def load(spec, request: DatasetRequest) -> RetrievalData:
     if request.task is not TaskKind.RETRIEVAL:
         raise DatasetError(f"{spec.name} has only a retrieval view (read by captioning), not {request.task.value}")
@@ -115,7 +103,7 @@ def load(spec, request: DatasetRequest) -> RetrievalData:
     domains = image_domains(obj, path)
     release = _release(spec, request.split)
     listings: dict[Path, set[str]] = {}
-    images = [(fn, _find_image(root, release, fn, listings), caps) for fn, caps in items]
+    images = [(fn, find_image(root, release, fn, listings), caps) for fn, caps in items]
     domain_of = {p: domains[fn] for fn, p, _ in images if p is not None}
     info = {"root": str(root), "annotation_file": str(path), "sha256": {path.name: sha}, **counts}
     data = assemble_retrieval(spec.name, request.split, images, f"(looked in {', '.join(map(str, listings))})",
