@@ -106,3 +106,20 @@ def test_malformed_aggregates_name_the_file(baseline: Path, tmp_path: Path, caps
     baseline.write_text(json.dumps({**raw, **bad}), encoding="utf-8")
     code, _, err = check_against(capsys, baseline, write_runs(tmp_path / "now"), "--no-throughput")
     assert code == 2 and message in err and str(baseline) in err
+
+
+def test_a_suite_scores_own_tolerance_survives_a_baseline_update(baseline: Path, tmp_path: Path, capsys):
+    """A suite score's measured tolerance (tiny-clip-random's: benchmarks/RESULTS.md) is kept when
+    `baseline update` rewrites the numbers, as a run entry's is; the other models' get none."""
+    raw = json.loads(baseline.read_text(encoding="utf-8"))
+    for e in raw["aggregates"]:
+        if e["model"] == "tiny-clip":
+            e["tolerances"] = {"aggregate": 3.0}
+    baseline.write_text(json.dumps(raw), encoding="utf-8")
+    suite = tmp_path / "gate.yaml"
+    code, _, err = run_cli(capsys, "baseline", "update", "--suite", str(suite),
+                           "--results", str(write_runs(tmp_path / "again", acc1=57.5)), "--out", str(baseline))
+    assert code == 0, err
+    aggs = {e["model"]: e for e in json.loads(baseline.read_text(encoding="utf-8"))["aggregates"]}
+    assert aggs["tiny-clip"]["tolerances"] == {"aggregate": 3.0} and "tolerances" not in aggs["big-clip"]
+    assert aggs["tiny-clip"]["scores"]["type:zeroshot"] == 57.5  # the numbers are the new records'

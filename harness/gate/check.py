@@ -142,13 +142,19 @@ def write_baseline(records: list[ResultRecord], suite_name: str, path: Path, ext
     these numbers alone)."""
     baseline = {**make_baseline(records, suite_name), **(extra or {})}
     try:
-        old = {_key(e): e["tolerances"] for e in load_baseline(Path(path))["entries"] if e.get("tolerances")}
+        previous = load_baseline(Path(path))
     except CheckError:
-        old = {}
-    for e in baseline["entries"]:
-        if _key(e) in old:
-            e["tolerances"] = old[_key(e)]
+        previous = {}
+    for part, key in (("entries", _key), ("aggregates", _aggregate_key)):  # runs, then suite scores
+        old = {key(e): e["tolerances"] for e in previous.get(part, []) if e.get("tolerances")}
+        for e in baseline.get(part, []):
+            if key(e) in old:
+                e["tolerances"] = old[key(e)]
     return store.write_json_atomic(Path(path), baseline)
+
+
+def _aggregate_key(e: dict) -> tuple:
+    return tuple(str(e.get(k)) for k in ("aggregate", "model", "precision", "device"))
 
 
 def suite_records(suite, records: list[ResultRecord], results: Path) -> list[ResultRecord]:
