@@ -97,7 +97,7 @@ class LinearProbe(Task):
     name = "linear_probe"
     view = TaskKind.LINEAR_PROBE
     main_metric = "acc1"
-    revision = 1  # 1: scipy L-BFGS-B stopped at scikit-learn's tol, the refit from zeros
+    revision = 2  # 1: scipy L-BFGS-B, the refit from zeros; 2: stopped at tol 1e-8 (gate stability)
     description = "logistic regression on frozen image embeddings (CLIP protocol: L-BFGS, L2 chosen on held-out train)"
     aliases = ("linear-probe", "probe")
     family_options = ("shots",)
