@@ -5,6 +5,7 @@ corpus scores (each domain scored as its own corpus, as the evaluation server do
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -146,3 +147,14 @@ def test_captioning_reports_each_domain_as_its_own_corpus(tmp_path, monkeypatch)
     assert abs(rec.metrics["cider_near_domain"] - sum(near) / len(near)) > 1.0  # its own document frequencies
     assert rec.options["image_groups"] == {"domain": {"in-domain": 2, "near-domain": 3, "out-domain": 2}}
     assert "group_scoring" in rec.timings
+
+
+def test_availability_finds_the_published_file_and_the_image_folder(tmp_path):
+    """`vlbench list datasets` asks each format's probe: nocaps' looks for its own file names (not
+    COCO's) and then the split's image folder."""
+    meta = resolve_dataset("nocaps")
+    assert "nocaps_val_4500_captions.json" in meta.availability(str(tmp_path))
+    folder = write_nocaps(tmp_path)
+    assert meta.availability(str(tmp_path)) is None
+    shutil.rmtree(folder / "val")
+    assert meta.availability(str(tmp_path)) == f"image folder {folder / 'val'} not found"

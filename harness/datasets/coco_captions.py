@@ -137,15 +137,22 @@ def load(spec, request: DatasetRequest) -> RetrievalData:
                               partial_ok=spec.splits[request.split].partial_ok)
 
 
-def probe(spec, data_root: str | None) -> str | None:
-    try:
-        root, _ = find_annotation(spec, spec.default_split, data_root)
-    except DatasetError as exc:
-        return exc.reason
-    release = _release_split(spec, spec.default_split)
-    if not any((root / d).is_dir() for d in (release, f"images/{release}", "images")):
-        return f"image folder {root / release} not found"
-    return None
+def images_probe(release_of, annotation_of=None):
+    """A probe for a caption file + image folder layout (COCO's, NoCaps'): the default split's
+    annotation file (``annotation_of``, default :func:`find_annotation`), then an image folder
+    :func:`find_image` looks in (``release_of(spec, split)`` names the release folder)."""
+
+    def probe(spec, data_root: str | None) -> str | None:
+        try:
+            root, _ = (annotation_of or find_annotation)(spec, spec.default_split, data_root)
+        except DatasetError as exc:
+            return exc.reason
+        release = release_of(spec, spec.default_split)
+        if not any((root / d).is_dir() for d in (release, f"images/{release}", "images")):
+            return f"image folder {root / release} not found"
+        return None
+
+    return probe
 
 
-FORMAT = Format(name="coco_captions", tasks=(TaskKind.RETRIEVAL,), load=load, probe=probe)
+FORMAT = Format(name="coco_captions", tasks=(TaskKind.RETRIEVAL,), load=load, probe=images_probe(_release_split))

@@ -34,7 +34,7 @@ from typing import Any
 
 from .assemble import assemble_retrieval
 from .base import LOCAL_COPY_HINT, DatasetError, DatasetRequest, Format, RetrievalData, TaskKind, apply_limit, find_in_roots
-from .coco_captions import find_image, read_captions
+from .coco_captions import find_image, images_probe, read_captions
 
 DOMAINS = ("in-domain", "near-domain", "out-domain")
 GROUPING = "domain"  # the image group the captioning task reports per label
@@ -116,15 +116,4 @@ def load(spec, request: DatasetRequest) -> RetrievalData:
     return apply_limit(data, request.limit, request.seed)
 
 
-def probe(spec, data_root: str | None) -> str | None:
-    try:
-        root, _ = find_annotation(spec, spec.default_split, data_root)
-    except DatasetError as exc:
-        return exc.reason
-    release = _release(spec, spec.default_split)
-    if not any((root / d).is_dir() for d in (release, f"images/{release}", "images")):
-        return f"image folder {root / release} not found"
-    return None
-
-
-FORMAT = Format(name="nocaps", tasks=(TaskKind.RETRIEVAL,), load=load, probe=probe)
+FORMAT = Format(name="nocaps", tasks=(TaskKind.RETRIEVAL,), load=load, probe=images_probe(_release, find_annotation))
