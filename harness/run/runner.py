@@ -134,8 +134,9 @@ def run_one(spec: RunSpec, results_root: Path, force: bool = False) -> RunOutcom
     torch.manual_seed(opts.seed)
     distributed.set_stage("model_load")
     with Stage("model_load", ropts.device, warmup=0) as model_stage:
-        model = meta.load(run.load_options(ropts.device))
-        check_plan(meta, run.load_options(ropts.device), model)
+        load = run.load_options(ropts.device)
+        model = meta.load(load)
+        check_plan(meta, load, model)
         prepared = task.prepare(_context(run, model, data, ropts))
     workers = default_workers(ropts.device) if opts.num_workers is None else opts.num_workers
     cache = encode_cache(ropts, meta, model, data, run.split)

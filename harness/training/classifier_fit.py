@@ -38,7 +38,6 @@ import re
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
@@ -50,7 +49,7 @@ from harness.models.fusion.classifier import FusionClassifier, LabelSpace
 from harness.models.fusion.heads import HeadConfig, index_features
 from harness.models.fusion.towers import load_towers
 from harness.training import classifier_data as D
-from harness.training.fusion_fit import _optimizer
+from harness.training.fusion_fit import optimizer
 
 SELECTION = ("held-out macro_f1 (multi-label: at per-label thresholds chosen on the held-out part); "
              "ties: lower held-out loss, then the earlier learning rate / epoch")
@@ -142,8 +141,7 @@ def train_one(cfg: HeadConfig, labels: LabelSpace, feats: ItemFeatures, y, split
     clf = FusionClassifier(cfg, labels)
     fit_items, held_items = torch.as_tensor(split.fit), torch.as_tensor(split.held)
     steps = math.ceil(len(fit_items) / opts.batch_size)
-    opt, sched = _optimizer(clf, SimpleNamespace(lr=lr, weight_decay=opts.weight_decay,
-                                                 warmup_steps=opts.warmup_steps), steps * opts.epochs)
+    opt, sched = optimizer(clf, lr, opts.weight_decay, opts.warmup_steps, steps * opts.epochs)
     history, best, best_state = [], None, None
     for epoch in range(1, opts.epochs + 1):
         clf.train()

@@ -70,12 +70,14 @@ def default_options(spec: FU.FusionSpec, **overrides) -> FitOptions:
 
 # ------------------------------------------------------------------------------ training
 
-def _optimizer(head, opts: FitOptions, total_steps: int):
+def optimizer(head, lr: float, weight_decay: float, warmup_steps: int, total_steps: int):
+    """AdamW (weight decay on matrices only) with linear warm-up then cosine decay: the recipe
+    of every fusion fit (matching here, classification in ``classifier_fit``)."""
     decay = [p for p in head.parameters() if p.ndim >= 2]
     rest = [p for p in head.parameters() if p.ndim < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": opts.weight_decay},
-                             {"params": rest, "weight_decay": 0.0}], lr=opts.lr, betas=(0.9, 0.98))
-    warm = max(1, min(opts.warmup_steps, total_steps // 4))
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                             {"params": rest, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.98))
+    warm = max(1, min(warmup_steps, total_steps // 4))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (
         1 + math.cos(math.pi * min(s, total_steps) / total_steps)))
     return opt, sched
@@ -206,7 +208,7 @@ def fit(spec: FU.FusionSpec, dataset: str, split: str, select_split: str, out: P
         pre = [E.late_embeddings(pre_head, img, txt) for img, txt in feats]
         negatives = mine_negatives(*pre[0], c2i_train, opts.hard_k)
     steps = math.ceil(len(c2i_train) / opts.batch_size)
-    opt, sched = _optimizer(head, opts, steps * opts.epochs)
+    opt, sched = optimizer(head, opts.lr, opts.weight_decay, opts.warmup_steps, steps * opts.epochs)
     history = [{"epoch": 0, "select": _selection(head, pre[1], feats[1], c2i_select, opts)}]  # the init
     best, best_state = -1.0, None
     # one bar over every step of the fit: its ETA is the whole training's (selection passes excluded)
