@@ -168,9 +168,10 @@ def _row(rec: ResultRecord, origin: str) -> dict[str, Any]:
     timings = _v.as_mapping(rec.timings, "timings")
     memory = _v.as_mapping(rec.memory, "memory")
     stage, latency = _main_latency(timings)
-    # a stage served (wholly or partly) by the embedding cache did not run the model: wall time
-    # over all stages is then no throughput of the model (borrow_throughput may fill it in)
-    cached = [k for k, t in timings.items() if k not in SETUP_STAGES and (t.cached or (t.cached_items or 0) > 0)]
+    # a stage served (wholly or partly) by the embedding cache, or by memoised tower features, did
+    # not run the whole model: wall time over all stages is then no throughput of the model
+    # (borrow_throughput may fill it in)
+    cached = [k for k, t in timings.items() if k not in SETUP_STAGES and not t.measured]
     eval_s = 0.0 if cached else sum(float(t.seconds or 0.0) for k, t in timings.items() if k not in SETUP_STAGES)
     n_images = count(_v.pick(data, "images", "n_images"))
     rerank_k, prefilter = count(opts.get("rerank_k")), text(opts.get("prefilter"))

@@ -1,5 +1,6 @@
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,9 @@ def offline_env(monkeypatch, vlbench_cache, tmp_path):
     monkeypatch.setenv("VLBENCH_CACHE", str(vlbench_cache))
     monkeypatch.delenv("VLBENCH_RESULTS", raising=False)
     yield
+    memo = sys.modules.get("harness.core.memo")
+    if memo is not None:
+        memo.clear_all()  # memoised tower features are per test, as embeddings are
 
 
 RECORD_KEYS = {"run_key", "schema_version", "main_metric", "metrics"}

@@ -204,9 +204,14 @@ class ModelMeta:
 
 def model_facts(model: Any) -> dict[str, str]:
     """What a loaded adapter states about how its network computes (open_clip: ``activation``,
-    the MLP activation it was built with): recorded, and part of the embedding-cache key."""
+    the MLP activation it was built with; fusion models: ``compute_facts``, how their frozen
+    towers are run): recorded, and part of the embedding-cache key."""
     act = getattr(model, "activation", None)
-    return {"activation": act} if isinstance(act, str) else {}
+    facts = {"activation": act} if isinstance(act, str) else {}
+    more = getattr(model, "compute_facts", None)
+    if isinstance(more, dict):
+        facts.update({str(k): str(v) for k, v in more.items()})
+    return facts
 
 
 class WeightsUnavailableError(UserError, RuntimeError):

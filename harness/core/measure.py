@@ -10,10 +10,23 @@ the start of each stage; peak host RSS is reset too where Linux allows it (clear
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 import resource
 import time
 from dataclasses import dataclass, field
+
+# the stages open in this context, innermost last: note_reused() tells each of them
+_OPEN_STAGES: contextvars.ContextVar[tuple[Stage, ...]] = contextvars.ContextVar("open_stages", default=())
+
+
+def note_reused(n_items: int) -> None:
+    """A model served ``n_items`` items partly from memoised features (``harness.core.memo``):
+    every stage open now ran less than the whole model for them, so none of them reports a
+    speed (items/s, latency). Outside any stage this is a no-op."""
+    if n_items > 0:
+        for stage in _OPEN_STAGES.get():
+            stage._reused_items += n_items
 
 
 @dataclass
@@ -35,6 +48,13 @@ class StageTiming:
     oom_backoffs: int = 0          # times the batch was halved after an out-of-memory error
     token_limit: int | None = None  # text stages: the model's token limit (None: the adapter does not say)
     truncated: int | None = None    # texts longer than token_limit, cut by the tokenizer (None: not counted)
+    reused_items: int = 0           # items served partly from memoised tower features (note_reused):
+                                    # the stage then has no items/s and no latency
+
+    @property
+    def measured(self) -> bool:
+        """Whether items/s is the model's own speed: nothing from the embedding cache, no reuse."""
+        return not self.cached and not self.cached_items and not self.reused_items
 
 
 def _sync(device: str) -> None:
@@ -100,6 +120,8 @@ class Stage:
     _oom_backoffs: int = 0
     _token_limit: int | None = None
     _truncated: int | None = None
+    _reused_items: int = 0
+    _open_token: contextvars.Token | None = None
 
     def __post_init__(self) -> None:
         self._cuda = str(self.device).startswith("cuda")
@@ -110,6 +132,7 @@ class Stage:
 
             torch.cuda.reset_peak_memory_stats(self.device)
         reset_peak_rss()
+        self._open_token = _OPEN_STAGES.set((*_OPEN_STAGES.get(), self))
         _sync(self.device)
         self._start = time.perf_counter()
         if self.warmup == 0:
@@ -119,6 +142,9 @@ class Stage:
     def __exit__(self, *exc) -> None:
         _sync(self.device)
         self._end = time.perf_counter()
+        if self._open_token is not None:
+            _OPEN_STAGES.reset(self._open_token)
+            self._open_token = None
         if self._cuda:
             import torch
 
@@ -171,8 +197,8 @@ class Stage:
     def timing(self) -> StageTiming:
         seconds = self._end - self._start
         measured = self._latencies[self.warmup:]
-        if self._items == 0 and self._cached_items:
-            ips = None  # a cache hit: loading embeddings is not the model's throughput
+        if (self._items == 0 and self._cached_items) or self._reused_items:
+            ips = None  # a cache hit or reused features: not the model's throughput
         elif measured and self._warm_start is not None:
             span = self._end - self._warm_start
             ips = self._warm_items / span if span > 0 else 0.0
@@ -183,7 +209,7 @@ class Stage:
             items=self._items + self._cached_items,
             items_per_s=ips,
             batches=len(self._latencies),
-            latency_ms=percentiles(measured or self._latencies),
+            latency_ms={} if self._reused_items else percentiles(measured or self._latencies),
             peak_device_mem_mb=self._peak_dev_mb,
             peak_rss_mb=self._peak_rss_mb,
             cached=self._items == 0 and self._cached_items > 0,
@@ -193,6 +219,7 @@ class Stage:
             oom_backoffs=self._oom_backoffs,
             token_limit=self._token_limit,
             truncated=self._truncated,
+            reused_items=self._reused_items,
         )
 
 

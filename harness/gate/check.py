@@ -311,6 +311,8 @@ def compare(records: list[ResultRecord], baseline: dict, throughput: bool = True
                 add(metric, base, cur, tol, "throughput", "skipped", f"other machine: {differ}")
             elif timing is not None and timing.cached:
                 add(metric, base, cur, tol, "throughput", "skipped", "served from the embedding cache, not encoded")
+            elif timing is not None and timing.reused_items:
+                add(metric, base, cur, tol, "throughput", "skipped", "reused memoised tower features, not encoded")
             elif cur is None:
                 add(metric, base, None, tol, "missing", "regression", "stage not timed in the current record")
             elif not _finite(base) or base <= 0:

@@ -69,7 +69,7 @@ def content_key(towers: FrozenTowers, data: ImageTextLabelData) -> str:
     images, _ = data.distinct_images()
     texts, _ = data.distinct_texts()
     keys = [images.key(i) for i in range(len(images))]
-    return fingerprint(FEATURE_FORMAT, "label-items", towers.spec.to_dict(), towers.checkpoint, keys,
+    return fingerprint(FEATURE_FORMAT, "label-items", towers.spec.to_dict(), towers.checkpoint, towers.facts, keys,
                        images_digest(images), texts)
 
 

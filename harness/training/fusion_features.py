@@ -70,7 +70,7 @@ def content_key(towers: FrozenTowers, data) -> str:
     from harness.datasets.identity import images_digest
 
     images = [data.images.key(i) for i in range(len(data.images))]
-    return fingerprint(FEATURE_FORMAT, towers.spec.to_dict(), towers.checkpoint, images, images_digest(data.images),
+    return fingerprint(FEATURE_FORMAT, towers.spec.to_dict(), towers.checkpoint, towers.facts, images, images_digest(data.images),
                        list(data.captions), list(data.caption_to_image))
 
 

@@ -45,6 +45,8 @@ def interleaved(name: str, harness: Callable[[], object], bare: Callable[[], obj
     >>> len(m.ratios), m.ratio > 0
     (3, True)
     """
+    from harness.core.memo import clear_all
+
     if repeats < 1:
         raise OptionError(f"{name}: repeats must be >= 1, got {repeats}")
     for _ in range(warmup):
@@ -55,6 +57,7 @@ def interleaved(name: str, harness: Callable[[], object], bare: Callable[[], obj
         pair = {}
         for side in (("h", "b") if r % 2 == 0 else ("b", "h")):
             fn = harness if side == "h" else bare
+            clear_all()  # each side does the whole work: no tower features memoised by the other
             t0 = clock()
             fn()
             pair[side] = clock() - t0

@@ -167,6 +167,7 @@ class FittedFusionClassifier:
             if isinstance(module, nn.Module):
                 modules[key] = module
         self.model = nn.ModuleDict(modules)  # what the runner counts as params
+        self.compute_facts = dict(towers.facts)  # how the towers run (model_facts; in the run key)
 
     @property
     def label_space(self) -> LabelSpace:

@@ -22,7 +22,7 @@ from harness.core.interfaces import (
     WeightsUnavailableError,
 )
 from harness.models import weights as W
-from harness.models.fusion.towers import FLICKR_TOWERS, SYNTHETIC_TOWERS, TowerSpec
+from harness.models.fusion.towers import FLICKR_TOWERS, SYNTHETIC_TOWERS, TowerSpec, compute_facts
 
 WEIGHTS_DIR = W.SHIPPED_DIR
 METADATA_KEY = "vlbench.fusion"
@@ -184,6 +184,7 @@ class _FusionBase:
             if isinstance(module, torch.nn.Module):
                 modules[key] = module
         self.model = torch.nn.ModuleDict(modules)  # what the runner counts as params
+        self.compute_facts = dict(towers.facts)  # how the towers run (model_facts; in the run key)
 
     def image_transform(self):
         return self.towers.image_transform()
@@ -294,4 +295,8 @@ def register(models) -> None:
             description=f"{spec.head} fusion head over frozen {spec.towers.image_encoder} + "
                         f"{spec.towers.text_encoder}, trained on {spec.dataset}",
             offline=ckpt.is_file(), prefilter=spec.prefilter, local_files=partial(local_files, spec.name),
-            params=param_count(ckpt)))
+            params=param_count(ckpt), plan=_plan))
+
+
+def _plan(options: LoadOptions) -> dict[str, str]:
+    return compute_facts(options.device)
