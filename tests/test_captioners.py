@@ -195,3 +195,37 @@ def test_tiny_captioner_random_init_generates_and_the_shipped_one_loads():
 def test_tiny_captioner_missing_weights_is_one_line(tmp_path):
     with pytest.raises(WeightsUnavailableError, match=r"^tiny-captioner-synth: --weights .*nope.safetensors: no such file$"):
         resolve("tiny-captioner-synth").load(LoadOptions(weights=str(tmp_path / "nope.safetensors")))
+
+
+def _naive_beam_search(logprobs, row, start, end, k, max_new):
+    """The per-row beam search vlbench ran before rows were batched (reference)."""
+    beams, done = [([], 0.0)], []
+    for _ in range(max_new):
+        logp = logprobs(torch.tensor([[start, *b] for b, _ in beams]), torch.full((len(beams),), row))
+        top = logp.float().topk(min(k, logp.shape[-1]), dim=-1)
+        cands = sorted(((b + [int(t)], s + float(v)) for (b, s), vs, ts in zip(beams, top.values, top.indices)
+                        for v, t in zip(vs, ts)), key=lambda c: -c[1])
+        beams = []
+        for seq, score in cands:
+            (done if seq[-1] == end else beams).append((seq, score))
+            if len(beams) == k:
+                break
+        if len(done) >= k or not beams:
+            break
+    return max(done or beams, key=lambda c: c[1] / len(c[0]))[0]
+
+
+def test_batched_beam_search_equals_one_row_at_a_time():
+    from harness.models.decoding import decode
+
+    table = torch.randn(5, 7, 6, generator=torch.Generator().manual_seed(0)) * 2  # (row, last token, next)
+
+    def logprobs(prefix, rows):
+        rows = torch.arange(len(prefix)) if rows is None else rows
+        return torch.log_softmax(table[rows, prefix[:, -1] % 7] + 0.1 * prefix.shape[1], dim=-1)
+
+    for k in (2, 3, 8):  # 8 > the 6-token vocabulary: top-k takes all
+        opts = GenerateOptions(max_new_tokens=6, num_beams=k)
+        got = decode(logprobs, 5, 0, 5, opts)
+        assert got == [_naive_beam_search(logprobs, r, 0, 5, k, 6) for r in range(5)]
+        assert len({tuple(g) for g in got}) > 1  # the rows differ: each kept its own beams

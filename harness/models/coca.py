@@ -42,12 +42,11 @@ class CocaModel(OpenClipDualEncoder):
         texts = [open_clip.decode(torch.tensor([SOT, *r])) for r in rows]
         return [" ".join(t.split("<end_of_text>")[0].replace("<start_of_text>", "").split()) for t in texts]
 
-    def _logprobs(self, images, latent, embs, text, row: int | None):
+    def _logprobs(self, images, latent, embs, text, rows):
         import torch
 
-        if row is not None:  # beam search: every open prefix of one image
-            n = len(text)
-            images, latent, embs = (t[row:row + 1].expand(n, *t.shape[1:]) for t in (images, latent, embs))
+        if rows is not None:  # beam search: the open prefixes of every row, rows[i] the image of prefix i
+            images, latent, embs = (t[rows.to(t.device)] for t in (images, latent, embs))
         text = text.to(images.device)
         logits = self.model(images, text, image_latent=latent, image_embs=embs, output_labels=False)["logits"][:, -1]
         return torch.log_softmax(logits.float(), dim=-1)

@@ -118,10 +118,10 @@ class TinyCaptioner:
         self.last_generated_tokens = sum(len(r) for r in rows)
         return [detokenize([self.vocab[i] for i in r if i not in (PAD, BOS, EOS)]) for r in rows]
 
-    def _logprobs(self, memory, prefix, row: int | None):
+    def _logprobs(self, memory, prefix, rows):
         import torch
 
-        mem = memory if row is None else memory[row:row + 1].expand(len(prefix), *memory.shape[1:])
+        mem = memory if rows is None else memory[rows.to(memory.device)]
         return torch.log_softmax(self.model(mem, prefix.to(mem.device))[:, -1].float(), dim=-1)
 
 
