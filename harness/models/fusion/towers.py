@@ -74,8 +74,9 @@ class FrozenTowers:
             import torch
 
             image_tower.to(memory_format=torch.channels_last)
-        self._namespace = _digest(json.dumps({"towers": self.checkpoint, **self.facts, "spec": spec.to_dict(), "device": str(device),
-                                              "precision": str(precision)}, sort_keys=True, default=str).encode())
+        identity = {"towers": self.checkpoint, **self.facts, "spec": spec.to_dict(), "device": str(device),
+                    "precision": str(precision)}  # what a memoised row depends on besides its item
+        self._namespace = _digest(json.dumps(identity, sort_keys=True, default=str).encode())
 
     @property
     def checkpoint(self) -> dict:
