@@ -217,18 +217,20 @@ def test_a_model_that_is_not_what_the_key_planned_is_not_recorded():
 
 def test_the_prefilter_a_task_reads_joins_the_key_with_its_activation():
     """ViLT reranks ViT-B-32/openai's top-k: that prefilter's activation is part of the run key too."""
+    from harness.models.fusion.towers import compute_facts
     from harness.run.runner import Resolved, RunSpec, model_plan
     from harness.tasks.options import RunOptions
 
-    cross = resolve("fusion-early-synth")
+    cross, towers = resolve("fusion-early-synth"), compute_facts("cpu")  # how a fusion model's towers run
     assert model_plan(cross, LoadOptions(), {"prefilter": "ViT-B-32/openai"}) == \
-        [{"prefilter_build": {"activation": "quick_gelu"}}]
-    assert model_plan(cross, LoadOptions(), {"prefilter": "fusion-late-synth"}) == []
+        [{"build": towers, "prefilter_build": {"activation": "quick_gelu"}}]
+    assert model_plan(cross, LoadOptions(), {"prefilter": "fusion-late-synth"}) == \
+        [{"build": towers, "prefilter_build": towers}]
     run = Resolved.of(RunSpec("fusion-early-synth", "synthetic", "retrieval",
                               options=RunOptions(prefilter="tiny-clip-synth", rerank_k=4)))
     assert run.task.auxiliary_models(run.options) == {"prefilter": "tiny-clip-synth"}
     assert model_plan(run.meta, run.load_options("cpu"), run.task.auxiliary_models(run.options)) == \
-        [{"prefilter_build": {"activation": "gelu"}}]
+        [{"build": towers, "prefilter_build": {"activation": "gelu"}}]
 
 
 def test_a_suite_can_ask_for_an_activation():

@@ -150,8 +150,9 @@ def merge_timings(timings: dict) -> tuple[dict, dict | None]:
         if name in SHARDED_STAGES:
             rates = [p["items_per_s"] for p in per if p["items_per_s"] is not None]
             items, cached = sum(p["items"] for p in per), sum(p["cached_items"] for p in per)
-            rate = sum(rates) if rates else None
-            own = replace(own, cached_items=cached, cached=items == cached and cached > 0)
+            reused = sum(p.get("reused_items", 0) for p in per)
+            rate = sum(rates) if rates and not reused else None  # a rank that reused features: no speed
+            own = replace(own, cached_items=cached, cached=items == cached and cached > 0, reused_items=reused)
         else:
             items = own.items
             rate = None if own.items_per_s is None else (items / seconds if seconds > 0 else 0.0)
