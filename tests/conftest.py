@@ -26,6 +26,18 @@ def vlbench_cache(tmp_path_factory):
     return tmp_path_factory.mktemp("vlbench-cache")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def session_env(vlbench_cache):
+    """The same for module- and session-scoped fixtures, which are set up before the per-test
+    env below: they loaded synthetic data into the user's cache, where two xdist workers'
+    first loads of one split raced (one deleting the images the other was writing)."""
+    mp = pytest.MonkeyPatch()
+    for var, value in (("VLBENCH_CACHE", str(vlbench_cache)), ("VLBENCH_OFFLINE", "1"), ("HF_HUB_OFFLINE", "1")):
+        mp.setenv(var, value)
+    yield
+    mp.undo()
+
+
 @pytest.fixture(autouse=True)
 def offline_env(monkeypatch, vlbench_cache, tmp_path):
     """Tests never reach a hub, whatever the machine's network. Generated data is shared by
