@@ -37,7 +37,7 @@ lint: setup
 	$(VENV)/bin/ruff check .
 
 # -n auto: one pytest-xdist worker per core (tests/conftest.py gives each worker's torch one thread):
-# 1,317 tests in 142 s on 2 quiet cores in CI's clean clone (benchmarks/RESULTS.md, "The test suite")
+# 1,326 tests in 154 s on 2 quiet cores in CI's clean clone (benchmarks/RESULTS.md, "The test suite")
 TEST_WORKERS ?= auto
 test: setup
 	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS)
