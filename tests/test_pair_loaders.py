@@ -416,3 +416,28 @@ def test_nlvr2_missing_right_image_and_bad_identifier(tmp_path: Path) -> None:
     write_lines(base / "data" / "dev.json", [{"identifier": "dev-850-0", "sentence": "x", "label": "True"}])
     with pytest.raises(DatasetError, match=r"dev.json:1: identifier 'dev-850-0' is not split-set-pair-sentence"):
         load("nlvr2", "dev", tmp_path)
+
+
+def test_nlvr2_run_key_covers_every_right_image(tmp_path: Path) -> None:
+    """A probe fits on train's pairs and scores dev's: rewriting a right image of either split
+    under its old name is a new run (the key's image digests cover both sides)."""
+    from harness.run.runner import Resolved, RunSpec, images_content
+    from harness.tasks.options import RunOptions
+
+    base = make_nlvr2(tmp_path)
+    run = Resolved.of(RunSpec("tiny-clip-synth", "nlvr2", "image_text_classification", "dev",
+                              options=RunOptions(data_root=str(tmp_path))))
+
+    def digests() -> dict:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            data = run.load_data()
+        return images_content(data, run.options)
+
+    before = digests()
+    write_png(base / "images" / "train" / "14" / "train-3-2-img1.png", shade=200)  # train's right image
+    after_train = digests()
+    assert after_train["train_images_digest"] != before["train_images_digest"]
+    assert after_train["images_digest"] == before["images_digest"]
+    write_png(base / "images" / "dev" / "dev-850-1-img1.png", shade=30)  # a dev right image
+    assert digests()["images_digest"] != after_train["images_digest"]

@@ -86,6 +86,14 @@ class ImageTextLabelData:
         return len(self.texts)
 
     @property
+    def all_images(self) -> ImageSet:
+        """Every image an item reads: the left ones, then a pair dataset's right ones (what a
+        run key's image digest must cover)."""
+        if self.images_right is None:
+            return self.images
+        return ImageSet(list(self.images.paths) + list(self.images_right.paths))
+
+    @property
     def is_pair(self) -> bool:
         """True when each item has a left and a right image (NLVR2)."""
         return self.images_right is not None

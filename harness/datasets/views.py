@@ -158,9 +158,7 @@ class ImageTextProbeData(_FitAndEval):
     def images(self) -> ImageSet:
         """The evaluation split's images, the right images of a pair dataset after the left
         ones, so the run key's image digest covers both."""
-        if self.eval.images_right is None:
-            return self.eval.images
-        return ImageSet(list(self.eval.images.paths) + list(self.eval.images_right.paths))
+        return self.eval.all_images
 
     @property
     def info(self) -> dict[str, Any]:

@@ -320,9 +320,9 @@ def images_content(data, opts: RunOptions, reads_images: bool = True) -> dict:
     if not reads_images:
         return {"images_digest": None}
     out = {"images_digest": images_digest(data.images, opts.cache_dir)}
-    train = getattr(data, "train", None)  # a linear probe is fitted on another split's images too
-    if train is not None:
-        out["train_images_digest"] = images_digest(train.images, opts.cache_dir)
+    train = getattr(data, "train", None)  # a probe is fitted on another split's images too
+    if train is not None:  # all of them: an image pair's right images (NLVR2) as well
+        out["train_images_digest"] = images_digest(getattr(train, "all_images", train.images), opts.cache_dir)
     return out
 
 
