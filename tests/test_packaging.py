@@ -104,7 +104,8 @@ def test_unpacked_wheel_runs_without_a_checkout_and_takes_user_files(wheel, tmp_
 
 
 def test_unpacked_wheel_reads_a_jsonl_folder(wheel, tmp_path):
-    """``jsonl:DIR`` needs no manifest entry and no checkout: the installed package reads it."""
+    """``jsonl:DIR`` needs no manifest entry and no checkout: the installed package reads it and
+    runs image_text_classification on it."""
     import json
 
     from tests.test_pair_loaders import write_png
@@ -112,7 +113,8 @@ def test_unpacked_wheel_reads_a_jsonl_folder(wheel, tmp_path):
     site, data = tmp_path / "site", tmp_path / "my data"
     with zipfile.ZipFile(wheel) as zf:
         zf.extractall(site)
-    for split, rows in (("train", [("a.png", "sunny", "pos"), ("b.png", "rain", "neg"), ("c.png", "sun", "pos")]),
+    for split, rows in (("train", [("a.png", "sunny", "pos"), ("b.png", "rain", "neg"), ("c.png", "sun", "pos"),
+                                   ("e.png", "hail", "neg")]),
                         ("test", [("d.png", "storm", "neg")])):
         (data / "imgs").mkdir(parents=True, exist_ok=True)
         (data / f"{split}.jsonl").write_text("".join(json.dumps({"image": f"imgs/{f}", "text": t, "label": y}) + "\n"
@@ -123,7 +125,15 @@ def test_unpacked_wheel_reads_a_jsonl_folder(wheel, tmp_path):
     out = subprocess.run([sys.executable, "-m", "harness", "data", "describe", f"jsonl:{data}", "--split", "train"],
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "image_text_classification.items: 3" in out.stdout and "class_counts: neg=1, pos=2" in out.stdout
+    assert "image_text_classification.items: 4" in out.stdout and "class_counts: neg=2, pos=2" in out.stdout
+    run = subprocess.run([sys.executable, "-m", "harness", "run", "--model", "tiny-clip-synth", "--dataset",
+                          f"jsonl:{data}", "--task", "image_text_classification", "--results", str(tmp_path / "res"),
+                          "--quiet"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    (record,) = [p for p in (tmp_path / "res").rglob("*.json") if p.name.count(".") == 1]  # not its sidecar
+    rec = json.loads(record.read_text())
+    assert rec["task"] == "image_text_classification" and rec["dataset"]["items"] == 1
+    assert rec["dataset"]["train_items"] == 4 and set(rec["metrics"]) >= {"acc", "macro_f1", "acc_image_only"}
 
 
 def _imports(tree) -> tuple[set[str], set[str]]:
