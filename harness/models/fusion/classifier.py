@@ -33,6 +33,7 @@ from torch import nn
 
 from harness.core.errors import UserError
 from harness.models.fusion.heads import HeadConfig, _mlp, build_head
+from harness.models.fusion.towers import HeadOverTowers
 
 KINDS = ("binary", "multiclass", "multilabel")
 
@@ -154,20 +155,10 @@ def load_state(clf: FusionClassifier, state: dict, what: str, path) -> FusionCla
 
 # ------------------------------------------------------------------------------ adapter
 
-class FittedFusionClassifier:
+class FittedFusionClassifier(HeadOverTowers):
     """``vlbench run`` over a fitted classifier checkpoint: the frozen towers + the fitted head.
     It predicts its own labels (:class:`harness.core.interfaces.LabelPredictor`) and hands the
     towers' pooled features out for the modality ablations; it does no matching."""
-
-    def __init__(self, name: str, towers, head: FusionClassifier, checkpoint: dict):
-        self.name, self.towers, self.head, self.checkpoint = name, towers, head.to(towers.device), checkpoint
-        modules = {"head": head}
-        for key, tower in (("image_tower", towers.image_tower), ("text_tower", towers.text_tower)):
-            module = tower if isinstance(tower, nn.Module) else getattr(tower, "model", None)
-            if isinstance(module, nn.Module):
-                modules[key] = module
-        self.model = nn.ModuleDict(modules)  # what the runner counts as params
-        self.compute_facts = dict(towers.facts)  # how the towers run (model_facts; in the run key)
 
     @property
     def label_space(self) -> LabelSpace:
@@ -176,12 +167,6 @@ class FittedFusionClassifier:
     @property
     def design(self) -> str:
         return self.head.cfg.kind
-
-    def image_transform(self):
-        return self.towers.image_transform()
-
-    def tokenize(self, texts: Sequence[str]) -> list[str]:
-        return list(texts)  # the frozen text tower tokenises inside text_features
 
     def image_features(self, pixels) -> dict:
         """Per image, once: ``prep`` (what the head keeps of it) and ``pooled`` (the image

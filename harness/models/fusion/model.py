@@ -22,7 +22,13 @@ from harness.core.interfaces import (
     WeightsUnavailableError,
 )
 from harness.models import weights as W
-from harness.models.fusion.towers import FLICKR_TOWERS, SYNTHETIC_TOWERS, TowerSpec, compute_facts
+from harness.models.fusion.towers import (
+    FLICKR_TOWERS,
+    SYNTHETIC_TOWERS,
+    HeadOverTowers,
+    TowerSpec,
+    compute_facts,
+)
 
 WEIGHTS_DIR = W.SHIPPED_DIR
 METADATA_KEY = "vlbench.fusion"
@@ -173,29 +179,8 @@ def load_head(path: str | Path, what: str):
 
 # ------------------------------------------------------------------------------ adapters
 
-class _FusionBase:
-    def __init__(self, name: str, towers, head, checkpoint: dict):
-        import torch
-
-        self.name, self.towers, self.head, self.checkpoint = name, towers, head.to(towers.device), checkpoint
-        modules = {"head": head}
-        for key, tower in (("image_tower", towers.image_tower), ("text_tower", towers.text_tower)):
-            module = tower if isinstance(tower, torch.nn.Module) else getattr(tower, "model", None)
-            if isinstance(module, torch.nn.Module):
-                modules[key] = module
-        self.model = torch.nn.ModuleDict(modules)  # what the runner counts as params
-        self.compute_facts = dict(towers.facts)  # how the towers run (model_facts; in the run key)
-
-    def image_transform(self):
-        return self.towers.image_transform()
-
-    def tokenize(self, texts: Sequence[str]) -> list[str]:
-        return list(texts)  # the frozen text tower tokenises inside text_features
-
-    def text_limit(self):
-        """The frozen text tower's limit (None when it does not say)."""
-        get = getattr(self.towers.text_tower, "text_limit", None)
-        return get() if callable(get) else None
+class _FusionBase(HeadOverTowers):
+    """A shipped matching head over the frozen towers."""
 
 
 class FusionDualEncoder(_FusionBase):

@@ -143,6 +143,35 @@ class FrozenTowers:
         return {k: torch.stack([r[k] for r in rows]).to(self.device) for k in rows[0]}
 
 
+class HeadOverTowers:
+    """What every fusion adapter is: a head (matching or fitted classifier) over frozen towers.
+    ``model`` holds the head and the towers' modules (what the runner counts as params);
+    ``compute_facts`` how the towers run (``model_facts``; in the run key)."""
+
+    def __init__(self, name: str, towers: FrozenTowers, head, checkpoint: dict):
+        import torch
+
+        self.name, self.towers, self.head, self.checkpoint = name, towers, head.to(towers.device), checkpoint
+        modules = {"head": head}
+        for key, tower in (("image_tower", towers.image_tower), ("text_tower", towers.text_tower)):
+            module = tower if isinstance(tower, torch.nn.Module) else getattr(tower, "model", None)
+            if isinstance(module, torch.nn.Module):
+                modules[key] = module
+        self.model = torch.nn.ModuleDict(modules)
+        self.compute_facts = dict(towers.facts)
+
+    def image_transform(self):
+        return self.towers.image_transform()
+
+    def tokenize(self, texts: Sequence[str]) -> list[str]:
+        return list(texts)  # the frozen text tower tokenises inside text_features
+
+    def text_limit(self):
+        """The frozen text tower's limit (None when it does not say)."""
+        get = getattr(self.towers.text_tower, "text_limit", None)
+        return get() if callable(get) else None
+
+
 def _digest(data, shape: tuple = ()) -> str:
     h = hashlib.blake2b(digest_size=16)
     h.update(repr(tuple(shape)).encode())
