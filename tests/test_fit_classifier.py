@@ -264,7 +264,7 @@ def test_bad_fit_options_and_data(tmp_path, towers, capsys):
             (["fit", "fusion-late-synth", "--task", "zeroshot"], "retrieval (matching) or image_text_classification"),
             (["fit", "fusion-late-synth", "--task", "image_text_classification", "--dataset", "synthetic-qa",
               "--select-split", "val"], "--select-split applies to the matching fit"),
-            (["fit", "fusion-late-synth", "--dataset", "synthetic-qa", "--limit", "5"], "--limit and --name apply"),
+            (["fit", "fusion-late-synth", "--dataset", "synthetic-qa", "--limit", "5"], "--limit, --name and --init apply"),
             (["fit", "fusion-late-synth", "--task", "image_text_classification", "--dataset", "synthetic"],
              "has no image + text -> label view"),
             (["fit", "fusion-late-synth", "--task", "image_text_classification", "--dataset", "jsonl:/nonexistent"],
@@ -282,3 +282,57 @@ def test_bad_fit_options_and_data(tmp_path, towers, capsys):
                                                    + "\n" + next(x for x in lines if '"red"' in x) + "\n")
     with pytest.raises(UserError, match="class 'red' has 1 item"):
         fit("late", dataset, tmp_path / "fits", towers)
+
+
+# ------------------------------------------------------------------ --init from a matching head
+
+def _matching_checkpoint(kind, towers, path, tower_spec=None, **head_options):
+    """A matching head of ``kind`` over the tiny towers, weights away from any seeded init."""
+    from harness.models.fusion.heads import HeadConfig, build_head
+
+    grid = towers.image_features(torch.zeros(1, 3, 64, 64))["grid"].shape[1]
+    cfg = HeadConfig(kind=kind, image_dim=towers.image_dim, text_dim=towers.text_dim, grid_tokens=grid,
+                     text_tokens=TINY.text_max_tokens, **{**SMALL, **head_options})
+    head = build_head(cfg)
+    torch.manual_seed(7)
+    with torch.no_grad():
+        for p in head.parameters():
+            p.copy_(torch.randn_like(p) * 0.05)
+    FU.save_checkpoint(path, head, tower_spec or towers.spec)
+    return head
+
+
+@pytest.mark.parametrize("kind", ["late", "xattn"])
+def test_init_starts_the_trunk_from_a_matching_checkpoint(kind, towers, tmp_path):
+    dataset = write_jsonl_dir(tmp_path / "data", "multiclass")
+    head = _matching_checkpoint(kind, towers, tmp_path / "match.safetensors")
+    card = fit(kind, dataset, tmp_path / "fits", towers, epochs=1, lrs=(1e-9,), init=str(tmp_path / "match.safetensors"))
+    saved = _tensors(tmp_path / "fits" / card["checkpoint"])
+    trunk = {k[len("trunk."):]: v for k, v in saved.items() if k.startswith("trunk.")}
+    theirs = head.state_dict()
+    assert trunk and set(trunk) <= set(theirs)  # the match output is not carried over
+    for key, value in trunk.items():  # lr 1e-9: the trunk is the checkpoint's, up to fp16
+        torch.testing.assert_close(value.float(), theirs[key].half().float(), atol=1e-3, rtol=0)
+    assert card["init"]["trunk_from"] == str(tmp_path / "match.safetensors") and len(card["init"]["sha256"]) == 64
+    scratch = fit(kind, dataset, tmp_path / "scratch", towers, epochs=1, lrs=(1e-9,))
+    assert scratch["init"] is None
+    first = next(iter(trunk))
+    assert not torch.allclose(_tensors(tmp_path / "scratch" / scratch["checkpoint"])["trunk." + first].float(),
+                              trunk[first].float(), atol=1e-3)
+
+
+def test_init_from_another_design_or_size_is_one_clear_error(towers, tmp_path):
+    dataset = write_jsonl_dir(tmp_path / "data", "multiclass")
+    _matching_checkpoint("late", towers, tmp_path / "late.safetensors")
+    with pytest.raises(OptionError, match=r"--init .*late.safetensors: a late head; fusion-xattn-synth fits a "
+                                          r"xattn classifier"):
+        fit("xattn", dataset, tmp_path / "fits", towers, init=str(tmp_path / "late.safetensors"))
+    _matching_checkpoint("late", towers, tmp_path / "wide.safetensors", dim=48)
+    with pytest.raises(OptionError, match=r"dim: 48 in the checkpoint, 32 here"):
+        fit("late", dataset, tmp_path / "fits", towers, init=str(tmp_path / "wide.safetensors"))
+    from dataclasses import replace
+
+    _matching_checkpoint("late", towers, tmp_path / "big.safetensors", tower_spec=replace(TINY, image_size=96))
+    with pytest.raises(OptionError, match=r"big.safetensors: trained over other tower settings .*'image_size': 96"):
+        fit("late", dataset, tmp_path / "fits", towers, init=str(tmp_path / "big.safetensors"))
+    assert not (tmp_path / "fits").exists() or not list((tmp_path / "fits").iterdir())  # nothing written

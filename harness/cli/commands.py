@@ -217,8 +217,8 @@ def cmd_fit(args) -> int:
         from harness.training.classifier_fit import fit_command
     else:
         from harness.training.fusion_fit import fit_command
-        if args.limit is not None or args.name is not None:
-            raise UserError("--limit and --name apply to fit --task image_text_classification")
+        if args.limit is not None or args.name is not None or args.init is not None:
+            raise UserError("--limit, --name and --init apply to fit --task image_text_classification")
     fit_command(SPECS[meta.name], args)
     return 0
 

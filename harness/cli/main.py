@@ -131,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train on a seeded subset of whole hard-negative families (default: the recipe's)")
     p.add_argument("--prefilter-weights", default=None,
                    help="cross heads: late-fusion checkpoint that mines negatives and prefilters (default: shipped)")
+    p.add_argument("--init", default=None,
+                   help="classifier: start the trunk from a matching checkpoint of the same design "
+                        "(a path, or 'matching' for the model's shipped one); default: seeded random")
     p.add_argument("--data-root", default=os.environ.get("VLBENCH_DATA"))
     progress.add_arguments(p)
 

@@ -66,6 +66,9 @@ class ClassifierFitOptions:
     holdout: float = 0.2          # share of train held out for choosing the learning rate and epoch
     limit: int | None = None      # a seeded subset of train items (tests, quick looks)
     extract_batch_size: int = 64
+    # a matching checkpoint of the same design whose trunk (everything but its match output)
+    # starts the classifier, instead of the seeded random init; the label layer starts fresh
+    init: str | None = None
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "extract_batch_size"):
@@ -133,12 +136,14 @@ def _better(a: dict, b: dict | None) -> bool:
 
 
 def train_one(cfg: HeadConfig, labels: LabelSpace, feats: ItemFeatures, y, split: D.Holdout, lr: float,
-              opts: ClassifierFitOptions, bar, log) -> dict:
+              opts: ClassifierFitOptions, bar, log, init_state: dict | None = None) -> dict:
     """One learning rate: ``epochs`` passes over the fitted part, scored on the held-out part
     after each; the best epoch's state (see the module docstring for the rule)."""
     torch.manual_seed(opts.seed)
     gen = torch.Generator().manual_seed(opts.seed)
     clf = FusionClassifier(cfg, labels)
+    if init_state is not None:
+        clf.trunk.load_state_dict(init_state)  # keys checked by matching_trunk
     fit_items, held_items = torch.as_tensor(split.fit), torch.as_tensor(split.held)
     steps = math.ceil(len(fit_items) / opts.batch_size)
     opt, sched = optimizer(clf, lr, opts.weight_decay, opts.warmup_steps, steps * opts.epochs)
@@ -165,6 +170,33 @@ def train_one(cfg: HeadConfig, labels: LabelSpace, feats: ItemFeatures, y, split
             "epoch": max(h["epoch"] for h in history if h.get("best_so_far"))}
 
 
+def load_init(path: str | Path, spec: FU.FusionSpec, towers_spec):
+    """The matching head ``--init`` names, checked against this fit before any feature is
+    computed: same design, same towers (one clear error otherwise)."""
+    head, theirs = FU.load_head(path, f"--init {path}")
+    if head.cfg.kind != spec.head:
+        raise OptionError(f"--init {path}: a {head.cfg.kind} head; {spec.name} fits a {spec.head} classifier")
+    if theirs != towers_spec:
+        raise OptionError(f"--init {path}: trained over other tower settings ({theirs.to_dict()}) than this "
+                          f"fit's ({towers_spec.to_dict()})")
+    return head
+
+
+def matching_trunk(head, path, cfg: HeadConfig, labels: LabelSpace) -> dict:
+    """A matching head's trunk state for a classifier of ``cfg`` (the same sizes, else one clear
+    error); its match output (the late temperature, the cross heads' match MLP) is left out."""
+    theirs, ours = head.cfg.to_dict(), cfg.to_dict()
+    if theirs != ours:
+        diff = "; ".join(f"{k}: {v} in the checkpoint, {ours.get(k)} here" for k, v in theirs.items() if ours.get(k) != v)
+        raise OptionError(f"--init {path}: its head does not fit this classifier ({diff})")
+    trunk = FusionClassifier(cfg, labels).trunk.state_dict()
+    state = {k: v for k, v in head.state_dict().items() if k in trunk}
+    missing = sorted(set(trunk) - set(state))
+    if missing:
+        raise OptionError(f"--init {path}: the checkpoint lacks trunk weights {missing[:3]}")
+    return state
+
+
 def slug(text: str) -> str:
     """A file-name part of a dataset name (``jsonl:/a/b`` -> ``jsonl-b``).
 
@@ -185,6 +217,7 @@ def fit_classifier(spec: FU.FusionSpec, dataset: str, split: str, out: Path, opt
     dataset, data = D.load_train(dataset, split, data_root, opts.limit, opts.seed)
     split_parts = D.holdout(data, opts.holdout, opts.seed)  # checked before any feature is computed
     towers = towers or load_towers(spec.towers)
+    init_head = load_init(opts.init, spec, towers.spec) if opts.init else None
     raw = D.item_features(towers, data, opts.extract_batch_size, lambda m: log(f"features: {m}"))
     feats, y = ItemFeatures(raw), D.targets(data)
     feature_s = time.perf_counter() - started
@@ -192,12 +225,13 @@ def fit_classifier(spec: FU.FusionSpec, dataset: str, split: str, out: Path, opt
     cfg = HeadConfig(kind=spec.head, image_dim=towers.image_dim, text_dim=towers.text_dim,
                      grid_tokens=raw["image.grid"].shape[1], text_tokens=towers.spec.text_max_tokens,
                      **spec.head_options)
+    init_state = matching_trunk(init_head, opts.init, cfg, labels) if init_head is not None else None
     steps = math.ceil(len(split_parts.fit) / opts.batch_size)
     runs, winner = [], None
     with progress.bar(f"fit {spec.name} on {dataset}", steps * opts.epochs * len(opts.lrs), unit="step") as bar:
         for lr in opts.lrs:
             bar.set_description(f"fit {spec.name} lr {lr:g}")
-            run = train_one(cfg, labels, feats, y, split_parts, lr, opts, bar, log)
+            run = train_one(cfg, labels, feats, y, split_parts, lr, opts, bar, log, init_state)
             runs.append(run)
             if _better(run["best"], winner["best"] if winner else None):
                 winner = run
@@ -233,6 +267,8 @@ def _card(spec, dataset, data, split_parts, opts, cfg, clf, towers, runs, winner
         "saved_weights": "the chosen epoch of the run on the fitted part (no refit on all of train); held_out "
                          "figures re-measured from the saved fp16 weights",
         "recipe": {**asdict(opts), "lrs": list(opts.lrs)},
+        "init": None if not opts.init else {"trunk_from": str(opts.init), "sha256": file_digest(opts.init),
+                                            "note": "trunk from this matching checkpoint; label layer seeded"},
         "recipe_doc": "harness/training/classifier_fit.py (module docstring)",
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "torch": torch.__version__,
         "checkpoint": ckpt.name, "checkpoint_sha256": file_digest(ckpt),
@@ -262,16 +298,20 @@ def fit_command(spec: FU.FusionSpec, args) -> dict:
     if not args.dataset:
         raise OptionError("fit --task image_text_classification needs --dataset D (an image + text -> label "
                           "dataset: vlbench list datasets, or jsonl:DIR)")
+    init = getattr(args, "init", None)
+    if init == "matching":  # the model's own shipped matching head
+        init = str(FU.checkpoint_path(spec.name))
     opts = replace(ClassifierFitOptions(),
                    **{k: v for k, v in {"epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed,
-                                        "limit": args.limit}.items() if v is not None},
+                                        "limit": args.limit, "init": init}.items() if v is not None},
                    **({"lrs": (args.lr,)} if args.lr is not None else {}))
     out = Path(args.out) if args.out else results_dir(None) / "fits"
     command = (f"vlbench fit {spec.name} --task {D.TASK} --dataset {args.dataset} --split {args.split} "
                f"--out {out} --epochs {opts.epochs} --batch-size {opts.batch_size} --seed {opts.seed}"
                + (f" --lr {args.lr}" if args.lr is not None else "")
                + (f" --limit {opts.limit}" if opts.limit else "") + (f" --name {args.name}" if args.name else "")
-               + (f" --data-root {args.data_root}" if args.data_root else ""))
+               + (f" --data-root {args.data_root}" if args.data_root else "")
+               + (f" --init {opts.init}" if opts.init else ""))
     card = fit_classifier(spec, args.dataset, args.split, out, opts, name=args.name, data_root=args.data_root,
                           command=command, log=progress.echo)
     sel = card["selection"]
