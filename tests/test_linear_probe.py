@@ -256,3 +256,26 @@ def test_a_fit_leaves_the_blas_threads_as_it_found_them() -> None:
     x, y, _, _ = overlapping(n=200, seed=4)
     P.fit_logistic(x.float(), y, 4, 1.0)
     assert [lib["num_threads"] for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas"] == before
+
+
+def test_the_objective_is_the_mean_cross_entropy_plus_l2_with_its_exact_gradient() -> None:
+    """The fused loss / gradient scipy minimises, against torch autograd on the same float64
+    objective (the gradient's product is computed transposed for speed: same values)."""
+    import contextlib
+
+    import numpy as np
+
+    g = torch.Generator().manual_seed(3)
+    n, d, k, l2 = 257, 40, 5, 0.03
+    x = torch.randn(n, d, generator=g, dtype=torch.float64)
+    y = torch.randint(0, k, (n,), generator=g)
+    theta = torch.randn(d * k + k, generator=g, dtype=torch.float64) * 0.3
+    obj = P._Objective(x.numpy(), y.numpy(), k, l2, threads=contextlib.nullcontext)
+    loss, grad = obj(theta.numpy().copy())
+    t = theta.clone().requires_grad_(True)
+    w, b = t[: d * k].view(d, k), t[d * k:]
+    ref = torch.nn.functional.cross_entropy(x @ w + b, y) + 0.5 * l2 * (w * w).sum()
+    ref.backward()
+    ref = ref.detach()
+    assert abs(loss - ref.item()) < 1e-12 * max(1.0, abs(ref.item()))
+    np.testing.assert_allclose(grad, t.grad.numpy(), rtol=1e-10, atol=1e-13)

@@ -123,7 +123,9 @@ class _Objective:
         p[self.rows, self.y] -= 1.0
         p /= n
         grad = np.empty_like(theta)
-        np.matmul(self.x.T, p, out=grad[: d * self.k].reshape(d, self.k))
+        # (p^T x)^T, not x^T p: the same numbers bit for bit (OpenBLAS 0.3.31, 810 shapes, 1 and 2
+        # threads) in half the time -- x^T p packs all of x for a k-column product
+        grad[: d * self.k].reshape(d, self.k)[...] = (p.T @ self.x).T
         grad[: d * self.k] += self.l2 * w.ravel()
         grad[d * self.k:] = p.sum(axis=0)
         return float(loss), grad
