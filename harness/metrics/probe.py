@@ -95,8 +95,8 @@ def fit_logistic(x: torch.Tensor, y: torch.Tensor, num_classes: int, c: float, m
 
 class _Objective:
     """``mean CE + l2 / 2 * ||W||^2`` and its gradient for scipy: one product of the features
-    forward (x @ W) and one back (x^T @ residual), both (N, D) x (D, classes)-shaped for BLAS,
-    inside ``threads()`` (a context giving BLAS its threads back for them)."""
+    forward (x @ W) and one back ((residual^T @ x)^T), inside ``threads()`` (a context giving
+    BLAS its threads back for them)."""
 
     def __init__(self, x, y, num_classes: int, l2: float, threads):
         import numpy as np
