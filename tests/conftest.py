@@ -26,13 +26,18 @@ def vlbench_cache(tmp_path_factory):
     return tmp_path_factory.mktemp("vlbench-cache")
 
 
+def _shared_env(cache) -> tuple[tuple[str, str], ...]:
+    """The variables every fixture and test runs under: offline, the session's generated data."""
+    return (("VLBENCH_CACHE", str(cache)), ("VLBENCH_OFFLINE", "1"), ("HF_HUB_OFFLINE", "1"))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def session_env(vlbench_cache):
     """The same for module- and session-scoped fixtures, which are set up before the per-test
     env below: they loaded synthetic data into the user's cache, where two xdist workers'
     first loads of one split raced (one deleting the images the other was writing)."""
     mp = pytest.MonkeyPatch()
-    for var, value in (("VLBENCH_CACHE", str(vlbench_cache)), ("VLBENCH_OFFLINE", "1"), ("HF_HUB_OFFLINE", "1")):
+    for var, value in _shared_env(vlbench_cache):
         mp.setenv(var, value)
     yield
     mp.undo()
@@ -43,9 +48,8 @@ def offline_env(monkeypatch, vlbench_cache, tmp_path):
     """Tests never reach a hub, whatever the machine's network. Generated data is shared by
     the session; embeddings are cached per test, so no test sees another's cache hits."""
     monkeypatch.setenv("VLBENCH_EMBEDDINGS", str(tmp_path / "embeddings"))
-    monkeypatch.setenv("VLBENCH_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("VLBENCH_CACHE", str(vlbench_cache))
+    for var, value in _shared_env(vlbench_cache):
+        monkeypatch.setenv(var, value)
     monkeypatch.delenv("VLBENCH_RESULTS", raising=False)
     yield
     memo = sys.modules.get("harness.core.memo")

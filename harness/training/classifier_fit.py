@@ -298,7 +298,7 @@ def fit_command(spec: FU.FusionSpec, args) -> dict:
     if not args.dataset:
         raise OptionError("fit --task image_text_classification needs --dataset D (an image + text -> label "
                           "dataset: vlbench list datasets, or jsonl:DIR)")
-    init = getattr(args, "init", None)
+    init = args.init
     if init == "matching":  # the model's own shipped matching head
         init = str(FU.checkpoint_path(spec.name))
     opts = replace(ClassifierFitOptions(),
